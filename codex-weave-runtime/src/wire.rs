@@ -1,0 +1,224 @@
+//! The wire v1 envelope: one JSON object per line on the socket, and the body of every record in
+//! the event log. Absent optional fields are omitted on output; unknown fields are ignored on
+//! input so that newer clients never break an older bus.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ErrorCode;
+
+/// The only protocol version this crate speaks.
+pub const WIRE_VERSION: u32 = 1;
+
+/// `src` of every line the bus itself originates (notices, events, task updates).
+pub const BUS_SRC: &str = "weave";
+
+/// One protocol line. `P` is the payload type: [`Value`] for general use; a pre-encoded
+/// `Box<RawValue>` lets a transport embed stored JSON byte-for-byte without re-parsing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "P: Deserialize<'de>"))]
+pub struct Envelope<P = Value> {
+    /// Protocol version; a missing `v` decodes as 0 and is refused as unsupported.
+    #[serde(default)]
+    pub v: u32,
+    /// The request, response or event type, e.g. `message.send`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Unique id of this line (clients use UUIDv4).
+    #[serde(default)]
+    pub id: String,
+    /// RFC 3339 timestamp set by the writer of the line.
+    #[serde(default)]
+    pub ts: String,
+    /// Sender: an agent id, a client id, or [`BUS_SRC`].
+    #[serde(default)]
+    pub src: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// On a response: the `id` of the request it answers. On a delivery: the original message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<P>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
+}
+
+impl<P> Default for Envelope<P> {
+    fn default() -> Self {
+        Self {
+            v: WIRE_VERSION,
+            kind: String::new(),
+            id: String::new(),
+            ts: String::new(),
+            src: String::new(),
+            dst: None,
+            topic: None,
+            session: None,
+            seq: None,
+            idempotency_key: None,
+            corr: None,
+            payload: None,
+            payload_ref: None,
+            content_type: None,
+            size: None,
+            meta: None,
+            status: None,
+            error: None,
+            ack: None,
+        }
+    }
+}
+
+impl<P> Envelope<P> {
+    /// A new line of `kind` with the given id, timestamp and sender.
+    pub fn new(kind: impl Into<String>, id: String, ts: String, src: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            id,
+            ts,
+            src: src.into(),
+            ..Self::default()
+        }
+    }
+
+    /// `true` for a response line: it carries a `status`.
+    pub fn is_response(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// The error code of an error response, if any.
+    pub fn error_code(&self) -> Option<&str> {
+        self.error.as_ref().map(|e| e.code.as_str())
+    }
+}
+
+/// `status` of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Error,
+}
+
+/// `error` of an error response. `code` is one of [`ErrorCode`]'s strings; it stays a string
+/// on the wire type so that a client can read codes newer than it knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code: code.as_str().to_owned(),
+            message: message.into(),
+            detail: None,
+        }
+    }
+}
+
+/// The `ack` block of a `message.send`: how the receiver acknowledges it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AckMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Acknowledgement mode. `auto`: the receiving client acks on receipt; `manual`: the receiving
+/// application acks when it has handled the message; `none`: never acked, never redelivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    #[default]
+    Auto,
+    Manual,
+    None,
+}
+
+impl AckMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckMode::Auto => "auto",
+            AckMode::Manual => "manual",
+            AckMode::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(AckMode::Auto),
+            "manual" => Some(AckMode::Manual),
+            "none" => Some(AckMode::None),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a session's event log: every observable change, numbered per session.
+/// The same record is served by `events.history`, `events.stream` and (later) HTTP and SSE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "P: Deserialize<'de>"))]
+pub struct Record<P = Value> {
+    /// Per-session sequence number, starting at 1, strictly increasing, never reused.
+    pub seq: u64,
+    /// RFC 3339 time the bus committed the record.
+    pub ts: String,
+    pub envelope: Envelope<P>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn absent_options_are_omitted_and_unknown_fields_tolerated() {
+        let line = r#"{"v":1,"type":"session.list","id":"a","ts":"t","src":"x","future":42}"#;
+        let env: Envelope = serde_json::from_str(line).unwrap();
+        assert_eq!(env.kind, "session.list");
+        assert_eq!(
+            serde_json::to_value(&env).unwrap(),
+            json!({"v":1,"type":"session.list","id":"a","ts":"t","src":"x"})
+        );
+    }
+
+    #[test]
+    fn every_field_round_trips() {
+        let value = json!({
+            "v": 1, "type": "message.send", "id": "i", "ts": "t", "src": "s", "dst": "d",
+            "topic": "agent.d.inbox", "session": "S", "seq": 3, "idempotency_key": "k",
+            "corr": "c", "payload": {"text": "hi"}, "payload_ref": "r",
+            "content_type": "text/plain", "size": 2, "meta": {"weave": {}},
+            "status": "error", "error": {"code": "bad_request", "message": "m", "detail": [1]},
+            "ack": {"mode": "manual", "timeout_ms": 50}
+        });
+        let env: Envelope = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&env).unwrap(), value);
+    }
+}

@@ -1,0 +1,193 @@
+//! The async socket client: one connection, requests matched to responses by `corr`, and every
+//! other line (deliveries, notices, stream records) handed to the caller in arrival order.
+//!
+//! Two tasks serve a connection: a writer draining an unbounded queue of lines (so `send` never
+//! waits on the socket) and a reader that routes each decoded line.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use codex_weave_runtime::{Envelope, ErrorBody, Status};
+use futures::StreamExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+
+use crate::codec::{NdjsonCodec, DEFAULT_MAX_LINE};
+use crate::time::now_rfc3339;
+
+/// Lines that are not responses to this client's requests, in arrival order. Ends when the
+/// connection closes.
+pub type Events = mpsc::UnboundedReceiver<Envelope>;
+
+#[derive(Debug)]
+pub enum ClientError {
+    Io(io::Error),
+    /// The connection closed before the response arrived.
+    Closed,
+    /// The bus answered `status: "error"`.
+    Refused(ErrorBody),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "socket error: {e}"),
+            ClientError::Closed => f.write_str("connection closed"),
+            ClientError::Refused(e) => write!(f, "{}: {}", e.code, e.message),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl ClientError {
+    /// The bus's error code when the bus refused the request.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Refused(e) => Some(&e.code),
+            _ => None,
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Envelope>>>>;
+
+/// A connection to the bus. Cheap to clone; the connection closes when every clone is dropped
+/// and the bus has nothing more to send.
+#[derive(Clone, Debug)]
+pub struct Client {
+    out: mpsc::UnboundedSender<Bytes>,
+    pending: Pending,
+}
+
+impl Client {
+    /// Connects to the bus socket at `path`.
+    pub async fn connect(path: impl AsRef<Path>) -> io::Result<(Client, Events)> {
+        let stream = UnixStream::connect(path).await?;
+        Ok(Self::from_stream(stream))
+    }
+
+    /// Wraps an already connected stream.
+    pub fn from_stream(stream: UnixStream) -> (Client, Events) {
+        let (read, write) = stream.into_split();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let pending: Pending = Arc::default();
+        tokio::spawn(write_lines(write, out_rx));
+        tokio::spawn(read_lines(read, pending.clone(), events_tx));
+        (
+            Client {
+                out: out_tx,
+                pending,
+            },
+            events_rx,
+        )
+    }
+
+    /// Sends a request and waits for the line whose `corr` is its id. Fills `v`, `id` and `ts`
+    /// when empty. Returns the response whatever its status; see [`Client::call`].
+    pub async fn request(&self, mut env: Envelope) -> Result<Envelope, ClientError> {
+        fill(&mut env);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(env.id.clone(), tx);
+        if let Err(e) = self.send(env.clone()) {
+            self.pending.lock().unwrap().remove(&env.id);
+            return Err(e);
+        }
+        rx.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Like [`Client::request`], but an error response becomes [`ClientError::Refused`].
+    pub async fn call(&self, env: Envelope) -> Result<Envelope, ClientError> {
+        let resp = self.request(env).await?;
+        match (resp.status, resp.error.clone()) {
+            (Some(Status::Ok), _) => Ok(resp),
+            (_, Some(err)) => Err(ClientError::Refused(err)),
+            _ => Err(ClientError::Refused(ErrorBody {
+                code: "internal".into(),
+                message: "response without status".into(),
+                detail: None,
+            })),
+        }
+    }
+
+    /// Sends a line without waiting for anything (e.g. `message.ack`).
+    pub fn send(&self, mut env: Envelope) -> Result<(), ClientError> {
+        fill(&mut env);
+        let line = serde_json::to_vec(&env).map_err(|e| ClientError::Io(e.into()))?;
+        self.send_raw(Bytes::from(line))
+    }
+
+    /// Sends one raw line (without its `\n`); for tests of bad input.
+    pub fn send_raw(&self, line: Bytes) -> Result<(), ClientError> {
+        self.out.send(line).map_err(|_| ClientError::Closed)
+    }
+
+    /// `true` once the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.out.is_closed()
+    }
+}
+
+fn fill(env: &mut Envelope) {
+    env.v = codex_weave_runtime::WIRE_VERSION;
+    if env.id.is_empty() {
+        env.id = uuid::Uuid::new_v4().to_string();
+    }
+    if env.ts.is_empty() {
+        env.ts = now_rfc3339();
+    }
+}
+
+async fn write_lines(
+    write: tokio::net::unix::OwnedWriteHalf,
+    mut lines: mpsc::UnboundedReceiver<Bytes>,
+) {
+    let mut w = BufWriter::new(write);
+    while let Some(line) = lines.recv().await {
+        let mut next = Some(line);
+        while let Some(line) = next {
+            if w.write_all(&line).await.is_err() || w.write_all(b"\n").await.is_err() {
+                return;
+            }
+            next = lines.try_recv().ok();
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn read_lines(
+    read: tokio::net::unix::OwnedReadHalf,
+    pending: Pending,
+    events: mpsc::UnboundedSender<Envelope>,
+) {
+    let mut lines = FramedRead::new(read, NdjsonCodec::new(DEFAULT_MAX_LINE * 16));
+    while let Some(Ok(line)) = lines.next().await {
+        let Ok(env) = serde_json::from_slice::<Envelope>(&line) else {
+            tracing::warn!("ignoring a line that is not an envelope");
+            continue;
+        };
+        let waiter = match (&env.status, &env.corr) {
+            (Some(_), Some(corr)) => pending.lock().unwrap().remove(corr),
+            _ => None,
+        };
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(env);
+            }
+            None => {
+                let _ = events.send(env);
+            }
+        }
+    }
+    // Wake every waiting request with `Closed`.
+    pending.lock().unwrap().clear();
+}

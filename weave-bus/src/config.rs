@@ -1,0 +1,112 @@
+//! The bus's configuration: where its home is, how durable a commit is, and every limit.
+//! Each limit is a named field with its default here and a `weave-bus` flag of the same name.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How far a commit goes before the bus answers `ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Written to the write-ahead log before answering, without fsync: survives `kill -9` of
+    /// the bus, not a power loss. SQLite WAL with `synchronous=NORMAL`.
+    #[default]
+    Normal,
+    /// fsync on every group commit: survives power loss. SQLite WAL with `synchronous=FULL`.
+    Fsync,
+}
+
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Normal => "normal",
+            Durability::Fsync => "fsync",
+        }
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "normal" => Ok(Durability::Normal),
+            "fsync" => Ok(Durability::Fsync),
+            _ => Err(format!("durability must be `normal` or `fsync`, not `{s}`")),
+        }
+    }
+}
+
+/// Explicit limits. Exceeding one gets a clear error code, never a silent drop.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest accepted line in bytes (newline excluded); longer: `frame_too_large`, then close.
+    pub max_line: usize,
+    /// Simultaneous socket connections; more are closed at once after a `limit_reached` line.
+    pub max_connections: usize,
+    /// Open sessions; more: `limit_reached`.
+    pub max_sessions: usize,
+    /// Registered agents per session; more: `limit_reached`.
+    pub max_agents_per_session: usize,
+    /// Deliveries waiting for one agent (queued + unacked); more: `inbox_full` to the sender.
+    pub max_queue_per_agent: usize,
+    /// Deliveries sent to one agent and not yet acked; more wait in its queue.
+    pub max_inflight_per_agent: usize,
+    /// Deliveries of one message in all (first + redeliveries) before it is dead-lettered.
+    pub max_deliver: u32,
+    /// Bytes queued for one connection's socket before the bus stops sending it deliveries
+    /// (they wait durably) and stops reading its requests.
+    pub max_conn_buffer: usize,
+    /// Idempotency keys are kept at least this long...
+    pub idempotency_ttl: Duration,
+    /// ...unless more than this many are stored, then the oldest go first.
+    pub max_idempotency_keys: usize,
+    /// Most records one `events.history` page returns.
+    pub max_history_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_line: codex_weave_transport_uds::DEFAULT_MAX_LINE,
+            max_connections: 4096,
+            max_sessions: 10_000,
+            max_agents_per_session: 1024,
+            max_queue_per_agent: 100_000,
+            max_inflight_per_agent: 4096,
+            max_deliver: 5,
+            max_conn_buffer: 8 * 1024 * 1024,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            max_idempotency_keys: 1_000_000,
+            max_history_page: 10_000,
+        }
+    }
+}
+
+/// Everything the bus needs to start.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    pub home: PathBuf,
+    pub durability: Durability,
+    pub limits: Limits,
+}
+
+impl BusConfig {
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self {
+            home: home.into(),
+            durability: Durability::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.home.join(codex_weave_transport_uds::SOCKET_FILE)
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.home.join("weave.db")
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.home.join("bus.lock")
+    }
+}

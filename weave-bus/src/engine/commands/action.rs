@@ -1,0 +1,134 @@
+//! `action.submit` (a group of actions for one or more agents) and `action.result`.
+
+use codex_weave_runtime::Envelope;
+use serde_json::{json, Value};
+
+use super::{bad, payload_object, Reply};
+use crate::conn::ConnId;
+use crate::engine::{Answer, Engine};
+use crate::policy::Admission;
+
+/// Statuses an `action.result` may carry; `completed`, `rejected` and `error` are terminal.
+pub const RESULT_STATUSES: &[&str] = &[
+    "accepted",
+    "completed",
+    "blocked",
+    "queued",
+    "rejected",
+    "error",
+];
+
+impl Engine {
+    /// Records the group with each action's `dst` resolved to an agent id, and queues it for each
+    /// distinct target (each receives only its own actions).
+    pub(super) fn action_submit(&mut self, conn: ConnId, env: &Envelope) -> Reply {
+        let sid = self.open_session(env)?;
+        self.check_sender(conn, &sid, &env.src)?;
+        let payload = payload_object(env)?;
+        let actions = payload
+            .get("actions")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| bad("action.submit needs a non-empty `payload.actions` array"))?;
+        let mut resolved = Vec::with_capacity(actions.len());
+        let mut targets: Vec<String> = Vec::new();
+        for (i, action) in actions.iter().enumerate() {
+            let Some(obj) = action.as_object() else {
+                return Err(bad(format!("actions[{i}] must be an object")));
+            };
+            match obj.get("type").and_then(Value::as_str) {
+                Some("message" | "control") => {}
+                _ => {
+                    return Err(bad(format!(
+                        "actions[{i}].type must be `message` or `control`"
+                    )))
+                }
+            }
+            if obj
+                .get("action_id")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                return Err(bad(format!("actions[{i}] needs an `action_id`")));
+            }
+            let dst = obj
+                .get("dst")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("actions[{i}] needs a `dst`")))?;
+            let target = self.resolve_target(&sid, dst)?;
+            if !targets.contains(&target) {
+                targets.push(target.clone());
+            }
+            let mut action = action.clone();
+            action["dst"] = Value::String(target);
+            resolved.push(action);
+        }
+        for target in &targets {
+            self.check_inbox(&sid, target)?;
+        }
+        self.policy.admit(&Admission {
+            session: &sid,
+            sender: &env.src,
+            envelope: env,
+            targets: &targets,
+        })?;
+
+        let mut record = env.clone();
+        record.session = Some(sid.clone());
+        if let Some(p) = record.payload.as_mut() {
+            p["actions"] = Value::Array(resolved);
+        }
+        self.stamp_origin(&sid, &mut record);
+        let (seq, record) = self.record(&sid, record);
+        for target in &targets {
+            self.enqueue(&sid, target, seq, record.clone());
+        }
+        let group_id = payload.get("group_id").cloned().unwrap_or(Value::Null);
+        Ok(Answer::payload(
+            json!({ "id": env.id, "seq": seq, "group_id": group_id, "targets": targets }),
+        ))
+    }
+
+    /// Records a result and delivers it to `dst`; any result for an action acknowledges the
+    /// group that carried it to the sender.
+    pub(super) fn action_result(&mut self, conn: ConnId, env: &Envelope) -> Reply {
+        let sid = self.open_session(env)?;
+        self.check_sender(conn, &sid, &env.src)?;
+        let payload = payload_object(env)?;
+        let action_id = payload
+            .get("action_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("action.result needs `payload.action_id`"))?
+            .to_owned();
+        match payload.get("status").and_then(Value::as_str) {
+            Some(s) if RESULT_STATUSES.contains(&s) => {}
+            _ => {
+                return Err(bad(format!(
+                    "action.result needs `payload.status`, one of {RESULT_STATUSES:?}"
+                )))
+            }
+        }
+        let dst = env
+            .dst
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| bad("action.result needs `dst`"))?;
+        let target = self.resolve_target(&sid, dst)?;
+        let targets = [target.clone()];
+        self.policy.admit(&Admission {
+            session: &sid,
+            sender: &env.src,
+            envelope: env,
+            targets: &targets,
+        })?;
+
+        self.acknowledge(&sid, &env.src, &action_id);
+        let mut record = env.clone();
+        record.session = Some(sid.clone());
+        record.dst = Some(target.clone());
+        self.stamp_origin(&sid, &mut record);
+        let (seq, record) = self.record(&sid, record);
+        self.enqueue(&sid, &target, seq, record);
+        Ok(Answer::payload(json!({ "id": env.id, "seq": seq })))
+    }
+}

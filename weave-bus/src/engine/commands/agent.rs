@@ -1,0 +1,263 @@
+//! `agent.list`, `agent.add`, `agent.remove`, `agent.update`: the registry of a session's agents
+//! and which connection speaks for each.
+
+use codex_weave_runtime::{Envelope, ErrorCode};
+use serde_json::{json, Value};
+
+use super::{bad, payload_str, valid_name, Reply, MAX_ID_BYTES};
+use crate::conn::ConnId;
+use crate::engine::state::Agent;
+use crate::engine::{bus_envelope, encode_line, Answer, Engine};
+use crate::policy::Refusal;
+
+impl Engine {
+    pub(super) fn agent_list(&self, env: &Envelope) -> Reply {
+        let sid = self.known_session(env)?;
+        let mut agents: Vec<&Agent> = self.sessions[&sid].agents.values().collect();
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        let agents: Vec<Value> = agents.iter().map(|a| a.summary()).collect();
+        Ok(Answer::payload(json!({ "agents": agents })))
+    }
+
+    /// Registers the agent (or takes it over from another connection) on this connection, then
+    /// sends it everything waiting for it, oldest first.
+    pub(super) fn agent_add(&mut self, conn: ConnId, env: &Envelope) -> Reply {
+        let sid = self.open_session(env)?;
+        let id = payload_str(env, "id").unwrap_or(&env.src).to_owned();
+        if id.is_empty() || id.len() > MAX_ID_BYTES || id == codex_weave_runtime::BUS_SRC {
+            return Err(bad(format!(
+                "agent id must be 1 to {MAX_ID_BYTES} bytes and not `weave`"
+            )));
+        }
+        let name = match env.payload.as_ref().and_then(|p| p.get("name")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(n)) => Some(valid_name(n)?),
+            Some(_) => return Err(bad("`payload.name` must be a string")),
+        };
+        let session = &self.sessions[&sid];
+        if let Some(name) = &name {
+            if let Some(owner) = session.names.get(&name.to_lowercase()) {
+                if *owner != id {
+                    return Err(Refusal::new(
+                        ErrorCode::NameTaken,
+                        format!("name `{name}` is taken in this session"),
+                    ));
+                }
+            }
+        }
+        let existing = session.agents.get(&id);
+        if existing.is_none() && session.agents.len() >= self.cfg.limits.max_agents_per_session {
+            return Err(Refusal::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "session has {} agents, the limit (max_agents_per_session)",
+                    session.agents.len()
+                ),
+            ));
+        }
+        let previous_conn = existing.and_then(|a| a.conn);
+        let previous_name = existing.map(|a| a.name.clone());
+        let key = session.key;
+
+        match previous_name {
+            None => {
+                let session = self.sessions.get_mut(&sid).expect("checked");
+                session
+                    .agents
+                    .insert(id.clone(), Agent::new(id.clone(), name.clone()));
+                if let Some(n) = &name {
+                    session.names.insert(n.to_lowercase(), id.clone());
+                }
+                self.write(|s| s.upsert_agent(key, &id, name.as_deref()));
+                self.record_event(&sid, "agent.added", json!({ "id": id, "name": name }));
+            }
+            Some(old) if name.is_some() && old != name => self.rename(&sid, &id, old, name.clone()),
+            Some(_) => {}
+        }
+
+        if let Some(old_conn) = previous_conn.filter(|c| *c != conn) {
+            self.displace(&sid, &id, old_conn);
+        }
+        if previous_conn != Some(conn) {
+            let agent = self
+                .sessions
+                .get_mut(&sid)
+                .and_then(|s| s.agents.get_mut(&id))
+                .expect("added");
+            agent.conn = Some(conn);
+            let name = agent.name.clone();
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.agents.push((sid.clone(), id.clone()));
+            }
+            self.record_event(&sid, "agent.online", json!({ "id": id, "name": name }));
+        }
+        self.batch.pump.push((sid.clone(), id.clone()));
+        let agent = &self.sessions[&sid].agents[&id];
+        Ok(Answer::payload(
+            json!({ "id": id, "name": agent.name, "queued": agent.pending() }),
+        ))
+    }
+
+    /// Moves an agent off `old_conn`: it gets `agent.displaced` and nothing more for the agent;
+    /// what it had not acked is requeued for the new connection.
+    fn displace(&mut self, sid: &str, id: &str, old_conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&old_conn) {
+            c.agents.retain(|(s, a)| !(s == sid && a == id));
+        }
+        self.requeue_inflight(sid, id);
+        let mut notice: Envelope = bus_envelope("agent.displaced", Some(sid));
+        notice.dst = Some(id.to_owned());
+        notice.payload = Some(json!({
+            "id": id,
+            "reason": "the agent was added on another connection; this one gets nothing more for it",
+        }));
+        let line = encode_line(&notice);
+        self.send(old_conn, line);
+        self.record_event(
+            sid,
+            "agent.offline",
+            json!({ "id": id, "reason": "displaced" }),
+        );
+    }
+
+    fn rename(&mut self, sid: &str, id: &str, old: Option<String>, name: Option<String>) {
+        let session = self.sessions.get_mut(sid).expect("known session");
+        if let Some(o) = &old {
+            session.names.remove(&o.to_lowercase());
+        }
+        if let Some(n) = &name {
+            session.names.insert(n.to_lowercase(), id.to_owned());
+        }
+        let key = session.key;
+        if let Some(agent) = session.agents.get_mut(id) {
+            agent.name = name.clone();
+        }
+        self.write(|s| s.upsert_agent(key, id, name.as_deref()));
+        let (_, env) = self.record_event(
+            sid,
+            "agent.updated",
+            json!({ "id": id, "name": name, "previous_name": old }),
+        );
+        // Others in the session see the rename live (clients show names, not ids).
+        let line = encode_line(&*env);
+        let others: Vec<ConnId> = self.sessions[sid]
+            .agents
+            .values()
+            .filter(|a| a.id != id)
+            .filter_map(|a| a.conn)
+            .collect();
+        let mut sent = Vec::new();
+        for conn in others {
+            if !sent.contains(&conn) {
+                sent.push(conn);
+                self.send(conn, line.clone());
+            }
+        }
+    }
+
+    /// An agent leaves for good: off the list, its pending deliveries dead-lettered (each sender
+    /// told with `delivery.failed`), later sends to it `unknown_agent`.
+    pub(super) fn agent_remove(&mut self, conn: ConnId, env: &Envelope) -> Reply {
+        let sid = self.known_session(env)?;
+        let id = payload_str(env, "id").unwrap_or(&env.src).to_owned();
+        if id != env.src {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "an agent can only remove itself",
+            ));
+        }
+        self.check_sender(conn, &sid, &id)?;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.agents.retain(|(s, a)| !(*s == sid && *a == id));
+        }
+        let agent = &self.sessions[&sid].agents[&id];
+        let mut pending: Vec<u64> = agent
+            .inflight
+            .iter()
+            .copied()
+            .chain(agent.queue.iter().copied())
+            .collect();
+        pending.sort_unstable();
+        let dropped = pending.len();
+        for did in pending {
+            self.dead_letter(did, "agent_removed");
+        }
+        let session = self.sessions.get_mut(&sid).expect("known");
+        let agent = session.agents.remove(&id).expect("checked");
+        if let Some(n) = &agent.name {
+            session.names.remove(&n.to_lowercase());
+        }
+        let key = session.key;
+        self.write(|s| s.delete_agent(key, &id));
+        self.record_event(
+            &sid,
+            "agent.removed",
+            json!({ "id": id, "name": agent.name }),
+        );
+        Ok(Answer::payload(
+            json!({ "id": id, "dead_lettered": dropped }),
+        ))
+    }
+
+    /// Renames the sending agent. Only the agent itself, from its own connection.
+    pub(super) fn agent_update(&mut self, conn: ConnId, env: &Envelope) -> Reply {
+        let sid = self.open_session(env)?;
+        let id = payload_str(env, "id").ok_or_else(|| bad("agent.update needs `payload.id`"))?;
+        if id != env.src {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "an agent can only rename itself (`payload.id` must equal `src`)",
+            ));
+        }
+        let name =
+            payload_str(env, "name").ok_or_else(|| bad("agent.update needs `payload.name`"))?;
+        let name = valid_name(name)?;
+        self.check_sender(conn, &sid, id)?;
+        let session = &self.sessions[&sid];
+        if session
+            .names
+            .get(&name.to_lowercase())
+            .is_some_and(|owner| owner != id)
+        {
+            return Err(Refusal::new(
+                ErrorCode::NameTaken,
+                format!("name `{name}` is taken in this session"),
+            ));
+        }
+        let old = session.agents[id].name.clone();
+        if old.as_deref() != Some(name.as_str()) {
+            self.rename(&sid, id, old, Some(name.clone()));
+        }
+        Ok(Answer::payload(json!({ "id": id, "name": name })))
+    }
+
+    /// A connection closed: its agents go offline (staying registered), unacked deliveries
+    /// return to their queues, and its streams stop.
+    pub(in crate::engine) fn on_closed(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        for (sid, aid) in c.agents {
+            self.requeue_inflight(&sid, &aid);
+            if let Some(agent) = self
+                .sessions
+                .get_mut(&sid)
+                .and_then(|s| s.agents.get_mut(&aid))
+            {
+                if agent.conn == Some(conn) {
+                    agent.conn = None;
+                    self.record_event(
+                        &sid,
+                        "agent.offline",
+                        json!({ "id": aid, "reason": "disconnected" }),
+                    );
+                }
+            }
+        }
+        for sid in c.watching {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.watchers.retain(|(w, _)| *w != conn);
+            }
+        }
+    }
+}

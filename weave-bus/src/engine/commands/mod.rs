@@ -1,0 +1,211 @@
+//! Requests: validation common to all, idempotent replay, and dispatch to one handler per type
+//! (one file per family). Every handler returns a [`Reply`]; `respond` turns it into the line.
+
+mod action;
+mod agent;
+mod events;
+mod message;
+mod session;
+
+use codex_weave_runtime::{Envelope, ErrorCode, WIRE_VERSION};
+use serde_json::{json, Value};
+
+use super::idempotency;
+use super::{now_ms, Answer, Engine, Reply};
+use crate::conn::ConnId;
+use crate::policy::Refusal;
+use crate::store::IdempotencyRow;
+
+impl Engine {
+    pub(in crate::engine) fn on_request(&mut self, conn: ConnId, env: Envelope) {
+        if let Err(refusal) = validate(&env) {
+            return self.respond(conn, &env.id, env.session.as_deref(), Err(refusal));
+        }
+        if env.kind == "message.ack" {
+            return self.message_ack(conn, &env);
+        }
+        if env.kind == "events.stream" {
+            return self.events_stream(conn, &env);
+        }
+        let key = idempotency::key_for(&env);
+        if let Some(stored) = key.as_ref().and_then(|k| self.idem.get(k)) {
+            let reply = serde_json::from_str::<Answer>(stored).map_err(|e| {
+                Refusal::new(
+                    ErrorCode::Internal,
+                    format!("stored response unreadable: {e}"),
+                )
+            });
+            return self.respond(conn, &env.id, env.session.as_deref(), reply);
+        }
+        let reply = match env.kind.as_str() {
+            "session.list" => self.session_list(&env),
+            "session.create" => self.session_create(&env),
+            "session.get" => self.session_get(&env),
+            "session.close" => self.session_close(&env),
+            "agent.list" => self.agent_list(&env),
+            "agent.add" => self.agent_add(conn, &env),
+            "agent.remove" => self.agent_remove(conn, &env),
+            "agent.update" => self.agent_update(conn, &env),
+            "message.send" => self.message_send(conn, &env),
+            "action.submit" => self.action_submit(conn, &env),
+            "action.result" => self.action_result(conn, &env),
+            "events.history" => self.events_history(&env),
+            "deliveries.dead" => self.deliveries_dead(&env),
+            "bus.stats" => Ok(self.stats()),
+            other => Err(Refusal::new(
+                ErrorCode::UnknownType,
+                format!("unknown request type `{other}`"),
+            )),
+        };
+        if let (Some((session, src, key)), Ok(answer)) = (key, &reply) {
+            if let Ok(response) = serde_json::to_string(answer) {
+                let row = IdempotencyRow {
+                    session,
+                    src,
+                    key,
+                    response,
+                    created_ms: now_ms(),
+                };
+                self.write(|s| s.put_idempotency(&row));
+                self.idem.put(
+                    (row.session, row.src, row.key),
+                    row.response,
+                    row.created_ms,
+                );
+            }
+        }
+        self.respond(conn, &env.id, env.session.as_deref(), reply);
+    }
+
+    /// The open session a request names.
+    fn open_session(&self, env: &Envelope) -> Result<String, Refusal> {
+        let session = self.known_session(env)?;
+        if self.sessions[&session].closed {
+            return Err(Refusal::new(
+                ErrorCode::SessionClosed,
+                format!("session {session} is closed"),
+            ));
+        }
+        Ok(session)
+    }
+
+    /// The session a request names, open or closed (for reads and acks).
+    fn known_session(&self, env: &Envelope) -> Result<String, Refusal> {
+        let Some(session) = env.session.as_deref().filter(|s| !s.is_empty()) else {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("{} needs `session`", env.kind),
+            ));
+        };
+        if !self.sessions.contains_key(session) {
+            return Err(Refusal::new(
+                ErrorCode::UnknownSession,
+                format!("no session {session}"),
+            ));
+        }
+        Ok(session.to_owned())
+    }
+
+    /// A request that acts as agent `src` must come from the connection that added it.
+    fn check_sender(&self, conn: ConnId, sid: &str, src: &str) -> Result<(), Refusal> {
+        match self.sessions[sid].agents.get(src) {
+            None => Err(Refusal::new(
+                ErrorCode::UnknownAgent,
+                format!("`{src}` is not an agent of session {sid}; send agent.add first"),
+            )),
+            Some(agent) if agent.conn != Some(conn) => Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("agent `{src}` was not added on this connection"),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn stats(&self) -> Answer {
+        let pending: usize = self.deliveries.len();
+        Answer::payload(json!({
+            "sessions": self.sessions.len(),
+            "connections": self.conns.len(),
+            "pending_deliveries": pending,
+            "idempotency_keys": self.idem.len(),
+            "counters": self.metrics.snapshot(),
+        }))
+    }
+}
+
+fn validate(env: &Envelope) -> Result<(), Refusal> {
+    if env.v != WIRE_VERSION {
+        return Err(Refusal::new(
+            ErrorCode::UnsupportedVersion,
+            format!("protocol version {} is not supported; use v: 1", env.v),
+        ));
+    }
+    if env.kind.is_empty() {
+        return Err(Refusal::new(ErrorCode::BadRequest, "missing `type`"));
+    }
+    if env.id.is_empty() {
+        return Err(Refusal::new(ErrorCode::BadRequest, "missing `id`"));
+    }
+    Ok(())
+}
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal::new(ErrorCode::BadRequest, message)
+}
+
+/// `payload` as an object, or a `bad_request` naming the request type.
+fn payload_object(env: &Envelope) -> Result<&serde_json::Map<String, Value>, Refusal> {
+    env.payload
+        .as_ref()
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad(format!("{} needs an object `payload`", env.kind)))
+}
+
+/// A string field of an optional payload.
+fn payload_str<'a>(env: &'a Envelope, field: &str) -> Option<&'a str> {
+    env.payload
+        .as_ref()
+        .and_then(|p| p.get(field))
+        .and_then(Value::as_str)
+}
+
+/// An optional non-negative integer field of the payload; a wrong type is a `bad_request`.
+fn payload_u64(env: &Envelope, field: &str) -> Result<Option<u64>, Refusal> {
+    match env.payload.as_ref().and_then(|p| p.get(field)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| bad(format!("`payload.{field}` must be a non-negative integer"))),
+    }
+}
+
+fn payload_bool(env: &Envelope, field: &str) -> Result<bool, Refusal> {
+    match env.payload.as_ref().and_then(|p| p.get(field)) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(format!("`payload.{field}` must be a boolean"))),
+    }
+}
+
+/// Longest agent or session name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest agent id, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// A display name: non-empty after trimming, at most [`MAX_NAME_CHARS`], no control characters.
+fn valid_name(name: &str) -> Result<String, Refusal> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(bad("name must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(bad(format!(
+            "name is longer than {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("name must not contain control characters"));
+    }
+    Ok(name.to_owned())
+}

@@ -1,0 +1,95 @@
+//! `session.list`, `session.create`, `session.get`, `session.close`.
+
+use codex_weave_runtime::{Envelope, ErrorCode};
+use codex_weave_transport_uds::time::now_rfc3339;
+use serde_json::{json, Value};
+
+use super::{bad, payload_bool, valid_name, Reply};
+use crate::engine::state::Session;
+use crate::engine::{new_id, Answer, Engine};
+use crate::policy::Refusal;
+
+impl Engine {
+    pub(super) fn session_list(&self, env: &Envelope) -> Reply {
+        let include_closed = payload_bool(env, "include_closed")?;
+        let mut sessions: Vec<&Session> = self
+            .sessions
+            .values()
+            .filter(|s| include_closed || !s.closed)
+            .collect();
+        sessions.sort_by_key(|s| s.key);
+        let list: Vec<Value> = sessions.iter().map(|s| s.summary()).collect();
+        Ok(Answer::payload(json!({ "sessions": list })))
+    }
+
+    pub(super) fn session_create(&mut self, env: &Envelope) -> Reply {
+        let name = match env.payload.as_ref().and_then(|p| p.get("name")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(n)) => Some(valid_name(n)?),
+            Some(_) => return Err(bad("`payload.name` must be a string")),
+        };
+        let open = self.sessions.values().filter(|s| !s.closed).count();
+        if open >= self.cfg.limits.max_sessions {
+            return Err(Refusal::new(
+                ErrorCode::LimitReached,
+                format!("{open} sessions are open, the limit (max_sessions)"),
+            ));
+        }
+        let id = new_id();
+        let created_at = now_rfc3339();
+        let key = match self.store.insert_session(&id, name.as_deref(), &created_at) {
+            Ok(key) => key,
+            Err(e) => {
+                let message = format!("the store refused the session: {e}");
+                self.batch.failed.get_or_insert(e);
+                return Err(Refusal::new(ErrorCode::StoreUnavailable, message));
+            }
+        };
+        self.session_ids.insert(key, id.clone());
+        self.sessions.insert(
+            id.clone(),
+            Session {
+                key,
+                id: id.clone(),
+                name: name.clone(),
+                created_at,
+                closed: false,
+                last_seq: 0,
+                agents: Default::default(),
+                names: Default::default(),
+                watchers: Vec::new(),
+            },
+        );
+        self.record_event(
+            &id,
+            "session.created",
+            json!({ "id": id, "name": name, "by": env.src }),
+        );
+        let mut answer = Answer::payload(self.sessions[&id].summary());
+        answer.session = Some(id);
+        Ok(answer)
+    }
+
+    pub(super) fn session_get(&self, env: &Envelope) -> Reply {
+        let sid = self.known_session(env)?;
+        let session = &self.sessions[&sid];
+        let mut agents: Vec<_> = session.agents.values().collect();
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        let agents: Vec<Value> = agents.iter().map(|a| a.summary()).collect();
+        Ok(Answer::payload(
+            json!({ "session": session.summary(), "agents": agents }),
+        ))
+    }
+
+    pub(super) fn session_close(&mut self, env: &Envelope) -> Reply {
+        let sid = self.open_session(env)?;
+        let at = now_rfc3339();
+        let key = self.sessions[&sid].key;
+        self.write(|s| s.close_session(key, &at));
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.closed = true;
+        }
+        self.record_event(&sid, "session.closed", json!({ "id": sid, "by": env.src }));
+        Ok(Answer::payload(self.sessions[&sid].summary()))
+    }
+}

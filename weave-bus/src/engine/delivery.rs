@@ -1,0 +1,326 @@
+//! Delivery: per-agent FIFO queues, the in-flight window, acks, redelivery on reconnect and on
+//! ack timeout, the `max_deliver` cap with dead letters, and write-behind of delivery rows.
+//!
+//! A delivery's row is written at the end of the batch in its final state, so a message that is
+//! queued, sent and acked within one batch costs no delivery write at all, and one sent at once
+//! costs a single insert.
+
+use std::cmp::Reverse;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use codex_weave_runtime::{AckMode, Envelope, BUS_SRC};
+use codex_weave_transport_uds::time::now_rfc3339;
+use serde_json::{json, Value};
+
+use super::state::{actions_for, Delivery, DeliveryKind};
+use super::{encode_line, new_delivery, new_id, Engine};
+
+impl Engine {
+    /// Queues record `seq` (envelope `env`) of session `sid` for agent `target`.
+    pub(super) fn enqueue(&mut self, sid: &str, target: &str, seq: u64, env: Arc<Envelope>) {
+        let Some(session) = self.sessions.get(sid) else {
+            return;
+        };
+        let id = self.next_delivery;
+        self.next_delivery += 1;
+        let mut d = new_delivery(
+            id,
+            sid.to_owned(),
+            session.key,
+            target.to_owned(),
+            seq,
+            Envelope::default(),
+        );
+        d.envelope = env;
+        let (kind, ack) = (DeliveryKind::of(&d.envelope.kind), d.envelope.ack.clone());
+        if kind == DeliveryKind::Message {
+            let ack = ack.unwrap_or_default();
+            d.ack_mode = ack.mode.unwrap_or_default();
+            d.timeout_ms = ack.timeout_ms;
+        }
+        self.index_delivery(d);
+        self.batch.dirty.push(id);
+        self.batch.pump.push((sid.to_owned(), target.to_owned()));
+    }
+
+    /// Puts a delivery in memory: the table, the target's queue (in id order) and its ack ids.
+    pub(super) fn index_delivery(&mut self, d: Delivery) {
+        let Some(agent) = self
+            .sessions
+            .get_mut(&d.session)
+            .and_then(|s| s.agents.get_mut(&d.target))
+        else {
+            return;
+        };
+        for ack_id in d.ack_ids() {
+            agent.ack_ids.insert(ack_id, d.id);
+        }
+        agent.queue.push_back(d.id);
+        self.deliveries.insert(d.id, d);
+    }
+
+    /// Sends what agents marked in this batch can take.
+    pub(super) fn pump_marked(&mut self) {
+        while let Some((sid, aid)) = self.batch.pump.pop() {
+            self.pump(&sid, &aid);
+        }
+    }
+
+    /// Sends queued deliveries to an online agent, oldest first, while its in-flight window and
+    /// its connection's buffer have room.
+    fn pump(&mut self, sid: &str, aid: &str) {
+        let limits = self.cfg.limits.clone();
+        loop {
+            let Some(agent) = self
+                .sessions
+                .get_mut(sid)
+                .and_then(|s| s.agents.get_mut(aid))
+            else {
+                return;
+            };
+            let Some(conn_id) = agent.conn else { return };
+            let Some(conn) = self.conns.get(&conn_id) else {
+                return;
+            };
+            if agent.inflight.len() >= limits.max_inflight_per_agent {
+                return;
+            }
+            if conn.out.queued() > limits.max_conn_buffer {
+                conn.out.mark_stalled();
+                if conn.out.queued() > limits.max_conn_buffer / 2 {
+                    return; // the writer will report `Writable` once it drains
+                }
+            }
+            let Some(did) = agent.queue.pop_front() else {
+                return;
+            };
+            let Some(d) = self.deliveries.get_mut(&did) else {
+                continue;
+            };
+            if d.count >= limits.max_deliver {
+                agent.queue.push_front(did);
+                self.dead_letter(did, "max_deliver");
+                continue;
+            }
+            d.count += 1;
+            if d.count > 1 {
+                self.metrics.inc(&self.metrics.redeliveries);
+            }
+            let line = delivered_line(d);
+            let (ack_mode, timeout, kind, count) = (d.ack_mode, d.timeout_ms, d.kind, d.count);
+            if ack_mode == AckMode::None {
+                self.forget(did);
+            } else {
+                agent.inflight.insert(did);
+                if let (DeliveryKind::Message, Some(ms)) = (kind, timeout) {
+                    let deadline = Instant::now() + Duration::from_millis(ms);
+                    self.timers.push(Reverse((deadline, did, count)));
+                }
+            }
+            self.batch.dirty.push(did);
+            self.metrics.inc(&self.metrics.deliveries);
+            self.send(conn_id, line);
+        }
+    }
+
+    /// An agent acknowledged ack id `ack_id` (a message id, or an action id of a group).
+    pub(super) fn acknowledge(&mut self, sid: &str, aid: &str, ack_id: &str) -> bool {
+        let Some(agent) = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.agents.get_mut(aid))
+        else {
+            return false;
+        };
+        let Some(&did) = agent.ack_ids.get(ack_id) else {
+            return false;
+        };
+        self.forget(did);
+        self.batch.dirty.push(did);
+        self.batch.pump.push((sid.to_owned(), aid.to_owned()));
+        self.metrics.inc(&self.metrics.acks);
+        true
+    }
+
+    /// Removes a delivery from memory (its row is deleted at commit via `dirty`).
+    pub(super) fn forget(&mut self, did: u64) -> Option<Delivery> {
+        let d = self.deliveries.remove(&did)?;
+        if let Some(agent) = self
+            .sessions
+            .get_mut(&d.session)
+            .and_then(|s| s.agents.get_mut(&d.target))
+        {
+            agent.inflight.remove(&did);
+            if let Some(pos) = agent.queue.iter().position(|&q| q == did) {
+                agent.queue.remove(pos);
+            }
+            for ack_id in d.ack_ids() {
+                if agent.ack_ids.get(&ack_id) == Some(&did) {
+                    agent.ack_ids.remove(&ack_id);
+                }
+            }
+        }
+        Some(d)
+    }
+
+    /// Gives up on a delivery: it is stored as a dead letter, and its sender (when an agent)
+    /// gets a `delivery.failed` event.
+    pub(super) fn dead_letter(&mut self, did: u64, reason: &str) {
+        let Some(d) = self.forget(did) else { return };
+        self.batch.dirty.push(did);
+        self.metrics.inc(&self.metrics.dead_letters);
+        let ts = now_rfc3339();
+        self.write(|s| {
+            s.insert_dead_letter(did, d.session_key, &d.target, d.seq, d.count, reason, &ts)
+        });
+        tracing::info!(delivery = did, target = %d.target, reason, "dead-lettered");
+        let sender = d.envelope.src.clone();
+        let mut payload = json!({
+            "delivery_id": did,
+            "message_id": d.envelope.id,
+            "type": d.envelope.kind,
+            "dst": d.target,
+            "seq": d.seq,
+            "reason": reason,
+            "delivery_count": d.count,
+        });
+        if sender != BUS_SRC {
+            payload["sender"] = Value::String(sender.clone());
+        }
+        let (seq, env) = self.record_failed(&d.session, &sender, payload);
+        let sender_known = self
+            .sessions
+            .get(&d.session)
+            .is_some_and(|s| s.agents.contains_key(&sender) && sender != d.target);
+        if sender != BUS_SRC && sender_known {
+            self.enqueue(&d.session, &sender, seq, env);
+        }
+    }
+
+    fn record_failed(&mut self, sid: &str, sender: &str, payload: Value) -> (u64, Arc<Envelope>) {
+        let mut env: Envelope = super::bus_envelope("delivery.failed", Some(sid));
+        if sender != BUS_SRC {
+            env.dst = Some(sender.to_owned());
+        }
+        env.payload = Some(payload);
+        self.record(sid, env)
+    }
+
+    /// Ack timeouts that are due: a message still unacked on the same delivery attempt is sent
+    /// again (marked as a redelivery), ahead of the agent's queue.
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((deadline, did, count))) = self.timers.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(d) = self.deliveries.get(&did) else {
+                continue;
+            };
+            if d.count != count {
+                continue;
+            }
+            let (sid, aid) = (d.session.clone(), d.target.clone());
+            let Some(agent) = self
+                .sessions
+                .get_mut(&sid)
+                .and_then(|s| s.agents.get_mut(&aid))
+            else {
+                continue;
+            };
+            if agent.inflight.remove(&did) {
+                agent.queue.push_front(did);
+                self.batch.pump.push((sid, aid));
+            }
+        }
+        self.pump_marked();
+    }
+
+    /// An agent's connection went away: what was in flight goes back into its queue, in the
+    /// original order, ahead of anything newer.
+    pub(super) fn requeue_inflight(&mut self, sid: &str, aid: &str) {
+        let Some(agent) = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.agents.get_mut(aid))
+        else {
+            return;
+        };
+        if agent.inflight.is_empty() {
+            return;
+        }
+        let mut all: Vec<u64> = std::mem::take(&mut agent.inflight).into_iter().collect();
+        all.extend(agent.queue.drain(..));
+        all.sort_unstable();
+        all.dedup();
+        agent.queue = all.into();
+    }
+
+    /// Writes each changed delivery's final state of the batch.
+    pub(super) fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.batch.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for did in dirty {
+            match self.deliveries.get(&did) {
+                Some(d) => {
+                    let (key, target, seq, count) =
+                        (d.session_key, d.target.clone(), d.seq, d.count);
+                    self.write(|s| s.put_delivery(did, key, &target, seq, count));
+                }
+                None => self.write(|s| s.delete_delivery(did)),
+            }
+        }
+    }
+}
+
+/// The line a target receives for a delivery: the recorded envelope with a fresh `id` and `ts`,
+/// `corr` = the original id (what the receiver acks), `dst` = the target, an action group
+/// filtered to the target's actions, and redelivery marks in `meta.weave`.
+fn delivered_line(d: &Delivery) -> bytes::Bytes {
+    let src = &*d.envelope;
+    let mut meta = src.meta.clone();
+    if d.count > 1 {
+        let meta = meta.get_or_insert_with(|| json!({}));
+        if !meta.is_object() {
+            *meta = json!({});
+        }
+        let weave = &mut meta["weave"];
+        if !weave.is_object() {
+            *weave = json!({});
+        }
+        weave["redelivered"] = Value::Bool(true);
+        weave["delivery_count"] = json!(d.count);
+    }
+    let filtered = match d.kind {
+        DeliveryKind::Action => src.payload.as_ref().map(|p| {
+            let mut p = p.clone();
+            p["actions"] = Value::Array(actions_for(src, &d.target).cloned().collect());
+            p
+        }),
+        _ => None,
+    };
+    let env: Envelope<&Value> = Envelope {
+        v: src.v,
+        kind: src.kind.clone(),
+        id: new_id(),
+        ts: now_rfc3339(),
+        src: src.src.clone(),
+        dst: Some(d.target.clone()),
+        topic: None,
+        session: src.session.clone(),
+        seq: src.seq,
+        idempotency_key: src.idempotency_key.clone(),
+        corr: Some(src.id.clone()),
+        payload: filtered.as_ref().or(src.payload.as_ref()),
+        payload_ref: src.payload_ref.clone(),
+        content_type: src.content_type.clone(),
+        size: src.size,
+        meta,
+        status: None,
+        error: None,
+        ack: src.ack.clone(),
+    };
+    encode_line(&env)
+}

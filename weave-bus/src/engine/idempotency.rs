@@ -1,0 +1,89 @@
+//! Remembered responses of state-changing requests, keyed by (session, src, idempotency key or
+//! envelope id): a repeat gets the first response and changes nothing. Kept at least
+//! `idempotency_ttl`, at most `max_idempotency_keys` (oldest evicted first); stored durably so
+//! a repeat after a restart is still recognised.
+
+use std::collections::{HashMap, VecDeque};
+
+use codex_weave_runtime::Envelope;
+
+use crate::store::IdempotencyRow;
+
+/// (session, src, key) — key is `k:<idempotency_key>` or `i:<envelope id>`.
+pub type IdemKey = (String, String, String);
+
+/// Request types whose repeats are recognised.
+const IDEMPOTENT: &[&str] = &[
+    "session.create",
+    "session.close",
+    "agent.update",
+    "agent.remove",
+    "message.send",
+    "action.submit",
+    "action.result",
+    "relay.submit",
+];
+
+/// The key a request is remembered under, if its type is idempotent.
+pub fn key_for(env: &Envelope) -> Option<IdemKey> {
+    if !IDEMPOTENT.contains(&env.kind.as_str()) {
+        return None;
+    }
+    let key = match &env.idempotency_key {
+        Some(k) if !k.is_empty() => format!("k:{k}"),
+        _ => format!("i:{}", env.id),
+    };
+    Some((
+        env.session.clone().unwrap_or_default(),
+        env.src.clone(),
+        key,
+    ))
+}
+
+#[derive(Debug, Default)]
+pub struct Idempotency {
+    responses: HashMap<IdemKey, String>,
+    /// Insertion order with creation time, for expiry and eviction.
+    order: VecDeque<(i64, IdemKey)>,
+}
+
+impl Idempotency {
+    pub fn load(rows: Vec<IdempotencyRow>) -> Self {
+        let mut this = Self::default();
+        for row in rows {
+            let key = (row.session, row.src, row.key);
+            this.order.push_back((row.created_ms, key.clone()));
+            this.responses.insert(key, row.response);
+        }
+        this
+    }
+
+    pub fn get(&self, key: &IdemKey) -> Option<&str> {
+        self.responses.get(key).map(String::as_str)
+    }
+
+    pub fn put(&mut self, key: IdemKey, response: String, now_ms: i64) {
+        if self.responses.insert(key.clone(), response).is_none() {
+            self.order.push_back((now_ms, key));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.responses.len()
+    }
+
+    /// Removes keys older than `ttl_ms`, and the oldest beyond `max`; returns them so the
+    /// store can forget them too.
+    pub fn evict(&mut self, now_ms: i64, ttl_ms: i64, max: usize) -> Vec<IdemKey> {
+        let mut gone = Vec::new();
+        while let Some((created, _)) = self.order.front() {
+            if now_ms - created <= ttl_ms && self.order.len() <= max {
+                break;
+            }
+            let (_, key) = self.order.pop_front().expect("front exists");
+            self.responses.remove(&key);
+            gone.push(key);
+        }
+        gone
+    }
+}

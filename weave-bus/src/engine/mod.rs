@@ -1,0 +1,511 @@
+//! The engine: the one thread that owns the bus's state and its store.
+//!
+//! Connections (socket or in-process) send it [`Input`]s over one channel. It takes a batch —
+//! whatever has arrived, up to [`MAX_BATCH`] — applies each input to memory while writing the
+//! same changes into one store transaction, commits once (group commit), and only then releases
+//! the batch's responses and deliveries to the connections. So an `ok` is never sent for
+//! something a crash could lose, ordering per target is the order of application, and "replay
+//! then follow live" needs no locks: nothing else touches the state.
+
+mod commands;
+mod delivery;
+mod idempotency;
+mod records;
+pub(crate) mod state;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use codex_weave_runtime::{AckMode, Envelope, ErrorBody, ErrorCode, Status, BUS_SRC};
+use codex_weave_transport_uds::time::now_rfc3339;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::config::BusConfig;
+use crate::conn::{ConnId, ConnOut};
+use crate::metrics::Metrics;
+use crate::policy::{Policy, Refusal};
+use crate::store::{Loaded, Store, StoreError};
+use idempotency::Idempotency;
+use state::{Agent, Conn, Delivery, DeliveryKind, Session};
+
+/// Most inputs applied in one store transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// What connections tell the engine.
+#[derive(Debug)]
+pub enum Input {
+    /// A connection opened; lines for it go to `out`.
+    Open { conn: ConnId, out: ConnOut },
+    /// A parsed request line.
+    Request { conn: ConnId, env: Box<Envelope> },
+    /// A line that could not be parsed; answered with `code`.
+    Invalid {
+        conn: ConnId,
+        corr: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+    /// The connection's writer drained a backlog: resume its deliveries.
+    Writable { conn: ConnId },
+    /// The connection is gone: its agents go offline, unacked deliveries are requeued.
+    Closed { conn: ConnId },
+    /// Finish the current batch, commit, and stop.
+    Shutdown,
+}
+
+/// An `ok` answer: the response's top-level `session` (if any) and `payload`, kept as JSON text
+/// so that stored records are served byte for byte as they were written.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct Answer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Box<RawValue>>,
+}
+
+impl Answer {
+    pub fn payload(payload: Value) -> Self {
+        Self {
+            session: None,
+            payload: serde_json::value::to_raw_value(&payload).ok(),
+        }
+    }
+
+    pub fn raw(json: String) -> Self {
+        Self {
+            session: None,
+            payload: RawValue::from_string(json).ok(),
+        }
+    }
+}
+
+pub type Reply = Result<Answer, Refusal>;
+
+pub struct Engine {
+    cfg: BusConfig,
+    store: Store,
+    policy: Box<dyn Policy>,
+    metrics: Arc<Metrics>,
+    sessions: HashMap<String, Session>,
+    /// Store key → session id.
+    session_ids: HashMap<i64, String>,
+    conns: HashMap<ConnId, Conn>,
+    deliveries: HashMap<u64, Delivery>,
+    next_delivery: u64,
+    saved_next_delivery: u64,
+    /// Ack timeouts: (deadline, delivery id, delivery count when armed).
+    timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    idem: Idempotency,
+    batch: Batch,
+}
+
+/// What one batch produced, released only once its transaction commits.
+#[derive(Default)]
+struct Batch {
+    lines: Vec<(ConnId, Bytes)>,
+    /// Requests answered in this batch, to answer `store_unavailable` if the commit fails.
+    requests: Vec<(ConnId, String)>,
+    /// Deliveries whose stored row must be written or deleted at commit.
+    dirty: Vec<u64>,
+    /// Agents that may have deliveries to send: (session, agent).
+    pump: Vec<(String, String)>,
+    /// The first store error of the batch: the whole batch is rolled back.
+    failed: Option<StoreError>,
+}
+
+impl Engine {
+    pub fn new(
+        cfg: BusConfig,
+        store: Store,
+        policy: Box<dyn Policy>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Engine, StoreError> {
+        let loaded = store.load()?;
+        let mut engine = Engine {
+            cfg,
+            store,
+            policy,
+            metrics,
+            sessions: HashMap::new(),
+            session_ids: HashMap::new(),
+            conns: HashMap::new(),
+            deliveries: HashMap::new(),
+            next_delivery: 1,
+            saved_next_delivery: 1,
+            timers: BinaryHeap::new(),
+            idem: Idempotency::default(),
+            batch: Batch::default(),
+        };
+        engine.restore(loaded);
+        Ok(engine)
+    }
+
+    /// Rebuilds memory from what the store holds: sessions, agents (offline), queues in
+    /// delivery order, idempotency keys.
+    fn restore(&mut self, loaded: Loaded) {
+        self.sessions.clear();
+        self.session_ids.clear();
+        self.deliveries.clear();
+        self.timers.clear();
+        for row in loaded.sessions {
+            self.session_ids.insert(row.key, row.id.clone());
+            self.sessions.insert(
+                row.id.clone(),
+                Session {
+                    key: row.key,
+                    id: row.id,
+                    name: row.name,
+                    created_at: row.created_at,
+                    closed: row.closed,
+                    last_seq: row.last_seq,
+                    agents: HashMap::new(),
+                    names: HashMap::new(),
+                    watchers: Vec::new(),
+                },
+            );
+        }
+        for row in loaded.agents {
+            let Some(session) = self.session_by_key_mut(row.session_key) else {
+                continue;
+            };
+            if let Some(name) = &row.name {
+                session.names.insert(name.to_lowercase(), row.id.clone());
+            }
+            session
+                .agents
+                .insert(row.id.clone(), Agent::new(row.id, row.name));
+        }
+        let mut orphans = 0;
+        for row in loaded.deliveries {
+            let Some(sid) = self.session_ids.get(&row.session_key).cloned() else {
+                orphans += 1;
+                continue;
+            };
+            let Ok(envelope) = serde_json::from_str::<Envelope>(&row.envelope) else {
+                orphans += 1;
+                continue;
+            };
+            let exists = self.sessions[&sid].agents.contains_key(&row.target);
+            if !exists {
+                orphans += 1;
+                continue;
+            }
+            let mut d = new_delivery(row.id, sid, row.session_key, row.target, row.seq, envelope);
+            d.count = row.count;
+            self.index_delivery(d);
+        }
+        if orphans > 0 {
+            tracing::warn!(
+                orphans,
+                "stored deliveries without a session, agent or record skipped"
+            );
+        }
+        self.next_delivery = loaded.next_delivery_id;
+        self.saved_next_delivery = loaded.next_delivery_id;
+        self.idem = Idempotency::load(loaded.idempotency);
+    }
+
+    /// Runs until [`Input::Shutdown`] or until every sender is gone.
+    pub fn run(mut self, inputs: Receiver<Input>) {
+        loop {
+            let first = match self.timers.peek() {
+                Some(Reverse((deadline, _, _))) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match inputs.recv_timeout(wait) {
+                        Ok(input) => Some(input),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match inputs.recv() {
+                    Ok(input) => Some(input),
+                    Err(_) => break,
+                },
+            };
+            let started = Instant::now();
+            if let Err(e) = self.store.begin() {
+                self.batch.failed.get_or_insert(e);
+            }
+            let mut stop = false;
+            let mut applied = 0;
+            if let Some(input) = first {
+                stop = self.apply(input);
+                applied += 1;
+            }
+            while !stop && applied < MAX_BATCH {
+                match inputs.try_recv() {
+                    Ok(input) => {
+                        stop = self.apply(input);
+                        applied += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.fire_timers(Instant::now());
+            self.finish_batch();
+            self.metrics.observe_batch(applied, started.elapsed());
+            if stop {
+                break;
+            }
+        }
+        if let Err(e) = self.store.checkpoint() {
+            tracing::warn!(error = %e, "final checkpoint failed; the log replays at next start");
+        }
+        tracing::info!("engine stopped; store committed");
+    }
+
+    /// Applies one input. Returns `true` to stop.
+    fn apply(&mut self, input: Input) -> bool {
+        match input {
+            Input::Open { conn, out } => {
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        out,
+                        agents: Vec::new(),
+                        watching: Vec::new(),
+                    },
+                );
+            }
+            Input::Request { conn, env } => {
+                self.metrics.inc(&self.metrics.requests);
+                self.on_request(conn, *env);
+            }
+            Input::Invalid {
+                conn,
+                corr,
+                code,
+                message,
+            } => {
+                self.metrics.inc(&self.metrics.bad_requests);
+                let corr = corr.unwrap_or_default();
+                self.respond(conn, &corr, None, Err(Refusal::new(code, message)));
+            }
+            Input::Writable { conn } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    self.batch.pump.extend(c.agents.iter().cloned());
+                }
+            }
+            Input::Closed { conn } => self.on_closed(conn),
+            Input::Shutdown => return true,
+        }
+        self.pump_marked();
+        false
+    }
+
+    /// Writes dirty deliveries, commits, and releases the batch's lines — or, if the store
+    /// failed, answers every request of the batch `store_unavailable` and reloads memory from
+    /// the store so that nothing uncommitted is believed.
+    fn finish_batch(&mut self) {
+        self.flush_dirty();
+        let evicted = self.idem.evict(
+            now_ms(),
+            self.cfg.limits.idempotency_ttl.as_millis() as i64,
+            self.cfg.limits.max_idempotency_keys,
+        );
+        for (session, src, key) in evicted {
+            self.write(|s| s.delete_idempotency(&session, &src, &key));
+        }
+        if self.next_delivery != self.saved_next_delivery {
+            let next = self.next_delivery;
+            self.write(|s| s.save_next_delivery_id(next));
+        }
+        let started = Instant::now();
+        let result = match self.batch.failed.take() {
+            Some(e) => {
+                self.store.rollback();
+                Err(e)
+            }
+            None => self.store.commit(),
+        };
+        self.metrics.observe_commit(started.elapsed());
+        let batch = std::mem::take(&mut self.batch);
+        match result {
+            Ok(()) => {
+                self.saved_next_delivery = self.next_delivery;
+                for (conn, line) in batch.lines {
+                    if let Some(c) = self.conns.get(&conn) {
+                        c.out.push(line);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; batch refused");
+                self.metrics.inc(&self.metrics.store_errors);
+                for (conn, id) in batch.requests {
+                    let line = response_line(
+                        &id,
+                        None,
+                        Err(Refusal::new(
+                            ErrorCode::StoreUnavailable,
+                            format!("the store could not commit: {e}"),
+                        )),
+                    );
+                    if let Some(c) = self.conns.get(&conn) {
+                        c.out.push(line);
+                    }
+                }
+                self.reload_after_failure();
+            }
+        }
+    }
+
+    /// After a failed commit: forget what memory believed and take the store's state again,
+    /// keeping which connection serves which agent and who watches what.
+    fn reload_after_failure(&mut self) {
+        let loaded = match self.store.load() {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(error = %e, "store unreadable after a failed commit");
+                return;
+            }
+        };
+        let watchers: Vec<(String, Vec<(ConnId, String)>)> = self
+            .sessions
+            .values_mut()
+            .map(|s| (s.id.clone(), std::mem::take(&mut s.watchers)))
+            .collect();
+        self.restore(loaded);
+        for (sid, w) in watchers {
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.watchers = w;
+            }
+        }
+        let bound: Vec<(ConnId, String, String)> = self
+            .conns
+            .iter()
+            .flat_map(|(c, conn)| {
+                conn.agents
+                    .iter()
+                    .map(move |(s, a)| (*c, s.clone(), a.clone()))
+            })
+            .collect();
+        for (conn, sid, aid) in bound {
+            if let Some(agent) = self
+                .sessions
+                .get_mut(&sid)
+                .and_then(|s| s.agents.get_mut(&aid))
+            {
+                agent.conn = Some(conn);
+                self.batch.pump.push((sid, aid));
+            }
+        }
+    }
+
+    /// Runs a store write; the first failure fails the whole batch.
+    fn write(&mut self, f: impl FnOnce(&Store) -> Result<(), StoreError>) {
+        if self.batch.failed.is_none() {
+            if let Err(e) = f(&self.store) {
+                self.batch.failed = Some(e);
+            }
+        }
+    }
+
+    /// Queues a line for a connection, released at commit.
+    fn send(&mut self, conn: ConnId, line: Bytes) {
+        self.batch.lines.push((conn, line));
+    }
+
+    fn respond(&mut self, conn: ConnId, corr: &str, session: Option<&str>, reply: Reply) {
+        if reply.is_err() {
+            self.metrics.inc(&self.metrics.errors);
+        }
+        self.batch.requests.push((conn, corr.to_owned()));
+        let line = response_line(corr, session, reply);
+        self.send(conn, line);
+    }
+
+    fn session_by_key_mut(&mut self, key: i64) -> Option<&mut Session> {
+        let id = self.session_ids.get(&key)?;
+        self.sessions.get_mut(id)
+    }
+}
+
+fn new_delivery(
+    id: u64,
+    session: String,
+    session_key: i64,
+    target: String,
+    seq: u64,
+    envelope: Envelope,
+) -> Delivery {
+    let kind = DeliveryKind::of(&envelope.kind);
+    let (ack_mode, timeout_ms) = match kind {
+        DeliveryKind::Message => {
+            let ack = envelope.ack.clone().unwrap_or_default();
+            (ack.mode.unwrap_or_default(), ack.timeout_ms)
+        }
+        DeliveryKind::Action => (AckMode::Manual, None),
+        DeliveryKind::Notice => (AckMode::None, None),
+    };
+    Delivery {
+        id,
+        session,
+        session_key,
+        target,
+        seq,
+        envelope: Arc::new(envelope),
+        kind,
+        ack_mode,
+        timeout_ms,
+        count: 0,
+    }
+}
+
+/// Encodes an envelope as one line, `\n` included.
+pub fn encode_line<P: Serialize>(env: &Envelope<P>) -> Bytes {
+    let mut buf = serde_json::to_vec(env).unwrap_or_else(|e| {
+        // Serializing our own types cannot fail; keep the connection's framing intact anyway.
+        tracing::error!(error = %e, "failed to encode a line");
+        br#"{"v":1,"type":"error","id":"","ts":"","src":"weave"}"#.to_vec()
+    });
+    buf.push(b'\n');
+    Bytes::from(buf)
+}
+
+/// A response line: `type: "response"`, `corr` = the request's id, `status`, and the answer or
+/// the error.
+pub fn response_line(corr: &str, session: Option<&str>, reply: Reply) -> Bytes {
+    let mut env: Envelope<Box<RawValue>> = bus_envelope("response", session);
+    if !corr.is_empty() {
+        env.corr = Some(corr.to_owned());
+    }
+    match reply {
+        Ok(answer) => {
+            env.status = Some(Status::Ok);
+            if answer.session.is_some() {
+                env.session = answer.session;
+            }
+            env.payload = answer.payload;
+        }
+        Err(refusal) => {
+            env.status = Some(Status::Error);
+            env.error = Some(ErrorBody::new(refusal.code, refusal.message));
+        }
+    }
+    encode_line(&env)
+}
+
+/// A new envelope originated by the bus (`src: "weave"`).
+pub fn bus_envelope<P>(kind: &str, session: Option<&str>) -> Envelope<P> {
+    let mut env = Envelope::new(kind, new_id(), now_rfc3339(), BUS_SRC);
+    env.session = session.map(str::to_owned);
+    env
+}
+
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
+}

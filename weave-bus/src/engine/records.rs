@@ -1,0 +1,82 @@
+//! The event log: every state change becomes a record `{seq, ts, envelope}` with the session's
+//! next sequence number, is written in the batch's transaction, and is sent to the session's
+//! watchers as an `events.record` line (released with the batch, after the commit).
+
+use std::sync::Arc;
+
+use codex_weave_runtime::Envelope;
+use codex_weave_transport_uds::time::now_rfc3339;
+use serde_json::value::RawValue;
+
+use super::{bus_envelope, encode_line, Engine};
+use crate::conn::ConnId;
+use crate::store::StoredRecord;
+
+/// The JSON text of a record, built the same way wherever a record is served, so that every
+/// transport serves it byte for byte the same.
+pub fn record_json(seq: u64, ts: &str, envelope_json: &str) -> String {
+    let ts = serde_json::to_string(ts).unwrap_or_else(|_| "\"\"".into());
+    format!(r#"{{"seq":{seq},"ts":{ts},"envelope":{envelope_json}}}"#)
+}
+
+pub fn stored_record_json(r: &StoredRecord) -> String {
+    record_json(r.seq, &r.ts, &r.envelope)
+}
+
+impl Engine {
+    /// Appends `env` to the session's log and streams it to watchers. Returns its `seq` and the
+    /// shared envelope (deliveries of the record point at it).
+    pub(super) fn record(&mut self, sid: &str, env: Envelope) -> (u64, Arc<Envelope>) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return (0, Arc::new(env)); // callers only record into known sessions
+        };
+        session.last_seq += 1;
+        let seq = session.last_seq;
+        let key = session.key;
+        let ts = now_rfc3339();
+        let text = serde_json::to_string(&env).unwrap_or_default();
+        if !session.watchers.is_empty() {
+            let json = record_json(seq, &ts, &text);
+            let watchers = session.watchers.clone();
+            for (conn, corr) in watchers {
+                self.send_record(conn, sid, &corr, seq, &json);
+            }
+        }
+        self.write(|s| s.insert_event(key, seq, &ts, &text));
+        self.metrics.inc(&self.metrics.records);
+        (seq, Arc::new(env))
+    }
+
+    /// Records a bus-originated event of `kind` with `payload`.
+    pub(super) fn record_event(
+        &mut self,
+        sid: &str,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> (u64, Arc<Envelope>) {
+        let mut env: Envelope = bus_envelope(kind, Some(sid));
+        env.payload = Some(payload);
+        self.record(sid, env)
+    }
+
+    /// One `events.record` line for a stream: `corr` = the stream request's id, `seq` = the
+    /// record's, `payload` = the record's JSON as stored.
+    pub(super) fn send_record(
+        &mut self,
+        conn: ConnId,
+        sid: &str,
+        corr: &str,
+        seq: u64,
+        json: &str,
+    ) {
+        let Ok(raw) = RawValue::from_string(json.to_owned()) else {
+            return;
+        };
+        let mut env: Envelope<Box<RawValue>> = bus_envelope("events.record", Some(sid));
+        env.corr = Some(corr.to_owned());
+        env.seq = Some(seq);
+        env.payload = Some(raw);
+        let line = encode_line(&env);
+        self.send(conn, line);
+    }
+}

@@ -1,0 +1,176 @@
+//! The engine's memory: sessions, their agents, and every pending delivery. The store holds
+//! the same facts durably; this is what requests are decided against.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use codex_weave_runtime::{AckMode, Envelope};
+
+use crate::conn::ConnId;
+
+#[derive(Debug)]
+pub struct Session {
+    /// The store's integer key for this session.
+    pub key: i64,
+    pub id: String,
+    pub name: Option<String>,
+    pub created_at: String,
+    pub closed: bool,
+    /// Sequence number of the last record written.
+    pub last_seq: u64,
+    pub agents: HashMap<String, Agent>,
+    /// Lower-cased name → agent id; names are unique per session, case-insensitively.
+    pub names: HashMap<String, String>,
+    /// Connections following this session's records: (connection, stream request id).
+    pub watchers: Vec<(ConnId, String)>,
+}
+
+impl Session {
+    /// Resolves an agent by id, else by name (case-insensitive).
+    pub fn resolve(&self, id_or_name: &str) -> Option<&str> {
+        if let Some(a) = self.agents.get(id_or_name) {
+            return Some(&a.id);
+        }
+        self.names
+            .get(&id_or_name.to_lowercase())
+            .map(String::as_str)
+    }
+
+    pub fn summary(&self) -> serde_json::Value {
+        let online = self.agents.values().filter(|a| a.conn.is_some()).count();
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "status": if self.closed { "closed" } else { "open" },
+            "created_at": self.created_at,
+            "agent_count": self.agents.len(),
+            "online_count": online,
+            "last_seq": self.last_seq,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Agent {
+    pub id: String,
+    pub name: Option<String>,
+    /// The connection that added the agent, while it is connected.
+    pub conn: Option<ConnId>,
+    /// Deliveries waiting to be sent, oldest first (redeliveries keep their original place).
+    pub queue: VecDeque<u64>,
+    /// Deliveries sent on the current connection and not yet acked.
+    pub inflight: BTreeSet<u64>,
+    /// Ack id (message id, or action id of an action group) → delivery id.
+    pub ack_ids: HashMap<String, u64>,
+}
+
+impl Agent {
+    pub fn new(id: String, name: Option<String>) -> Self {
+        Self {
+            id,
+            name,
+            conn: None,
+            queue: VecDeque::new(),
+            inflight: BTreeSet::new(),
+            ack_ids: HashMap::new(),
+        }
+    }
+
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    pub fn pending(&self) -> usize {
+        self.queue.len() + self.inflight.len()
+    }
+
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "status": if self.conn.is_some() { "online" } else { "offline" },
+            "queued": self.queue.len(),
+            "unacked": self.inflight.len(),
+        })
+    }
+}
+
+/// What a delivery carries, which decides how it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryKind {
+    /// A `message.send`: acked by `message.ack` (unless `ack.mode` is `none`).
+    Message,
+    /// An `action.submit` group: acked by any `action.result` for one of its actions (or a
+    /// `message.ack`); redelivered only after a reconnect, never on a timer.
+    Action,
+    /// Results and notices (`action.result`, `delivery.failed`): sent once the target is
+    /// connected; kept durably until then.
+    Notice,
+}
+
+impl DeliveryKind {
+    pub fn of(envelope_type: &str) -> DeliveryKind {
+        match envelope_type {
+            "message.send" => DeliveryKind::Message,
+            "action.submit" => DeliveryKind::Action,
+            _ => DeliveryKind::Notice,
+        }
+    }
+}
+
+/// One record to be delivered to one agent.
+#[derive(Debug)]
+pub struct Delivery {
+    pub id: u64,
+    pub session: String,
+    pub session_key: i64,
+    pub target: String,
+    /// The record delivered (its `seq` in the session's log, and its envelope).
+    pub seq: u64,
+    pub envelope: Arc<Envelope>,
+    pub kind: DeliveryKind,
+    pub ack_mode: AckMode,
+    pub timeout_ms: Option<u64>,
+    /// Times sent so far (first delivery included).
+    pub count: u32,
+}
+
+impl Delivery {
+    /// Ids a `message.ack` (`corr`) or an `action.result` (`action_id`) may use to ack it.
+    pub fn ack_ids(&self) -> Vec<String> {
+        let mut ids = vec![self.envelope.id.clone()];
+        if self.kind == DeliveryKind::Action {
+            ids.extend(actions_for(&self.envelope, &self.target).filter_map(|a| {
+                a.get("action_id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            }));
+        }
+        ids
+    }
+}
+
+/// The actions of a group addressed to `target` (each `dst` was resolved to an agent id when the
+/// group was recorded).
+pub fn actions_for<'a>(
+    env: &'a Envelope,
+    target: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    env.payload
+        .as_ref()
+        .and_then(|p| p.get("actions"))
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .filter(move |a| a.get("dst").and_then(|v| v.as_str()) == Some(target))
+}
+
+/// Who a connection speaks for.
+#[derive(Debug)]
+pub struct Conn {
+    pub out: crate::conn::ConnOut,
+    /// (session id, agent id) of agents this connection added.
+    pub agents: Vec<(String, String)>,
+    /// Sessions this connection follows with `events.stream`.
+    pub watching: Vec<String>,
+}

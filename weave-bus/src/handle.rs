@@ -1,0 +1,123 @@
+//! `Bus`: the cheap-to-clone in-process handle to a running bus. Socket connections use it, and
+//! so will HTTP and tests: every client goes through the same engine, hence the same rules.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use codex_weave_runtime::{Envelope, ErrorCode};
+use tokio::sync::mpsc;
+
+use crate::conn::{ConnId, ConnOut, ConnShared};
+use crate::engine::Input;
+use crate::metrics::Metrics;
+
+#[derive(Clone, Debug)]
+pub struct Bus {
+    inputs: Sender<Input>,
+    next_conn: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
+impl Bus {
+    pub(crate) fn new(inputs: Sender<Input>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inputs,
+            next_conn: Arc::new(AtomicU64::new(1)),
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Registers a connection whose lines go to `tx`; returns its id.
+    pub(crate) fn open(&self, tx: mpsc::UnboundedSender<Bytes>, shared: Arc<ConnShared>) -> ConnId {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let _ = self.inputs.send(Input::Open {
+            conn,
+            out: ConnOut::new(tx, shared),
+        });
+        conn
+    }
+
+    pub(crate) fn request(&self, conn: ConnId, env: Envelope) {
+        let _ = self.inputs.send(Input::Request {
+            conn,
+            env: Box::new(env),
+        });
+    }
+
+    pub(crate) fn invalid(
+        &self,
+        conn: ConnId,
+        corr: Option<String>,
+        code: ErrorCode,
+        message: String,
+    ) {
+        let _ = self.inputs.send(Input::Invalid {
+            conn,
+            corr,
+            code,
+            message,
+        });
+    }
+
+    pub(crate) fn writable(&self, conn: ConnId) {
+        let _ = self.inputs.send(Input::Writable { conn });
+    }
+
+    pub(crate) fn closed(&self, conn: ConnId) {
+        let _ = self.inputs.send(Input::Closed { conn });
+    }
+
+    pub(crate) fn shutdown(&self) {
+        let _ = self.inputs.send(Input::Shutdown);
+    }
+
+    /// Opens an in-process connection: requests go in with [`LocalConn::send`], every line the
+    /// bus writes for it (responses, deliveries, records) comes out of [`LocalConn::lines`].
+    pub fn connect(&self) -> LocalConn {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(ConnShared::default());
+        let id = self.open(tx, shared.clone());
+        LocalConn {
+            bus: self.clone(),
+            id,
+            shared,
+            lines: rx,
+        }
+    }
+}
+
+/// An in-process connection to the bus. Closing (dropping) it is a disconnect.
+#[derive(Debug)]
+pub struct LocalConn {
+    bus: Bus,
+    id: ConnId,
+    shared: Arc<ConnShared>,
+    pub lines: mpsc::UnboundedReceiver<Bytes>,
+}
+
+impl LocalConn {
+    pub fn send(&self, env: Envelope) {
+        self.bus.request(self.id, env);
+    }
+
+    /// Receives the next line and tells the bus it was consumed.
+    pub async fn next_line(&mut self) -> Option<Bytes> {
+        let line = self.lines.recv().await?;
+        if self.shared.written(line.len(), usize::MAX) {
+            self.bus.writable(self.id);
+        }
+        Some(line)
+    }
+}
+
+impl Drop for LocalConn {
+    fn drop(&mut self) {
+        self.bus.closed(self.id);
+    }
+}

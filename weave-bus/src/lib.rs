@@ -1,0 +1,23 @@
+//! The Weave bus: owns `<home>/coord.sock`, the registry of sessions and agents, delivery with
+//! per-target FIFO order, acks, redelivery and dead letters, idempotency, and the durable event
+//! log — in wire v1, so existing Codex+Weave clients work unchanged.
+//!
+//! Layout (one concept per file): `config` (limits), `home` (directory, lock, socket file),
+//! `store` (SQLite), `engine` (the single thread that owns state; `engine/commands` has one
+//! file per request family), `server` (accept loop and connections), `handle` (the in-process
+//! `Bus`), `policy` (where the runtime's rules plug in).
+
+pub mod config;
+pub mod conn;
+pub mod engine;
+pub mod handle;
+pub mod home;
+pub mod metrics;
+pub mod policy;
+pub mod server;
+pub mod store;
+
+pub use config::{BusConfig, Durability, Limits};
+pub use handle::{Bus, LocalConn};
+pub use policy::{Admission, OpenPolicy, Policy, Refusal};
+pub use server::{BusServer, StartError};

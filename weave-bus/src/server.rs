@@ -1,0 +1,315 @@
+//! The socket server: takes the home, opens the store, starts the engine thread, then accepts
+//! connections on `<home>/coord.sock` until shut down.
+//!
+//! Each connection gets a reader task (decode a line, parse it, hand it to the engine) and a
+//! writer task (drain the lines the engine queued). A connection from another uid is refused;
+//! past `max_connections` a new one gets one `limit_reached` line and is closed.
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use codex_weave_runtime::{Envelope, ErrorCode};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BusConfig;
+use crate::conn::{ConnId, ConnShared};
+use crate::engine::{response_line, Engine};
+use crate::handle::Bus;
+use crate::home::{self, HomeError, HomeLock};
+use crate::metrics::Metrics;
+use crate::policy::{Policy, Refusal};
+use crate::store::{self, Store, StoreError};
+use codex_weave_transport_uds::{CodecError, NdjsonCodec};
+
+/// Why the bus could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Home(HomeError),
+    Store(StoreError),
+    Io(PathBuf, io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Home(e) => write!(f, "{e}"),
+            StartError::Store(e) => write!(f, "cannot open the store: {e}"),
+            StartError::Io(p, e) => write!(f, "{}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<HomeError> for StartError {
+    fn from(e: HomeError) -> Self {
+        StartError::Home(e)
+    }
+}
+
+/// A bus that owns its home and listens on its socket; [`BusServer::run`] serves it.
+pub struct BusServer {
+    cfg: BusConfig,
+    listener: UnixListener,
+    bus: Bus,
+    engine: std::thread::JoinHandle<()>,
+    checkpoint_stop: Arc<AtomicBool>,
+    _lock: HomeLock,
+}
+
+impl std::fmt::Debug for BusServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusServer")
+            .field("home", &self.cfg.home)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BusServer {
+    /// Takes the home (mode 0700, lock), opens and loads the store, starts the engine, and binds
+    /// the socket (mode 0600). Must run inside a tokio runtime.
+    pub fn bind(cfg: BusConfig, policy: Box<dyn Policy>) -> Result<BusServer, StartError> {
+        home::prepare_home(&cfg.home)?;
+        let lock = HomeLock::acquire(&cfg.lock_path())?;
+        let socket = cfg.socket_path();
+        home::clear_stale_socket(&socket)?;
+        let store = Store::open(&cfg.store_path(), cfg.durability).map_err(StartError::Store)?;
+        let metrics = Arc::new(Metrics::default());
+        let engine =
+            Engine::new(cfg.clone(), store, policy, metrics.clone()).map_err(StartError::Store)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let engine = std::thread::Builder::new()
+            .name("weave-engine".into())
+            .spawn(move || engine.run(rx))
+            .map_err(|e| StartError::Io(cfg.home.clone(), e))?;
+        let checkpoint_stop = Arc::new(AtomicBool::new(false));
+        store::spawn_checkpointer(
+            &cfg.store_path(),
+            Duration::from_millis(500),
+            checkpoint_stop.clone(),
+        )
+        .map_err(|e| StartError::Io(cfg.store_path(), e))?;
+        let listener = bind_private(&socket)?;
+        tracing::info!(socket = %socket.display(), durability = cfg.durability.as_str(), "bus listening");
+        Ok(BusServer {
+            cfg,
+            listener,
+            bus: Bus::new(tx, metrics),
+            engine,
+            checkpoint_stop,
+            _lock: lock,
+        })
+    }
+
+    pub fn bus(&self) -> Bus {
+        self.bus.clone()
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.cfg.socket_path()
+    }
+
+    /// Accepts connections until `shutdown` resolves; then stops accepting, ends every
+    /// connection, lets the engine commit its last batch, and removes the socket file.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let stop = CancellationToken::new();
+        let slots = Arc::new(Semaphore::new(self.cfg.limits.max_connections));
+        let uid = nix::unistd::getuid().as_raw();
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => {
+                    backoff = Duration::from_millis(5);
+                    stream
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            if peer_uid(&stream) != Some(uid) {
+                tracing::warn!("refused a connection from another user");
+                self.bus
+                    .metrics()
+                    .inc(&self.bus.metrics().connections_refused);
+                continue;
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                self.bus
+                    .metrics()
+                    .inc(&self.bus.metrics().connections_refused);
+                tokio::spawn(refuse_full(stream, self.cfg.limits.max_connections));
+                continue;
+            };
+            let (bus, stop, limits) = (self.bus.clone(), stop.clone(), self.cfg.limits.clone());
+            tokio::spawn(async move {
+                serve_connection(stream, bus, stop, limits.max_line, limits.max_conn_buffer).await;
+                drop(permit);
+            });
+        }
+        tracing::info!("shutting down: no new connections");
+        drop(self.listener);
+        stop.cancel();
+        self.bus.shutdown();
+        let engine = self.engine;
+        let _ = tokio::task::spawn_blocking(move || engine.join()).await;
+        self.checkpoint_stop.store(true, Ordering::Relaxed);
+        let _ = std::fs::remove_file(self.cfg.socket_path());
+        tracing::info!("bus stopped");
+    }
+}
+
+/// Binds the socket with mode 0600 from the start (no window where it is wider).
+fn bind_private(path: &Path) -> Result<UnixListener, StartError> {
+    use nix::sys::stat::{umask, Mode};
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    umask(old);
+    let listener = bound.map_err(|e| StartError::Io(path.to_owned(), e))?;
+    home::restrict_socket(path)?;
+    Ok(listener)
+}
+
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    getsockopt(stream, PeerCredentials).ok().map(|c| c.uid())
+}
+
+async fn refuse_full(mut stream: UnixStream, limit: usize) {
+    let line = response_line(
+        "",
+        None,
+        Err(Refusal::new(
+            ErrorCode::LimitReached,
+            format!("the bus serves at most {limit} connections"),
+        )),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
+}
+
+async fn serve_connection(
+    stream: UnixStream,
+    bus: Bus,
+    stop: CancellationToken,
+    max_line: usize,
+    max_buffer: usize,
+) {
+    let metrics = bus.metrics();
+    metrics.inc(&metrics.connections_total);
+    metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+    let (read, write) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(ConnShared::default());
+    let conn = bus.open(tx, shared.clone());
+    let writer = tokio::spawn(write_lines(
+        write,
+        rx,
+        shared.clone(),
+        bus.clone(),
+        conn,
+        max_buffer / 2,
+    ));
+    let mut lines = FramedRead::new(read, NdjsonCodec::new(max_line));
+    loop {
+        // A client that does not read its responses does not get to send more requests.
+        while shared.queued() > max_buffer {
+            let drained = shared.drained.notified();
+            if shared.queued() <= max_buffer {
+                break;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = drained => {}
+            }
+        }
+        let next = tokio::select! {
+            _ = stop.cancelled() => break,
+            next = lines.next() => next,
+        };
+        match next {
+            None => break,
+            Some(Ok(line)) => match parse(&line) {
+                Ok(env) => bus.request(conn, env),
+                Err((corr, message)) => bus.invalid(conn, corr, ErrorCode::BadRequest, message),
+            },
+            Some(Err(CodecError::FrameTooLarge { limit })) => {
+                bus.invalid(
+                    conn,
+                    None,
+                    ErrorCode::FrameTooLarge,
+                    format!("line longer than {limit} bytes; closing"),
+                );
+                break;
+            }
+            Some(Err(CodecError::Io(e))) => {
+                tracing::debug!(conn, error = %e, "read failed");
+                break;
+            }
+        }
+    }
+    bus.closed(conn);
+    let _ = writer.await;
+    metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn write_lines(
+    write: tokio::net::unix::OwnedWriteHalf,
+    mut lines: mpsc::UnboundedReceiver<Bytes>,
+    shared: Arc<ConnShared>,
+    bus: Bus,
+    conn: ConnId,
+    resume_below: usize,
+) {
+    let mut w = BufWriter::with_capacity(64 * 1024, write);
+    while let Some(line) = lines.recv().await {
+        let mut next = Some(line);
+        let mut written = 0;
+        while let Some(line) = next {
+            if w.write_all(&line).await.is_err() {
+                return;
+            }
+            written += line.len();
+            next = lines.try_recv().ok();
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+        if shared.written(written, resume_below) {
+            bus.writable(conn);
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Parses one line. On failure: the line's `id` when it has one (for `corr`), and why.
+fn parse(line: &[u8]) -> Result<Envelope, (Option<String>, String)> {
+    serde_json::from_slice::<Envelope>(line).map_err(|e| {
+        match serde_json::from_slice::<Value>(line) {
+            Err(_) => (None, format!("not valid JSON (or not UTF-8): {e}")),
+            Ok(Value::Object(map)) => {
+                let corr = map.get("id").and_then(Value::as_str).map(str::to_owned);
+                (corr, format!("invalid envelope: {e}"))
+            }
+            Ok(_) => (None, "a line must be a JSON object".to_owned()),
+        }
+    })
+}

@@ -1,0 +1,66 @@
+//! Numbered schema migrations, applied in order at start-up. `PRAGMA user_version` holds the
+//! number of the last one applied. Never edit a released migration: add the next one.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions, agents, the event log, pending and dead deliveries, idempotency keys.
+    "CREATE TABLE sessions (
+        key INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT,
+        created_at TEXT NOT NULL,
+        closed_at TEXT
+    );
+    CREATE TABLE agents (
+        session INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        name TEXT,
+        PRIMARY KEY (session, id)
+    );
+    CREATE TABLE events (
+        session INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        ts TEXT NOT NULL,
+        envelope TEXT NOT NULL,
+        PRIMARY KEY (session, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        session INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        count INTEGER NOT NULL
+    );
+    CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY,
+        session INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        ts TEXT NOT NULL
+    );
+    CREATE INDEX dead_letters_by_session ON dead_letters (session, id);
+    CREATE TABLE idempotency (
+        session TEXT NOT NULL,
+        src TEXT NOT NULL,
+        key TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (session, src, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+];
+
+pub fn run(conn: &Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+        tracing::info!(migration = i + 1, "store migrated");
+    }
+    Ok(())
+}

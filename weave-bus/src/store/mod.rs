@@ -1,0 +1,460 @@
+//! The durable store: SQLite in WAL mode under the home, written by the engine thread only.
+//!
+//! The engine opens one transaction per batch of requests and commits it once (group commit);
+//! nothing is answered before that commit. Checkpoints run on their own thread and connection
+//! so they never sit on the request path. The schema is created by numbered migrations.
+
+mod migrations;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::config::Durability;
+
+pub use rusqlite::Error as StoreError;
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A stored session as loaded at start-up.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub key: i64,
+    pub id: String,
+    pub name: Option<String>,
+    pub created_at: String,
+    pub closed: bool,
+    /// Highest sequence number written for this session (0 when none).
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub session_key: i64,
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// A pending delivery and the stored record it delivers.
+#[derive(Debug, Clone)]
+pub struct DeliveryRow {
+    pub id: u64,
+    pub session_key: i64,
+    pub target: String,
+    pub seq: u64,
+    pub count: u32,
+    pub envelope: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetterRow {
+    pub id: u64,
+    pub target: String,
+    pub seq: u64,
+    pub count: u32,
+    pub reason: String,
+    pub ts: String,
+    pub envelope: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdempotencyRow {
+    pub session: String,
+    pub src: String,
+    pub key: String,
+    pub response: String,
+    pub created_ms: i64,
+}
+
+/// Everything the engine rebuilds its memory from.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub sessions: Vec<SessionRow>,
+    pub agents: Vec<AgentRow>,
+    pub deliveries: Vec<DeliveryRow>,
+    pub idempotency: Vec<IdempotencyRow>,
+    pub next_delivery_id: u64,
+}
+
+/// One stored record: sequence number, time and the envelope's JSON text.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub seq: u64,
+    pub ts: String,
+    pub envelope: String,
+}
+
+pub struct Store {
+    conn: Connection,
+    in_txn: bool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating and migrating) the store at `path`.
+    pub fn open(path: &Path, durability: Durability) -> StoreResult<Store> {
+        // Create the file private to the user; SQLite gives its -wal and -shm files the same mode.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path);
+        }
+        let conn = Connection::open(path)?;
+        let sync = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Fsync => "FULL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous={sync};
+             PRAGMA wal_autocheckpoint=0;
+             PRAGMA foreign_keys=OFF;
+             PRAGMA temp_store=MEMORY;
+             PRAGMA cache_size=-16384;"
+        ))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        migrations::run(&conn)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Store {
+            conn,
+            in_txn: false,
+        })
+    }
+
+    pub fn begin(&mut self) -> StoreResult<()> {
+        if !self.in_txn {
+            self.conn.execute_batch("BEGIN")?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
+
+    pub fn commit(&mut self) -> StoreResult<()> {
+        if self.in_txn {
+            self.in_txn = false;
+            if let Err(e) = self.conn.execute_batch("COMMIT") {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rollback(&mut self) {
+        if self.in_txn {
+            self.in_txn = false;
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// Folds the write-ahead log into the database file and truncates it (at shutdown).
+    pub fn checkpoint(&self) -> StoreResult<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+    }
+
+    pub fn load(&self) -> StoreResult<Loaded> {
+        let mut loaded = Loaded::default();
+        let mut stmt = self.conn.prepare(
+            "SELECT s.key, s.id, s.name, s.created_at, s.closed_at IS NOT NULL,
+                    COALESCE((SELECT MAX(seq) FROM events e WHERE e.session = s.key), 0)
+             FROM sessions s ORDER BY s.key",
+        )?;
+        loaded.sessions = stmt
+            .query_map([], |r| {
+                Ok(SessionRow {
+                    key: r.get(0)?,
+                    id: r.get(1)?,
+                    name: r.get(2)?,
+                    created_at: r.get(3)?,
+                    closed: r.get(4)?,
+                    last_seq: r.get::<_, i64>(5)? as u64,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT session, id, name FROM agents ORDER BY rowid")?;
+        loaded.agents = stmt
+            .query_map([], |r| {
+                Ok(AgentRow {
+                    session_key: r.get(0)?,
+                    id: r.get(1)?,
+                    name: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT d.id, d.session, d.target, d.seq, d.count, e.envelope
+             FROM deliveries d JOIN events e ON e.session = d.session AND e.seq = d.seq
+             ORDER BY d.id",
+        )?;
+        loaded.deliveries = stmt
+            .query_map([], |r| {
+                Ok(DeliveryRow {
+                    id: r.get::<_, i64>(0)? as u64,
+                    session_key: r.get(1)?,
+                    target: r.get(2)?,
+                    seq: r.get::<_, i64>(3)? as u64,
+                    count: r.get(4)?,
+                    envelope: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT session, src, key, response, created_ms FROM idempotency ORDER BY created_ms",
+        )?;
+        loaded.idempotency = stmt
+            .query_map([], |r| {
+                Ok(IdempotencyRow {
+                    session: r.get(0)?,
+                    src: r.get(1)?,
+                    key: r.get(2)?,
+                    response: r.get(3)?,
+                    created_ms: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let max_ids: (i64, i64) = self.conn.query_row(
+            "SELECT COALESCE((SELECT MAX(id) FROM deliveries), 0),
+                    COALESCE((SELECT MAX(id) FROM dead_letters), 0)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let stored_next: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'next_delivery_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        loaded.next_delivery_id =
+            (max_ids.0.max(max_ids.1).max(stored_next.unwrap_or(0)) as u64).max(1) + 1;
+        Ok(loaded)
+    }
+
+    pub fn insert_session(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        created_at: &str,
+    ) -> StoreResult<i64> {
+        self.conn
+            .prepare_cached("INSERT INTO sessions (id, name, created_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![id, name, created_at])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn close_session(&self, key: i64, at: &str) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("UPDATE sessions SET closed_at = ?2 WHERE key = ?1")?
+            .execute(params![key, at])?;
+        Ok(())
+    }
+
+    pub fn upsert_agent(&self, session: i64, id: &str, name: Option<&str>) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO agents (session, id, name) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (session, id) DO UPDATE SET name = excluded.name",
+            )?
+            .execute(params![session, id, name])?;
+        Ok(())
+    }
+
+    pub fn delete_agent(&self, session: i64, id: &str) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM agents WHERE session = ?1 AND id = ?2")?
+            .execute(params![session, id])?;
+        Ok(())
+    }
+
+    pub fn insert_event(
+        &self,
+        session: i64,
+        seq: u64,
+        ts: &str,
+        envelope: &str,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (session, seq, ts, envelope) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![session, seq as i64, ts, envelope])?;
+        Ok(())
+    }
+
+    /// Writes a delivery's current state (insert or update).
+    pub fn put_delivery(
+        &self,
+        id: u64,
+        session: i64,
+        target: &str,
+        seq: u64,
+        count: u32,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO deliveries (id, session, target, seq, count) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET count = excluded.count",
+            )?
+            .execute(params![id as i64, session, target, seq as i64, count])?;
+        Ok(())
+    }
+
+    pub fn delete_delivery(&self, id: u64) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+            .execute([id as i64])?;
+        Ok(())
+    }
+
+    /// Remembers the delivery id counter, so ids are never reused even when every delivery of a
+    /// run was acked (and so deleted) before a restart.
+    pub fn save_next_delivery_id(&self, next: u64) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('next_delivery_id', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([next as i64])?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_dead_letter(
+        &self,
+        id: u64,
+        session: i64,
+        target: &str,
+        seq: u64,
+        count: u32,
+        reason: &str,
+        ts: &str,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO dead_letters (id, session, target, seq, count, reason, ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                id as i64, session, target, seq as i64, count, reason, ts
+            ])?;
+        Ok(())
+    }
+
+    pub fn dead_letters(&self, session: i64, limit: usize) -> StoreResult<Vec<DeadLetterRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.id, d.target, d.seq, d.count, d.reason, d.ts, e.envelope
+             FROM dead_letters d JOIN events e ON e.session = d.session AND e.seq = d.seq
+             WHERE d.session = ?1 ORDER BY d.id LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![session, limit as i64], |r| {
+                Ok(DeadLetterRow {
+                    id: r.get::<_, i64>(0)? as u64,
+                    target: r.get(1)?,
+                    seq: r.get::<_, i64>(2)? as u64,
+                    count: r.get(3)?,
+                    reason: r.get(4)?,
+                    ts: r.get(5)?,
+                    envelope: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn put_idempotency(&self, row: &IdempotencyRow) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO idempotency (session, src, key, response, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                row.session,
+                row.src,
+                row.key,
+                row.response,
+                row.created_ms
+            ])?;
+        Ok(())
+    }
+
+    pub fn delete_idempotency(&self, session: &str, src: &str, key: &str) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM idempotency WHERE session = ?1 AND src = ?2 AND key = ?3")?
+            .execute(params![session, src, key])?;
+        Ok(())
+    }
+
+    /// Records with `seq > since`, oldest first, at most `limit`.
+    pub fn records_after(
+        &self,
+        session: i64,
+        since: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, ts, envelope FROM events WHERE session = ?1 AND seq > ?2
+             ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![session, since as i64, limit as i64], record_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The latest `limit` records, oldest first.
+    pub fn latest_records(&self, session: i64, limit: usize) -> StoreResult<Vec<StoredRecord>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, ts, envelope FROM events WHERE session = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let mut rows: Vec<StoredRecord> = stmt
+            .query_map(params![session, limit as i64], record_row)?
+            .collect::<Result<_, _>>()?;
+        rows.reverse();
+        Ok(rows)
+    }
+}
+
+fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
+    Ok(StoredRecord {
+        seq: r.get::<_, i64>(0)? as u64,
+        ts: r.get(1)?,
+        envelope: r.get(2)?,
+    })
+}
+
+/// Runs passive WAL checkpoints on its own connection every `every`, until `stop` is set.
+/// Passive checkpoints never block the writer.
+pub fn spawn_checkpointer(
+    path: &Path,
+    every: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let path = path.to_owned();
+    std::thread::Builder::new()
+        .name("weave-checkpoint".into())
+        .spawn(move || {
+            let Ok(conn) = Connection::open(&path) else {
+                return;
+            };
+            let _ = conn.busy_timeout(Duration::from_millis(100));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(every);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "checkpoint skipped");
+                }
+            }
+        })
+}
