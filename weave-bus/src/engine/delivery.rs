@@ -24,21 +24,7 @@ impl Engine {
         };
         let id = self.next_delivery;
         self.next_delivery += 1;
-        let mut d = new_delivery(
-            id,
-            sid.to_owned(),
-            session.key,
-            target.to_owned(),
-            seq,
-            Envelope::default(),
-        );
-        d.envelope = env;
-        let (kind, ack) = (DeliveryKind::of(&d.envelope.kind), d.envelope.ack.clone());
-        if kind == DeliveryKind::Message {
-            let ack = ack.unwrap_or_default();
-            d.ack_mode = ack.mode.unwrap_or_default();
-            d.timeout_ms = ack.timeout_ms;
-        }
+        let d = new_delivery(id, sid.to_owned(), session.key, target.to_owned(), seq, env);
         self.index_delivery(d);
         self.batch.dirty.push(id);
         self.batch.pump.push((sid.to_owned(), target.to_owned()));

@@ -196,7 +196,14 @@ impl Engine {
                 orphans += 1;
                 continue;
             }
-            let mut d = new_delivery(row.id, sid, row.session_key, row.target, row.seq, envelope);
+            let mut d = new_delivery(
+                row.id,
+                sid,
+                row.session_key,
+                row.target,
+                row.seq,
+                Arc::new(envelope),
+            );
             d.count = row.count;
             self.index_delivery(d);
         }
@@ -433,7 +440,7 @@ fn new_delivery(
     session_key: i64,
     target: String,
     seq: u64,
-    envelope: Envelope,
+    envelope: Arc<Envelope>,
 ) -> Delivery {
     let kind = DeliveryKind::of(&envelope.kind);
     let (ack_mode, timeout_ms) = match kind {
@@ -450,7 +457,7 @@ fn new_delivery(
         session_key,
         target,
         seq,
-        envelope: Arc::new(envelope),
+        envelope,
         kind,
         ack_mode,
         timeout_ms,

@@ -1,0 +1,277 @@
+//! Test harness: starts the real `weave-bus` binary on a temporary home and talks to it over
+//! its socket with the transport's client. Every bus a test starts is killed when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use codex_weave_transport_uds::{Client, Envelope};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct BusProcess {
+    child: Option<Child>,
+    pub home: PathBuf,
+    args: Vec<String>,
+    _tmp: Option<TempDir>,
+}
+
+impl BusProcess {
+    /// A bus on a fresh temporary home.
+    pub fn start() -> BusProcess {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> BusProcess {
+        let tmp = TempDir::new().unwrap();
+        let home = tmp.path().join("home");
+        let mut bus = BusProcess {
+            child: None,
+            home,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            _tmp: Some(tmp),
+        };
+        bus.spawn().expect("bus starts");
+        bus
+    }
+
+    /// Starts the binary with this bus's home and args; returns the stderr text on failure.
+    pub fn spawn(&mut self) -> Result<(), String> {
+        let (child, _) = spawn_bus(&self.home, &self.args)?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.home.join("coord.sock")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        c.wait().ok()?.code()
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn().expect("bus restarts");
+    }
+
+    pub async fn connect(&self) -> Conn {
+        Conn::open(&self.socket()).await
+    }
+}
+
+impl Drop for BusProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Spawns `weave-bus --home HOME ARGS` and waits for its "listening" line. On failure returns
+/// what it printed on stderr.
+pub fn spawn_bus(home: &Path, args: &[String]) -> Result<(Child, String), String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weave-bus"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env("RUST_LOG", "weave_bus=warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.contains("listening") {
+        return Ok((child, line));
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    Err(format!("exit {:?}: {err}", status.code()))
+}
+
+/// One socket connection: requests, and the other lines it receives.
+pub struct Conn {
+    pub client: Client,
+    pub events: UnboundedReceiver<Envelope>,
+}
+
+impl Conn {
+    pub async fn open(socket: &Path) -> Conn {
+        let (client, events) = Client::connect(socket).await.expect("connect");
+        Conn { client, events }
+    }
+
+    pub async fn req(
+        &self,
+        kind: &str,
+        session: Option<&str>,
+        src: &str,
+        payload: Value,
+    ) -> Envelope {
+        let env = envelope(kind, session, src, payload);
+        tokio::time::timeout(WAIT, self.client.request(env))
+            .await
+            .expect("response in time")
+            .expect("response")
+    }
+
+    /// Sends a request and asserts it is answered `ok`.
+    pub async fn ok(
+        &self,
+        kind: &str,
+        session: Option<&str>,
+        src: &str,
+        payload: Value,
+    ) -> Envelope {
+        let resp = self.req(kind, session, src, payload).await;
+        assert_eq!(resp.error, None, "{kind} refused");
+        resp
+    }
+
+    /// Sends a request and returns its error code (asserting it is refused).
+    pub async fn err(
+        &self,
+        kind: &str,
+        session: Option<&str>,
+        src: &str,
+        payload: Value,
+    ) -> String {
+        let resp = self.req(kind, session, src, payload).await;
+        match resp.error {
+            Some(e) => e.code,
+            None => panic!("{kind} was accepted: {:?}", resp.payload),
+        }
+    }
+
+    pub async fn create_session(&self, name: &str) -> String {
+        let resp = self
+            .ok(
+                "session.create",
+                None,
+                "tester",
+                serde_json::json!({ "name": name }),
+            )
+            .await;
+        resp.session.unwrap()
+    }
+
+    pub async fn add_agent(&self, session: &str, id: &str, name: &str) -> Envelope {
+        self.ok(
+            "agent.add",
+            Some(session),
+            id,
+            serde_json::json!({ "id": id, "name": name }),
+        )
+        .await
+    }
+
+    /// Sends any request envelope and returns the response.
+    pub async fn call(&self, env: Envelope) -> Envelope {
+        tokio::time::timeout(WAIT, self.client.request(env))
+            .await
+            .expect("response in time")
+            .expect("response")
+    }
+
+    /// `message.send` of `text` from `src` to `dst`, asserted `ok`.
+    pub async fn send(&self, session: &str, src: &str, dst: &str, text: &str) -> Envelope {
+        let resp = self.call(message(session, src, dst, text)).await;
+        assert_eq!(resp.error, None, "message.send refused");
+        resp
+    }
+
+    /// The next line that is not a response, within [`WAIT`].
+    pub async fn next(&mut self) -> Envelope {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("a line in time")
+            .expect("connection open")
+    }
+
+    /// The next line of type `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Envelope {
+        loop {
+            let env = self.next().await;
+            if env.kind == kind {
+                return env;
+            }
+        }
+    }
+
+    /// Asserts no line of `kind` arrives within `within`.
+    pub async fn none_of(&mut self, kind: &str, within: Duration) {
+        let _ = tokio::time::timeout(within, async {
+            while let Some(env) = self.events.recv().await {
+                assert_ne!(env.kind, kind, "unexpected {kind}: {env:?}");
+            }
+        })
+        .await;
+    }
+
+    pub fn ack(&self, session: &str, src: &str, delivery: &Envelope) {
+        let mut ack = envelope("message.ack", Some(session), src, Value::Null);
+        ack.payload = None;
+        ack.corr = Some(delivery.corr.clone().unwrap_or(delivery.id.clone()));
+        self.client.send(ack).unwrap();
+    }
+}
+
+/// Builds a request envelope (id and ts are filled in by the client).
+pub fn envelope(kind: &str, session: Option<&str>, src: &str, payload: Value) -> Envelope {
+    let mut env = Envelope::new(kind, String::new(), String::new(), src);
+    env.session = session.map(str::to_owned);
+    if !payload.is_null() {
+        env.payload = Some(payload);
+    }
+    env
+}
+
+/// `message.send` from `src` to `dst` with `text` (and optional `ack`).
+pub fn message(session: &str, src: &str, dst: &str, text: &str) -> Envelope {
+    let mut env = envelope(
+        "message.send",
+        Some(session),
+        src,
+        serde_json::json!({ "text": text }),
+    );
+    env.dst = Some(dst.to_owned());
+    env
+}
+
+pub fn text_of(env: &Envelope) -> &str {
+    env.payload
+        .as_ref()
+        .and_then(|p| p.get("text"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+pub fn meta_weave<'a>(env: &'a Envelope, field: &str) -> Option<&'a Value> {
+    env.meta.as_ref()?.get("weave")?.get(field)
+}
