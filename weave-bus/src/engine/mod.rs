@@ -117,6 +117,9 @@ struct Batch {
     pump: Vec<(String, String)>,
     /// The first store error of the batch: the whole batch is rolled back.
     failed: Option<StoreError>,
+    /// Connections that closed during the batch: their last lines (an error for the line that
+    /// made the bus close them, say) still go out.
+    closing: HashMap<ConnId, ConnOut>,
 }
 
 impl Engine {
@@ -337,8 +340,13 @@ impl Engine {
             Ok(()) => {
                 self.saved_next_delivery = self.next_delivery;
                 for (conn, line) in batch.lines {
-                    if let Some(c) = self.conns.get(&conn) {
-                        c.out.push(line);
+                    if let Some(out) = self
+                        .conns
+                        .get(&conn)
+                        .map(|c| &c.out)
+                        .or(batch.closing.get(&conn))
+                    {
+                        out.push(line);
                     }
                 }
             }
@@ -354,8 +362,13 @@ impl Engine {
                             format!("the store could not commit: {e}"),
                         )),
                     );
-                    if let Some(c) = self.conns.get(&conn) {
-                        c.out.push(line);
+                    if let Some(out) = self
+                        .conns
+                        .get(&conn)
+                        .map(|c| &c.out)
+                        .or(batch.closing.get(&conn))
+                    {
+                        out.push(line);
                     }
                 }
                 self.reload_after_failure();

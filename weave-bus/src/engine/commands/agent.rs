@@ -237,6 +237,7 @@ impl Engine {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.batch.closing.insert(conn, c.out);
         for (sid, aid) in c.agents {
             self.requeue_inflight(&sid, &aid);
             if let Some(agent) = self

@@ -1,0 +1,224 @@
+//! The event log over the socket: every change is a numbered record; `events.history` pages it
+//! (`since` exclusive; without `since` the latest N); `events.stream` replays and follows live
+//! with no gap and no duplicate, or ends with a final ok.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn record_types(records: &Value) -> Vec<String> {
+    records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["envelope"]["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_state_change_is_a_numbered_record() {
+    let bus = BusProcess::start();
+    let c = bus.connect().await;
+    let s = c.create_session("s").await;
+    c.add_agent(&s, "a1", "Alice").await;
+    let b = bus.connect().await;
+    b.add_agent(&s, "b1", "Bob").await;
+    c.send(&s, "a1", "b1", "hi").await;
+    b.ok(
+        "agent.update",
+        Some(&s),
+        "b1",
+        json!({ "id": "b1", "name": "Robert" }),
+    )
+    .await;
+    b.ok("agent.remove", Some(&s), "b1", json!({ "id": "b1" }))
+        .await;
+    drop(b);
+    c.ok("session.close", Some(&s), "t", Value::Null).await;
+    let h = c
+        .ok("events.history", Some(&s), "t", json!({ "limit": 100 }))
+        .await
+        .payload
+        .unwrap();
+    let types = record_types(&h["records"]);
+    assert_eq!(
+        types,
+        [
+            "session.created",
+            "agent.added",
+            "agent.online",
+            "agent.added",
+            "agent.online",
+            "message.send",
+            "agent.updated",
+            "delivery.failed",
+            "agent.removed",
+            "session.closed"
+        ]
+    );
+    let seqs: Vec<u64> = h["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    for r in h["records"].as_array().unwrap() {
+        let ts = r["ts"].as_str().unwrap();
+        assert!(
+            time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_ok(),
+            "{ts}"
+        );
+        let env = &r["envelope"];
+        assert_eq!(env["v"], 1);
+        assert!(env["id"].as_str().is_some_and(|s| !s.is_empty()));
+        if env["src"] == "weave" {
+            assert_eq!(env["session"], s.as_str());
+        }
+    }
+    assert_eq!(h["head"], 10);
+}
+
+#[tokio::test]
+async fn history_pages_latest_without_since_oldest_after_since() {
+    let bus = BusProcess::start();
+    let c = bus.connect().await;
+    let s = c.create_session("s").await; // seq 1
+    c.add_agent(&s, "a1", "A").await; // 2, 3
+    for i in 0..17 {
+        c.send(&s, "a1", "a1", &format!("{i}")).await; // 4..=20
+    }
+    let seqs = |v: &Value| -> Vec<u64> {
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let latest = c
+        .ok("events.history", Some(&s), "t", json!({ "limit": 3 }))
+        .await
+        .payload
+        .unwrap();
+    assert_eq!(seqs(&latest), [18, 19, 20]);
+    let after = c
+        .ok(
+            "events.history",
+            Some(&s),
+            "t",
+            json!({ "since": 5, "limit": 3 }),
+        )
+        .await
+        .payload
+        .unwrap();
+    assert_eq!(seqs(&after), [6, 7, 8]);
+    assert_eq!(after["next"], 8);
+    let page2 = c
+        .ok(
+            "events.history",
+            Some(&s),
+            "t",
+            json!({ "since": after["next"], "limit": 3 }),
+        )
+        .await
+        .payload
+        .unwrap();
+    assert_eq!(seqs(&page2), [9, 10, 11]);
+    let end = c
+        .ok("events.history", Some(&s), "t", json!({ "since": 20 }))
+        .await
+        .payload
+        .unwrap();
+    assert_eq!(seqs(&end), Vec::<u64>::new());
+    assert_eq!(end["next"], 20);
+    assert_eq!(
+        c.err("events.history", Some(&s), "t", json!({ "since": "x" }))
+            .await,
+        "bad_request"
+    );
+    assert_eq!(
+        c.err("events.history", Some("nope"), "t", Value::Null)
+            .await,
+        "unknown_session"
+    );
+}
+
+#[tokio::test]
+async fn stream_without_follow_replays_then_ends_with_ok() {
+    let bus = BusProcess::start();
+    let mut c = bus.connect().await;
+    let s = c.create_session("s").await;
+    c.add_agent(&s, "a1", "A").await;
+    let req = envelope("events.stream", Some(&s), "t", json!({ "since": 1 }));
+    let resp = c.call(req).await; // the final ok arrives after the records
+    assert_eq!(resp.error, None);
+    let r1 = c.next_of("events.record").await;
+    let r2 = c.next_of("events.record").await;
+    assert_eq!(r1.corr, resp.corr);
+    assert_eq!(
+        (
+            r1.payload.unwrap()["seq"].as_u64(),
+            r2.payload.unwrap()["seq"].as_u64()
+        ),
+        (Some(2), Some(3))
+    );
+}
+
+#[tokio::test]
+async fn stream_with_follow_while_1000_records_are_written_has_no_gap_and_no_duplicate() {
+    let bus = BusProcess::start();
+    let c = bus.connect().await;
+    let s = c.create_session("s").await;
+    c.add_agent(&s, "a1", "A").await;
+    let writer = tokio::spawn({
+        let s = s.clone();
+        async move {
+            for i in 0..1000 {
+                c.send(&s, "a1", "a1", &format!("{i}")).await;
+            }
+            c
+        }
+    });
+    // Join mid-run, from the start of the log.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut w = bus.connect().await;
+    let resp = w
+        .call(envelope(
+            "events.stream",
+            Some(&s),
+            "t",
+            json!({ "since": 0, "follow": true }),
+        ))
+        .await;
+    assert_eq!(resp.error, None);
+    let mut seen = BTreeMap::new();
+    while seen.len() < 1003 {
+        let rec = w.next_of("events.record").await;
+        let p = rec.payload.unwrap();
+        let seq = p["seq"].as_u64().unwrap();
+        assert!(seen.insert(seq, p).is_none(), "duplicate seq {seq}");
+    }
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        (1..=1003).collect::<Vec<_>>()
+    );
+    let c = writer.await.unwrap();
+    // Streamed records are the very records history serves.
+    let h = c
+        .ok(
+            "events.history",
+            Some(&s),
+            "t",
+            json!({ "since": 500, "limit": 3 }),
+        )
+        .await
+        .payload
+        .unwrap();
+    for r in h["records"].as_array().unwrap() {
+        assert_eq!(&seen[&r["seq"].as_u64().unwrap()], r);
+    }
+}
