@@ -55,7 +55,9 @@ impl ClientError {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Envelope>>>>;
+/// Requests waiting for their response; `None` once the connection is closed, so a request
+/// made after the reader's last look is refused instead of waiting forever.
+type Pending = Arc<Mutex<Option<HashMap<String, oneshot::Sender<Envelope>>>>>;
 
 /// A connection to the bus. Cheap to clone; the connection closes when every clone is dropped
 /// and the bus has nothing more to send.
@@ -77,7 +79,7 @@ impl Client {
         let (read, write) = stream.into_split();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         tokio::spawn(write_lines(write, out_rx));
         tokio::spawn(read_lines(read, pending.clone(), events_tx));
         (
@@ -94,9 +96,14 @@ impl Client {
     pub async fn request(&self, mut env: Envelope) -> Result<Envelope, ClientError> {
         fill(&mut env);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(env.id.clone(), tx);
+        match self.pending.lock().unwrap().as_mut() {
+            Some(waiting) => waiting.insert(env.id.clone(), tx),
+            None => return Err(ClientError::Closed),
+        };
         if let Err(e) = self.send(env.clone()) {
-            self.pending.lock().unwrap().remove(&env.id);
+            if let Some(waiting) = self.pending.lock().unwrap().as_mut() {
+                waiting.remove(&env.id);
+            }
             return Err(e);
         }
         rx.await.map_err(|_| ClientError::Closed)
@@ -176,7 +183,11 @@ async fn read_lines(
             continue;
         };
         let waiter = match (&env.status, &env.corr) {
-            (Some(_), Some(corr)) => pending.lock().unwrap().remove(corr),
+            (Some(_), Some(corr)) => pending
+                .lock()
+                .unwrap()
+                .as_mut()
+                .and_then(|w| w.remove(corr)),
             _ => None,
         };
         match waiter {
@@ -188,6 +199,6 @@ async fn read_lines(
             }
         }
     }
-    // Wake every waiting request with `Closed`.
-    pending.lock().unwrap().clear();
+    // Wake every waiting request with `Closed`, and refuse new ones.
+    pending.lock().unwrap().take();
 }

@@ -34,12 +34,9 @@ impl Bus {
     }
 
     /// Registers a connection whose lines go to `tx`; returns its id.
-    pub(crate) fn open(&self, tx: mpsc::UnboundedSender<Bytes>, shared: Arc<ConnShared>) -> ConnId {
+    pub(crate) fn open(&self, out: ConnOut) -> ConnId {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let _ = self.inputs.send(Input::Open {
-            conn,
-            out: ConnOut::new(tx, shared),
-        });
+        let _ = self.inputs.send(Input::Open { conn, out });
         conn
     }
 
@@ -82,7 +79,7 @@ impl Bus {
     pub fn connect(&self) -> LocalConn {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared::default());
-        let id = self.open(tx, shared.clone());
+        let id = self.open(ConnOut::new(tx, shared.clone()));
         LocalConn {
             bus: self.clone(),
             id,

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BusConfig;
-use crate::conn::{ConnId, ConnShared};
+use crate::conn::{ConnId, ConnOut, ConnShared};
 use crate::engine::{response_line, Engine};
 use crate::handle::Bus;
 use crate::home::{self, HomeError, HomeLock};
@@ -216,10 +217,21 @@ async fn serve_connection(
     let metrics = bus.metrics();
     metrics.inc(&metrics.connections_total);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+    // A duplicate of the descriptor lets the engine write to the socket directly while the
+    // writer task is idle.
+    let direct = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(std::os::unix::net::UnixStream::from);
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(ConnShared::default());
-    let conn = bus.open(tx, shared.clone());
+    let mut out = ConnOut::new(tx, shared.clone());
+    if let Some(socket) = direct {
+        out = out.with_socket(socket);
+    }
+    let conn = bus.open(out);
     let writer = tokio::spawn(write_lines(
         write,
         rx,

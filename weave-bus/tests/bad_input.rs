@@ -83,11 +83,11 @@ async fn every_kind_of_bad_line_gets_its_error_and_the_connection_stays_usable()
         (b"{\"v\":1,\"type\":\"nope.nope\",\"id\":\"r4\"}".to_vec(), "unknown_type", Some("r4")),
         (b"{\"v\":1,\"type\":\"session.list\",\"id\":\"r5\",\"seq\":\"not a number\"}".to_vec(), "bad_request", Some("r5")),
         (vec![b'{', b'"', 0xff, 0xfe, b'"', b':', b'1', b'}'], "bad_request", None),
-        (format!(r#"{{"v":1,"type":"agent.add","id":"r6","session":"nope","src":"a","payload":{{"id":"a"}}}}"#).into_bytes(), "unknown_session", Some("r6")),
+        (br#"{"v":1,"type":"agent.add","id":"r6","session":"nope","src":"a","payload":{"id":"a"}}"#.to_vec(), "unknown_session", Some("r6")),
         (format!(r#"{{"v":1,"type":"agent.add","id":"r7","session":"{closed}","src":"a","payload":{{"id":"a"}}}}"#).into_bytes(), "session_closed", Some("r7")),
         (format!(r#"{{"v":1,"type":"message.send","id":"r8","session":"{s}","src":"ghost","dst":"x","payload":{{"text":"t"}}}}"#).into_bytes(), "unknown_agent", Some("r8")),
         (format!(r#"{{"v":1,"type":"agent.add","id":"r9","session":"{s}","src":"a","payload":{{"id":""}}}}"#).into_bytes(), "bad_request", Some("r9")),
-        (format!(r#"{{"v":1,"type":"agent.list","id":"r10"}}"#).into_bytes(), "bad_request", Some("r10")),
+        (br#"{"v":1,"type":"agent.list","id":"r10"}"#.to_vec(), "bad_request", Some("r10")),
     ];
     for (bytes, want, corr) in cases {
         let resp = raw.roundtrip(&bytes).await;

@@ -128,6 +128,7 @@ async fn unacked_messages_are_redelivered_after_reconnect_first_and_in_order_ack
     // Make sure the acks were applied before the drop (a read after them on the same socket).
     bob.ok("agent.list", Some(&s), "b1", Value::Null).await;
     drop(bob);
+    alice.wait_status(&s, "b1", "offline").await; // else "new" may go to the dying connection
     alice.send(&s, "a1", "b1", "new").await;
     let mut bob = bus.connect().await;
     bob.add_agent(&s, "b1", "Bob").await;

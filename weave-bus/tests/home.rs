@@ -22,7 +22,7 @@ async fn home_is_0700_socket_0600_store_private() {
 #[tokio::test]
 async fn a_second_bus_on_the_same_home_exits_non_zero_with_a_clear_message() {
     let bus = BusProcess::start();
-    let err = spawn_bus(&bus.home, &[]).err().expect("second bus refused");
+    let err = spawn_bus(&bus.home, &[]).expect_err("second bus refused");
     assert!(err.contains("exit Some(1)"), "{err}");
     assert!(err.contains("already owns this home"), "{err}");
     assert!(err.contains(&format!("pid {}", bus.pid())), "{err}");
@@ -40,7 +40,7 @@ async fn a_live_socket_of_something_else_is_never_replaced() {
     std::fs::create_dir_all(&home).unwrap();
     // Something else (the old coordinator, say) answers on the socket.
     let listener = std::os::unix::net::UnixListener::bind(home.join("coord.sock")).unwrap();
-    let err = spawn_bus(&home, &[]).err().expect("refused");
+    let err = spawn_bus(&home, &[]).expect_err("refused");
     assert!(err.contains("already answering"), "{err}");
     assert!(home.join("coord.sock").exists());
     drop(listener);

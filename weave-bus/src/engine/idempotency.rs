@@ -1,7 +1,8 @@
 //! Remembered responses of state-changing requests, keyed by (session, src, idempotency key or
 //! envelope id): a repeat gets the first response and changes nothing. Kept at least
 //! `idempotency_ttl`, at most `max_idempotency_keys` (oldest evicted first); stored durably so
-//! a repeat after a restart is still recognised.
+//! a repeat after a restart is still recognised. Lookups are in memory; the store only appends
+//! (in age order) and deletes the oldest, so remembering costs no random B-tree writes.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -43,17 +44,20 @@ pub fn key_for(env: &Envelope) -> Option<IdemKey> {
 #[derive(Debug, Default)]
 pub struct Idempotency {
     responses: HashMap<IdemKey, String>,
-    /// Insertion order with creation time, for expiry and eviction.
-    order: VecDeque<(i64, IdemKey)>,
+    /// Oldest first: (created ms, store row id, key).
+    order: VecDeque<(i64, i64, IdemKey)>,
 }
 
 impl Idempotency {
     pub fn load(rows: Vec<IdempotencyRow>) -> Self {
         let mut this = Self::default();
         for row in rows {
-            let key = (row.session, row.src, row.key);
-            this.order.push_back((row.created_ms, key.clone()));
-            this.responses.insert(key, row.response);
+            this.put(
+                (row.session, row.src, row.key),
+                row.response,
+                row.created_ms,
+                row.id,
+            );
         }
         this
     }
@@ -62,9 +66,9 @@ impl Idempotency {
         self.responses.get(key).map(String::as_str)
     }
 
-    pub fn put(&mut self, key: IdemKey, response: String, now_ms: i64) {
+    pub fn put(&mut self, key: IdemKey, response: String, created_ms: i64, row_id: i64) {
         if self.responses.insert(key.clone(), response).is_none() {
-            self.order.push_back((now_ms, key));
+            self.order.push_back((created_ms, row_id, key));
         }
     }
 
@@ -72,18 +76,18 @@ impl Idempotency {
         self.responses.len()
     }
 
-    /// Removes keys older than `ttl_ms`, and the oldest beyond `max`; returns them so the
-    /// store can forget them too.
-    pub fn evict(&mut self, now_ms: i64, ttl_ms: i64, max: usize) -> Vec<IdemKey> {
-        let mut gone = Vec::new();
-        while let Some((created, _)) = self.order.front() {
+    /// Drops keys older than `ttl_ms` and the oldest beyond `max`. Returns the highest store
+    /// row id dropped, for the store to delete through.
+    pub fn evict(&mut self, now_ms: i64, ttl_ms: i64, max: usize) -> Option<i64> {
+        let mut through = None;
+        while let Some((created, _, _)) = self.order.front() {
             if now_ms - created <= ttl_ms && self.order.len() <= max {
                 break;
             }
-            let (_, key) = self.order.pop_front().expect("front exists");
+            let (_, row_id, key) = self.order.pop_front().expect("front exists");
             self.responses.remove(&key);
-            gone.push(key);
+            through = Some(row_id);
         }
-        gone
+        through
     }
 }

@@ -19,7 +19,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use codex_weave_runtime::{AckMode, Envelope, ErrorBody, ErrorCode, Status, BUS_SRC};
 use codex_weave_transport_uds::time::now_rfc3339;
 use serde::Serialize;
@@ -98,7 +98,6 @@ pub struct Engine {
     conns: HashMap<ConnId, Conn>,
     deliveries: HashMap<u64, Delivery>,
     next_delivery: u64,
-    saved_next_delivery: u64,
     /// Ack timeouts: (deadline, delivery id, delivery count when armed).
     timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     idem: Idempotency,
@@ -140,7 +139,6 @@ impl Engine {
             conns: HashMap::new(),
             deliveries: HashMap::new(),
             next_delivery: 1,
-            saved_next_delivery: 1,
             timers: BinaryHeap::new(),
             idem: Idempotency::default(),
             batch: Batch::default(),
@@ -216,8 +214,7 @@ impl Engine {
                 "stored deliveries without a session, agent or record skipped"
             );
         }
-        self.next_delivery = loaded.next_delivery_id;
-        self.saved_next_delivery = loaded.next_delivery_id;
+        self.next_delivery = self.next_delivery.max(loaded.next_delivery_id);
         self.idem = Idempotency::load(loaded.idempotency);
     }
 
@@ -319,13 +316,10 @@ impl Engine {
             self.cfg.limits.idempotency_ttl.as_millis() as i64,
             self.cfg.limits.max_idempotency_keys,
         );
-        for (session, src, key) in evicted {
-            self.write(|s| s.delete_idempotency(&session, &src, &key));
+        if let Some(through) = evicted {
+            self.write(|s| s.delete_idempotency_through(through));
         }
-        if self.next_delivery != self.saved_next_delivery {
-            let next = self.next_delivery;
-            self.write(|s| s.save_next_delivery_id(next));
-        }
+
         let started = Instant::now();
         let result = match self.batch.failed.take() {
             Some(e) => {
@@ -337,41 +331,38 @@ impl Engine {
         self.metrics.observe_commit(started.elapsed());
         let batch = std::mem::take(&mut self.batch);
         match result {
-            Ok(()) => {
-                self.saved_next_delivery = self.next_delivery;
-                for (conn, line) in batch.lines {
-                    if let Some(out) = self
-                        .conns
-                        .get(&conn)
-                        .map(|c| &c.out)
-                        .or(batch.closing.get(&conn))
-                    {
-                        out.push(line);
-                    }
-                }
-            }
+            Ok(()) => self.release(batch.lines, batch.closing),
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed; batch refused");
                 self.metrics.inc(&self.metrics.store_errors);
-                for (conn, id) in batch.requests {
-                    let line = response_line(
-                        &id,
-                        None,
-                        Err(Refusal::new(
-                            ErrorCode::StoreUnavailable,
-                            format!("the store could not commit: {e}"),
-                        )),
-                    );
-                    if let Some(out) = self
-                        .conns
-                        .get(&conn)
-                        .map(|c| &c.out)
-                        .or(batch.closing.get(&conn))
-                    {
-                        out.push(line);
-                    }
-                }
+                let refusal = Refusal::new(
+                    ErrorCode::StoreUnavailable,
+                    format!("the store could not commit: {e}"),
+                );
+                let lines = batch
+                    .requests
+                    .into_iter()
+                    .map(|(conn, id)| (conn, response_line(&id, None, Err(refusal.clone()))))
+                    .collect();
+                self.release(lines, batch.closing);
                 self.reload_after_failure();
+            }
+        }
+    }
+
+    /// Sends a committed batch's lines: one write per connection, in the order produced.
+    fn release(&mut self, lines: Vec<(ConnId, Bytes)>, mut closing: HashMap<ConnId, ConnOut>) {
+        let mut per_conn: HashMap<ConnId, BytesMut> = HashMap::new();
+        for (conn, line) in lines {
+            per_conn.entry(conn).or_default().extend_from_slice(&line);
+        }
+        for (conn, bytes) in per_conn {
+            let out = match self.conns.get_mut(&conn) {
+                Some(c) => Some(&mut c.out),
+                None => closing.get_mut(&conn),
+            };
+            if let Some(out) = out {
+                out.push_all(bytes.freeze());
             }
         }
     }

@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE dead_letters (
         id INTEGER PRIMARY KEY,
+        delivery_id INTEGER NOT NULL,
         session INTEGER NOT NULL,
         target TEXT NOT NULL,
         seq INTEGER NOT NULL,
@@ -42,15 +43,15 @@ const MIGRATIONS: &[&str] = &[
         ts TEXT NOT NULL
     );
     CREATE INDEX dead_letters_by_session ON dead_letters (session, id);
+    -- Append-only (rowid order = age); looked up in memory, so no index on the key.
     CREATE TABLE idempotency (
+        id INTEGER PRIMARY KEY,
         session TEXT NOT NULL,
         src TEXT NOT NULL,
         key TEXT NOT NULL,
         response TEXT NOT NULL,
-        created_ms INTEGER NOT NULL,
-        PRIMARY KEY (session, src, key)
-    ) WITHOUT ROWID;
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+        created_ms INTEGER NOT NULL
+    );",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

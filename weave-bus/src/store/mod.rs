@@ -9,7 +9,7 @@ mod migrations;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use crate::config::Durability;
 
@@ -59,6 +59,8 @@ pub struct DeadLetterRow {
 
 #[derive(Debug, Clone)]
 pub struct IdempotencyRow {
+    /// Row id: insertion order, which is also age order.
+    pub id: i64,
     pub session: String,
     pub src: String,
     pub key: String,
@@ -210,35 +212,28 @@ impl Store {
             })?
             .collect::<Result<_, _>>()?;
         let mut stmt = self.conn.prepare(
-            "SELECT session, src, key, response, created_ms FROM idempotency ORDER BY created_ms",
+            "SELECT id, session, src, key, response, created_ms FROM idempotency ORDER BY id",
         )?;
         loaded.idempotency = stmt
             .query_map([], |r| {
                 Ok(IdempotencyRow {
-                    session: r.get(0)?,
-                    src: r.get(1)?,
-                    key: r.get(2)?,
-                    response: r.get(3)?,
-                    created_ms: r.get(4)?,
+                    id: r.get(0)?,
+                    session: r.get(1)?,
+                    src: r.get(2)?,
+                    key: r.get(3)?,
+                    response: r.get(4)?,
+                    created_ms: r.get(5)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
-        let max_ids: (i64, i64) = self.conn.query_row(
-            "SELECT COALESCE((SELECT MAX(id) FROM deliveries), 0),
-                    COALESCE((SELECT MAX(id) FROM dead_letters), 0)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let stored_next: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'next_delivery_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        loaded.next_delivery_id =
-            (max_ids.0.max(max_ids.1).max(stored_next.unwrap_or(0)) as u64).max(1) + 1;
+        // Delivery ids only need to be unique among pending deliveries: dead letters keep their
+        // own row ids, so the id of an acked delivery may be used again after a restart.
+        let max_id: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM deliveries", [], |r| {
+                    r.get(0)
+                })?;
+        loaded.next_delivery_id = max_id as u64 + 1;
         Ok(loaded)
     }
 
@@ -318,18 +313,6 @@ impl Store {
         Ok(())
     }
 
-    /// Remembers the delivery id counter, so ids are never reused even when every delivery of a
-    /// run was acked (and so deleted) before a restart.
-    pub fn save_next_delivery_id(&self, next: u64) -> StoreResult<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO meta (key, value) VALUES ('next_delivery_id', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute([next as i64])?;
-        Ok(())
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub fn insert_dead_letter(
         &self,
@@ -343,7 +326,7 @@ impl Store {
     ) -> StoreResult<()> {
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO dead_letters (id, session, target, seq, count, reason, ts)
+                "INSERT INTO dead_letters (delivery_id, session, target, seq, count, reason, ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
@@ -354,7 +337,7 @@ impl Store {
 
     pub fn dead_letters(&self, session: i64, limit: usize) -> StoreResult<Vec<DeadLetterRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.id, d.target, d.seq, d.count, d.reason, d.ts, e.envelope
+            "SELECT d.delivery_id, d.target, d.seq, d.count, d.reason, d.ts, e.envelope
              FROM dead_letters d JOIN events e ON e.session = d.session AND e.seq = d.seq
              WHERE d.session = ?1 ORDER BY d.id LIMIT ?2",
         )?;
@@ -374,10 +357,11 @@ impl Store {
         Ok(rows)
     }
 
-    pub fn put_idempotency(&self, row: &IdempotencyRow) -> StoreResult<()> {
+    /// Appends a remembered response; returns its row id.
+    pub fn put_idempotency(&self, row: &IdempotencyRow) -> StoreResult<i64> {
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO idempotency (session, src, key, response, created_ms)
+                "INSERT INTO idempotency (session, src, key, response, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
@@ -387,13 +371,14 @@ impl Store {
                 row.response,
                 row.created_ms
             ])?;
-        Ok(())
+        Ok(self.conn.last_insert_rowid())
     }
 
-    pub fn delete_idempotency(&self, session: &str, src: &str, key: &str) -> StoreResult<()> {
+    /// Forgets every remembered response up to row `id` (the oldest ones).
+    pub fn delete_idempotency_through(&self, id: i64) -> StoreResult<()> {
         self.conn
-            .prepare_cached("DELETE FROM idempotency WHERE session = ?1 AND src = ?2 AND key = ?3")?
-            .execute(params![session, src, key])?;
+            .prepare_cached("DELETE FROM idempotency WHERE id <= ?1")?
+            .execute([id])?;
         Ok(())
     }
 

@@ -169,6 +169,31 @@ impl Conn {
         }
     }
 
+    /// Waits until the bus reports agent `id` as `status` ("online"/"offline").
+    pub async fn wait_status(&self, session: &str, id: &str, status: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let list = self
+                .ok("agent.list", Some(session), "t", Value::Null)
+                .await
+                .payload
+                .unwrap();
+            if list["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["id"] == id && a["status"] == status)
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never became {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub async fn create_session(&self, name: &str) -> String {
         let resp = self
             .ok(

@@ -59,19 +59,26 @@ impl Engine {
         };
         if let (Some((session, src, key)), Ok(answer)) = (key, &reply) {
             if let Ok(response) = serde_json::to_string(answer) {
+                let created_ms = now_ms();
                 let row = IdempotencyRow {
+                    id: 0,
                     session,
                     src,
                     key,
                     response,
-                    created_ms: now_ms(),
+                    created_ms,
                 };
-                self.write(|s| s.put_idempotency(&row));
-                self.idem.put(
-                    (row.session, row.src, row.key),
-                    row.response,
-                    row.created_ms,
-                );
+                match self.store.put_idempotency(&row) {
+                    Ok(id) => self.idem.put(
+                        (row.session, row.src, row.key),
+                        row.response,
+                        created_ms,
+                        id,
+                    ),
+                    Err(e) => {
+                        self.batch.failed.get_or_insert(e);
+                    }
+                }
             }
         }
         self.respond(conn, &env.id, env.session.as_deref(), reply);

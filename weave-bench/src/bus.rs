@@ -1,0 +1,259 @@
+//! The bus runs: the real `weave-bus` binary on a temporary home, driven by the same lean
+//! clients as the baseline.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::baseline::send_windowed;
+use crate::lines::{self, Reader, Writer};
+use crate::stats::{Latencies, RoundTrips, Throughput};
+
+struct RunningBus {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl RunningBus {
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("home/coord.sock")
+    }
+}
+
+impl Drop for RunningBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(bin: &Path, durability: &str) -> RunningBus {
+    let dir = tempfile::TempDir::new().expect("tmp");
+    let mut child = Command::new(bin)
+        .arg("--home")
+        .arg(dir.path().join("home"))
+        .arg("--durability")
+        .arg(durability)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (build it: cargo build --release -p weave-bus)",
+                bin.display()
+            )
+        });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    assert!(line.contains("listening"), "bus did not start: {line}");
+    RunningBus { child, dir }
+}
+
+/// Sends a request and reads lines until its response.
+async fn call(
+    r: &mut Reader,
+    w: &mut Writer,
+    env: codex_weave_runtime::Envelope,
+) -> codex_weave_runtime::Envelope {
+    let id = env.id.clone();
+    w.line(&env).await;
+    w.flush().await;
+    loop {
+        let got = lines::parse(&r.next().await.expect("response"));
+        if got.corr.as_deref() == Some(id.as_str()) && got.status.is_some() {
+            assert!(got.error.is_none(), "refused: {:?}", got.error);
+            return got;
+        }
+    }
+}
+
+/// A session with agents `a` and `b`, each on its own connection.
+async fn setup(bus: &RunningBus) -> (String, (Reader, Writer), (Reader, Writer), (Reader, Writer)) {
+    let (mut r, mut w) = lines::connect(&bus.socket()).await;
+    let mut create = lines::request("session.create", None, "bench");
+    create.payload = Some(json!({ "name": "bench" }));
+    let s = call(&mut r, &mut w, create)
+        .await
+        .session
+        .expect("session id");
+    let agent = |id: &'static str| {
+        let mut add = lines::request("agent.add", Some(&s), id);
+        add.payload = Some(json!({ "id": id, "name": id }));
+        add
+    };
+    let (add_a, add_b) = (agent("a"), agent("b"));
+    let (mut ar, mut aw) = lines::connect(&bus.socket()).await;
+    call(&mut ar, &mut aw, add_a).await;
+    let (mut br, mut bw) = lines::connect(&bus.socket()).await;
+    call(&mut br, &mut bw, add_b).await;
+    (s, (r, w), (ar, aw), (br, bw))
+}
+
+pub async fn round_trips(bin: &Path, durability: &str, text: &str, trips: usize) -> RoundTrips {
+    let bus = start(bin, durability);
+    let (s, (mut r, mut w), (mut ar, mut aw), (mut br, mut bw)) = setup(&bus).await;
+    let sb = s.clone();
+    let echo = tokio::spawn(async move {
+        let mut seen = HashSet::new();
+        let mut dups = 0usize;
+        while let Some(line) = br.next().await {
+            let got = lines::parse(&line);
+            if got.kind != "message.send" {
+                continue;
+            }
+            let n = lines::number(&got);
+            if !seen.insert(n) {
+                dups += 1;
+            }
+            bw.line(&lines::ack(&sb, "b", &got)).await;
+            bw.line(&lines::message(&sb, "b", "a", n, "ok")).await;
+            bw.flush().await;
+        }
+        (seen.len(), dups)
+    });
+    let warmup = trips / 10;
+    let mut lat = Latencies::default();
+    let mut in_order = true;
+    for i in 0..warmup + trips {
+        let t0 = Instant::now();
+        aw.line(&lines::message(&s, "a", "b", i, text)).await;
+        aw.flush().await;
+        let reply = loop {
+            let got = lines::parse(&ar.next().await.expect("bus alive"));
+            if got.kind == "message.send" {
+                break got;
+            }
+        };
+        if i >= warmup {
+            lat.push(t0.elapsed());
+        }
+        in_order &= lines::number(&reply) == i;
+        aw.line(&lines::ack(&s, "a", &reply)).await; // flushed with the next message
+    }
+    aw.flush().await;
+    let commit = commit_figures(&mut r, &mut w).await;
+    drop(bus);
+    let (seen, dups) = echo.await.expect("echo");
+    RoundTrips {
+        latencies: lat,
+        check: format!(
+            "{seen}/{} once, {dups} dup, in order: {}; {commit}",
+            warmup + trips,
+            if in_order { "yes" } else { "NO" }
+        ),
+    }
+}
+
+pub async fn throughput(
+    bin: &Path,
+    durability: &str,
+    text: &str,
+    count: usize,
+    window: usize,
+) -> Throughput {
+    let bus = start(bin, durability);
+    let (s, (mut r, mut w), (mut ar, mut aw), (mut br, mut bw)) = setup(&bus).await;
+    let sb = s.clone();
+    let receiver = tokio::spawn(async move {
+        let mut seen = HashSet::with_capacity(count);
+        let mut dups = 0;
+        while seen.len() < count {
+            let Some(line) = br.next().await else { break };
+            let mut batch = vec![line];
+            while let Some(l) = br.ready() {
+                batch.push(l);
+            }
+            for line in batch {
+                let got = lines::parse(&line);
+                if got.kind != "message.send" {
+                    continue;
+                }
+                if !seen.insert(lines::number(&got)) {
+                    dups += 1;
+                }
+                bw.line(&lines::ack(&sb, "b", &got)).await;
+            }
+            bw.flush().await;
+        }
+        bw.flush().await;
+        (seen.len(), dups, br, bw)
+    });
+    let permits = Arc::new(Semaphore::new(window));
+    let oks = {
+        let permits = permits.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut refused) = (0, 0);
+            while ok + refused < count {
+                let Some(line) = ar.next().await else { break };
+                let mut batch = vec![line];
+                while let Some(l) = ar.ready() {
+                    batch.push(l);
+                }
+                for line in batch {
+                    let got = lines::parse(&line);
+                    if got.status.is_some() {
+                        if got.error.is_some() {
+                            refused += 1;
+                        } else {
+                            ok += 1;
+                        }
+                        permits.add_permits(1);
+                    }
+                }
+            }
+            (ok, refused)
+        })
+    };
+    let started = Instant::now();
+    send_windowed(&mut aw, &permits, count, |i| {
+        lines::message(&s, "a", "b", i, text)
+    })
+    .await;
+    let (ok, refused) = oks.await.expect("oks");
+    let (received, dups, _br, _bw) = receiver.await.expect("receiver");
+    let elapsed = started.elapsed();
+    // Every delivery acked: the bus holds nothing pending any more.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pending = loop {
+        let stats = call(&mut r, &mut w, lines::request("bus.stats", None, "bench")).await;
+        let pending = stats
+            .payload
+            .as_ref()
+            .and_then(|p| p.get("pending_deliveries"))
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
+        if pending == 0 || Instant::now() > deadline {
+            break pending;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let commit = commit_figures(&mut r, &mut w).await;
+    Throughput {
+        rate: count as f64 / elapsed.as_secs_f64(),
+        check: format!(
+            "{ok}/{count} ok, {refused} refused, {received} received once, {dups} dup, {pending} unacked; {commit}"
+        ),
+    }
+}
+
+/// The bus's own view: mean store commit time and inputs per group commit.
+async fn commit_figures(r: &mut Reader, w: &mut Writer) -> String {
+    let stats = call(r, w, lines::request("bus.stats", None, "bench")).await;
+    let c = &stats.payload.unwrap_or_default()["counters"];
+    let n = |k: &str| c[k].as_f64().unwrap_or(0.0);
+    let batches = n("batches").max(1.0);
+    format!(
+        "commit mean {:.0} µs, max {:.0} µs, {:.1} inputs per batch",
+        n("commit_micros_total") / batches,
+        n("commit_micros_max"),
+        n("batched_inputs") / batches
+    )
+}
