@@ -199,3 +199,30 @@ async fn inbox_full_when_an_agent_queue_reaches_its_limit() {
     let resp = c.call(message(&s, "a1", "b1", "one too many")).await;
     assert_eq!(resp.error.unwrap().code, "inbox_full");
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_get_limit_reached_and_are_closed() {
+    let bus = BusProcess::start_with(&["--max-connections", "2"]);
+    let one = bus.connect().await;
+    let two = bus.connect().await;
+    one.ok("session.list", None, "t", Value::Null).await;
+    two.ok("session.list", None, "t", Value::Null).await;
+    let mut third = Raw::open(&bus).await;
+    let refused = third.read().await;
+    assert_eq!(code(&refused), "limit_reached");
+    let mut rest = String::new();
+    let n = tokio::time::timeout(WAIT, third.reader.read_line(&mut rest)).await.unwrap().unwrap();
+    assert_eq!(n, 0, "closed after limit_reached");
+    // A slot frees when a connection closes.
+    drop(one);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut again = Raw::open(&bus).await;
+        let resp = again.roundtrip(br#"{"v":1,"type":"session.list","id":"in"}"#).await;
+        if resp["status"] == "ok" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
