@@ -17,7 +17,7 @@ use bytes::Bytes;
 use codex_weave_runtime::{Envelope, ErrorCode};
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::FramedRead;
@@ -195,6 +195,23 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
     getsockopt(stream, PeerCredentials).ok().map(|c| c.uid())
 }
 
+/// How long a connection the bus is closing keeps being drained, so the last line it was sent
+/// (an error) is not destroyed by a reset over unread input.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Reads and discards until the peer closes or `LINGER` passes.
+async fn linger(mut read: impl tokio::io::AsyncRead + Unpin) {
+    let mut sink = vec![0u8; 64 * 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = read.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn refuse_full(mut stream: UnixStream, limit: usize) {
     let line = response_line(
         "",
@@ -205,6 +222,8 @@ async fn refuse_full(mut stream: UnixStream, limit: usize) {
         )),
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
+    let _ = stream.shutdown().await;
+    linger(stream).await;
 }
 
 async fn serve_connection(
@@ -241,6 +260,7 @@ async fn serve_connection(
         max_buffer / 2,
     ));
     let mut lines = FramedRead::new(read, NdjsonCodec::new(max_line));
+    let mut drain = false;
     loop {
         // A client that does not read its responses does not get to send more requests.
         while shared.queued() > max_buffer {
@@ -270,6 +290,7 @@ async fn serve_connection(
                     ErrorCode::FrameTooLarge,
                     format!("line longer than {limit} bytes; closing"),
                 );
+                drain = true;
                 break;
             }
             Some(Err(CodecError::Io(e))) => {
@@ -279,6 +300,9 @@ async fn serve_connection(
         }
     }
     bus.closed(conn);
+    if drain {
+        linger(lines.into_inner()).await;
+    }
     let _ = writer.await;
     metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
