@@ -12,7 +12,7 @@ use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
 use crate::lines::{self, Reader, Writer};
-use crate::stats::{Latencies, RoundTrips, Throughput};
+use crate::stats::{Latencies, Throughput};
 
 /// Runs the forwarder: the first client to connect is A, the second B; every line from one is
 /// parsed, re-serialized and written to the other.
@@ -79,39 +79,64 @@ pub async fn wait_for_socket(path: &Path) {
     }
 }
 
-pub async fn round_trips(text: &str, trips: usize) -> RoundTrips {
-    let fwd = start_forwarder().await;
-    let (mut ar, mut aw) = lines::connect(&fwd.socket).await;
-    let (mut br, mut bw) = lines::connect(&fwd.socket).await;
-    let echo = tokio::spawn(async move {
-        while let Some(line) = br.next().await {
-            let got = lines::parse(&line);
-            let reply = lines::message("s", "b", "a", lines::number(&got), "ok");
-            bw.line(&reply).await;
-            bw.flush().await;
-        }
-    });
-    let warmup = trips / 10;
-    let mut lat = Latencies::default();
-    let mut in_order = true;
-    for i in 0..warmup + trips {
-        let t0 = Instant::now();
-        aw.line(&lines::message("s", "a", "b", i, text)).await;
-        aw.flush().await;
-        let reply = lines::parse(&ar.next().await.expect("reply"));
-        in_order &= lines::number(&reply) == i;
-        if i >= warmup {
-            lat.push(t0.elapsed());
+/// Two clients of a running forwarder: A sends, B echoes; for round trips.
+pub struct PingPong {
+    _fwd: Forwarder,
+    ar: Reader,
+    aw: Writer,
+    echo: tokio::task::JoinHandle<()>,
+    next: usize,
+    in_order: bool,
+}
+
+impl PingPong {
+    pub async fn start() -> PingPong {
+        let fwd = start_forwarder().await;
+        let (ar, aw) = lines::connect(&fwd.socket).await;
+        let (mut br, mut bw) = lines::connect(&fwd.socket).await;
+        let echo = tokio::spawn(async move {
+            while let Some(line) = br.next().await {
+                let got = lines::parse(&line);
+                let reply = lines::message("s", "b", "a", lines::number(&got), "ok");
+                bw.line(&reply).await;
+                bw.flush().await;
+            }
+        });
+        PingPong {
+            _fwd: fwd,
+            ar,
+            aw,
+            echo,
+            next: 0,
+            in_order: true,
         }
     }
-    drop((aw, ar));
-    echo.abort();
-    RoundTrips {
-        latencies: lat,
-        check: format!(
+
+    /// `n` round trips with one message in flight; their latencies go into `lat`.
+    pub async fn trips(&mut self, text: &str, n: usize, lat: &mut Latencies) {
+        for _ in 0..n {
+            let i = self.next;
+            self.next += 1;
+            let t0 = Instant::now();
+            self.aw.line(&lines::message("s", "a", "b", i, text)).await;
+            self.aw.flush().await;
+            let reply = lines::parse(&self.ar.next().await.expect("reply"));
+            lat.push(t0.elapsed());
+            self.in_order &= lines::number(&reply) == i;
+        }
+    }
+
+    pub fn check(&self) -> String {
+        format!(
             "baseline trips in order: {}",
-            if in_order { "yes" } else { "NO" }
-        ),
+            if self.in_order { "yes" } else { "NO" }
+        )
+    }
+}
+
+impl Drop for PingPong {
+    fn drop(&mut self) {
+        self.echo.abort();
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::baseline::send_windowed;
 use crate::lines::{self, Reader, Writer};
-use crate::stats::{Latencies, RoundTrips, Throughput};
+use crate::stats::{Latencies, Throughput};
 
 struct RunningBus {
     child: Child,
@@ -97,58 +97,88 @@ async fn setup(bus: &RunningBus) -> (String, (Reader, Writer), (Reader, Writer),
     (s, (r, w), (ar, aw), (br, bw))
 }
 
-pub async fn round_trips(bin: &Path, durability: &str, text: &str, trips: usize) -> RoundTrips {
-    let bus = start(bin, durability);
-    let (s, (mut r, mut w), (mut ar, mut aw), (mut br, mut bw)) = setup(&bus).await;
-    let sb = s.clone();
-    let echo = tokio::spawn(async move {
-        let mut seen = HashSet::new();
-        let mut dups = 0usize;
-        while let Some(line) = br.next().await {
-            let got = lines::parse(&line);
-            if got.kind != "message.send" {
-                continue;
+/// Agents `a` and `b` on a running bus: A sends, B acks and answers; for round trips.
+pub struct PingPong {
+    bus: RunningBus,
+    s: String,
+    admin: (Reader, Writer),
+    ar: Reader,
+    aw: Writer,
+    echo: tokio::task::JoinHandle<(usize, usize)>,
+    next: usize,
+    in_order: bool,
+}
+
+impl PingPong {
+    pub async fn start(bin: &Path, durability: &str) -> PingPong {
+        let bus = start(bin, durability);
+        let (s, admin, (ar, aw), (mut br, mut bw)) = setup(&bus).await;
+        let sb = s.clone();
+        let echo = tokio::spawn(async move {
+            let mut seen = HashSet::new();
+            let mut dups = 0usize;
+            while let Some(line) = br.next().await {
+                let got = lines::parse(&line);
+                if got.kind != "message.send" {
+                    continue;
+                }
+                let n = lines::number(&got);
+                if !seen.insert(n) {
+                    dups += 1;
+                }
+                bw.line(&lines::ack(&sb, "b", &got)).await;
+                bw.line(&lines::message(&sb, "b", "a", n, "ok")).await;
+                bw.flush().await;
             }
-            let n = lines::number(&got);
-            if !seen.insert(n) {
-                dups += 1;
-            }
-            bw.line(&lines::ack(&sb, "b", &got)).await;
-            bw.line(&lines::message(&sb, "b", "a", n, "ok")).await;
-            bw.flush().await;
+            (seen.len(), dups)
+        });
+        PingPong {
+            bus,
+            s,
+            admin,
+            ar,
+            aw,
+            echo,
+            next: 0,
+            in_order: true,
         }
-        (seen.len(), dups)
-    });
-    let warmup = trips / 10;
-    let mut lat = Latencies::default();
-    let mut in_order = true;
-    for i in 0..warmup + trips {
-        let t0 = Instant::now();
-        aw.line(&lines::message(&s, "a", "b", i, text)).await;
-        aw.flush().await;
-        let reply = loop {
-            let got = lines::parse(&ar.next().await.expect("bus alive"));
-            if got.kind == "message.send" {
-                break got;
-            }
-        };
-        if i >= warmup {
-            lat.push(t0.elapsed());
-        }
-        in_order &= lines::number(&reply) == i;
-        aw.line(&lines::ack(&s, "a", &reply)).await; // flushed with the next message
     }
-    aw.flush().await;
-    let commit = commit_figures(&mut r, &mut w).await;
-    drop(bus);
-    let (seen, dups) = echo.await.expect("echo");
-    RoundTrips {
-        latencies: lat,
-        check: format!(
+
+    /// `n` round trips A → bus → B → bus → A with one message in flight.
+    pub async fn trips(&mut self, text: &str, n: usize, lat: &mut Latencies) {
+        for _ in 0..n {
+            let i = self.next;
+            self.next += 1;
+            let t0 = Instant::now();
+            self.aw
+                .line(&lines::message(&self.s, "a", "b", i, text))
+                .await;
+            self.aw.flush().await;
+            let reply = loop {
+                let got = lines::parse(&self.ar.next().await.expect("bus alive"));
+                if got.kind == "message.send" {
+                    break got;
+                }
+            };
+            lat.push(t0.elapsed());
+            self.in_order &= lines::number(&reply) == i;
+            // Acked; the ack goes out with the next message.
+            self.aw.line(&lines::ack(&self.s, "a", &reply)).await;
+        }
+    }
+
+    /// Stops the bus and reports: every trip delivered exactly once and in order, plus the
+    /// bus's own commit figures.
+    pub async fn finish(mut self) -> String {
+        self.aw.flush().await;
+        let commit = commit_figures(&mut self.admin.0, &mut self.admin.1).await;
+        drop(self.bus);
+        let (seen, dups) = self.echo.await.expect("echo");
+        format!(
             "{seen}/{} once, {dups} dup, in order: {}; {commit}",
-            warmup + trips,
-            if in_order { "yes" } else { "NO" }
-        ),
+            self.next,
+            if self.in_order { "yes" } else { "NO" }
+        )
     }
 }
 

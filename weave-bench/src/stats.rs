@@ -22,11 +22,6 @@ impl Latencies {
     }
 }
 
-pub struct RoundTrips {
-    pub latencies: Latencies,
-    pub check: String,
-}
-
 pub struct Throughput {
     pub rate: f64,
     pub check: String,

@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     let mut cfg = BusConfig::new(home);
     cfg.durability = args.durability;
     cfg.limits = limits(&args);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
