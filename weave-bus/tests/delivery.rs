@@ -360,23 +360,7 @@ async fn reconnecting_agent_client_resumes_and_receives_what_it_missed() {
     bus.restart();
     let admin = bus.connect().await;
     admin.add_agent(&s, "a1", "Alice").await;
-    // Wait until Bob is back online, then send.
-    loop {
-        let list = admin
-            .ok("agent.list", Some(&s), "a1", Value::Null)
-            .await
-            .payload
-            .unwrap();
-        if list["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == "b1" && a["status"] == "online")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    admin.wait_status(&s, "b1", "online").await;
     admin.send(&s, "a1", "b1", "after").await;
     // The auto-ack of "before" may have died with the bus: then it comes again, marked.
     let next = bob.recv_kind(&["message.send"], WAIT).await.unwrap();

@@ -137,17 +137,12 @@ async fn agents_join_rename_and_leave() {
 
     // A disconnect leaves the agent registered and offline.
     drop(bob);
-    let list = loop {
-        let list = admin
-            .ok("agent.list", Some(&s), "t", Value::Null)
-            .await
-            .payload
-            .unwrap();
-        if list["agents"][1]["status"] == "offline" {
-            break list;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
+    admin.wait_status(&s, "b1", "offline").await;
+    let list = admin
+        .ok("agent.list", Some(&s), "t", Value::Null)
+        .await
+        .payload
+        .unwrap();
     assert_eq!(ids(&list, "agents"), vec!["a1", "b1"]);
 
     // agent.remove takes it off the list; later sends to it are unknown_agent.
