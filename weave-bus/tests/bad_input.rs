@@ -236,3 +236,26 @@ async fn connections_past_the_limit_get_limit_reached_and_are_closed() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn agents_per_session_and_open_sessions_are_limited() {
+    let bus = BusProcess::start_with(&["--max-agents-per-session", "2", "--max-sessions", "2"]);
+    let c = bus.connect().await;
+    let s = c.create_session("one").await;
+    c.add_agent(&s, "a1", "A").await;
+    c.add_agent(&s, "a2", "B").await;
+    assert_eq!(
+        c.err("agent.add", Some(&s), "a3", json!({ "id": "a3" }))
+            .await,
+        "limit_reached"
+    );
+    c.add_agent(&s, "a1", "A").await; // re-adding a registered agent is not a new one
+    c.create_session("two").await;
+    assert_eq!(
+        c.err("session.create", None, "t", json!({ "name": "three" }))
+            .await,
+        "limit_reached"
+    );
+    c.ok("session.close", Some(&s), "t", Value::Null).await;
+    c.create_session("three").await; // closed sessions do not count
+}
