@@ -19,6 +19,10 @@ pub enum ErrorCode {
     Forbidden,
     /// Another agent of the session already has this name (names compare case-insensitively).
     NameTaken,
+    /// Only the conversation's (or relay's) owner may do this.
+    NotOwner,
+    /// The loop guard stopped the message: it was not delivered.
+    LoopSuppressed,
     /// A line exceeded the maximum line length; the connection is closed after this error.
     FrameTooLarge,
     /// The target's durable inbox is at its limit.
@@ -34,7 +38,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::UnsupportedVersion,
         ErrorCode::UnknownType,
@@ -43,6 +47,8 @@ impl ErrorCode {
         ErrorCode::UnknownAgent,
         ErrorCode::Forbidden,
         ErrorCode::NameTaken,
+        ErrorCode::NotOwner,
+        ErrorCode::LoopSuppressed,
         ErrorCode::FrameTooLarge,
         ErrorCode::InboxFull,
         ErrorCode::LimitReached,
@@ -61,6 +67,8 @@ impl ErrorCode {
             ErrorCode::UnknownAgent => "unknown_agent",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NameTaken => "name_taken",
+            ErrorCode::NotOwner => "not_owner",
+            ErrorCode::LoopSuppressed => "loop_suppressed",
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::InboxFull => "inbox_full",
             ErrorCode::LimitReached => "limit_reached",

@@ -1,11 +1,20 @@
 //! Weave's bottom layer, free of IO: the wire v1 envelope and record types every transport
-//! encodes, and the error vocabulary shared by the socket and (later) HTTP.
+//! encodes, the error vocabulary, and the runtime — the one brain that decides conversation
+//! ownership, relay lifecycles and the loop guard for every client, whatever its transport.
 //!
-//! The relay / ownership / loop-guard state machine lands here in the runtime issue; until then
-//! this crate holds only plain data so that the bus, the client and the tests agree on one shape.
+//! `Runtime::handle(input) -> Vec<Output>`: the bus feeds it validated requests and applies
+//! what comes out. Nothing here does IO, reads a clock or draws randomness.
 
 pub mod error;
+pub mod event;
+pub mod guard;
+pub mod model;
+pub mod relay;
+pub mod runtime;
 pub mod wire;
 
 pub use error::ErrorCode;
+pub use event::{EventRecord, RuntimeEvent};
+pub use model::{AgentId, Conversation, MessageKind, Relay, RelayStatus, TaskStatus};
+pub use runtime::{Input, Output, Runtime, RuntimeConfig, Send, Stamp};
 pub use wire::{Ack, AckMode, Envelope, ErrorBody, Record, Status, BUS_SRC, WIRE_VERSION};

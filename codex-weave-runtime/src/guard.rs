@@ -1,0 +1,177 @@
+//! The loop guard: every message belongs to a causal chain; chains are bounded by hop count and
+//! by the length of a strict ping-pong between two agents. Deterministic — no timers.
+//!
+//! A message's parent is, in order: the message it names (`parent_message_id`, or the action
+//! behind `reply_to_action_id`) if that is in the same conversation; else the newest new-work
+//! message delivered to the sender that it has not answered yet (the first thing an agent sends
+//! after receiving work answers it); else, for a follow-up in an existing conversation, the
+//! newest message of that conversation delivered to the sender. No parent: a new chain, hop 1.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::model::AgentId;
+
+/// Message nodes remembered per session; the oldest are forgotten first (a forgotten parent
+/// simply starts a new chain).
+pub const MAX_NODES: usize = 200_000;
+
+/// Which rule stopped a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    MaxHops,
+    PingPong,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::MaxHops => "max_hops",
+            Rule::PingPong => "ping_pong",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub chain: String,
+    pub hop: u32,
+    pub from: AgentId,
+    pub conversation: Option<String>,
+}
+
+/// What the guard decided for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub chain: String,
+    pub hop: u32,
+    pub parent: Option<String>,
+    /// Length of the strict alternation this message extends (new work only).
+    pub run: u32,
+    pub stop: Option<Rule>,
+}
+
+/// A message as the guard sees it.
+#[derive(Debug, Clone)]
+pub struct Probe<'a> {
+    pub id: &'a str,
+    pub from: &'a str,
+    pub to: &'a [AgentId],
+    pub new_work: bool,
+    pub conversation: Option<&'a str>,
+    /// The conversation existed before this message (a follow-up).
+    pub follow_up: bool,
+    pub explicit_parent: Option<&'a str>,
+}
+
+#[derive(Debug, Default)]
+pub struct Guard {
+    nodes: HashMap<String, Node>,
+    order: VecDeque<String>,
+    /// Newest unanswered new-work message delivered to each agent.
+    unanswered: HashMap<AgentId, String>,
+    /// (chain, lower agent, higher agent) → (who sent the last new work, run length).
+    runs: HashMap<(String, AgentId, AgentId), (AgentId, u32)>,
+}
+
+impl Guard {
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.get(id)
+    }
+
+    /// Decides without changing anything.
+    pub fn evaluate(
+        &self,
+        probe: &Probe<'_>,
+        conversation_tip: Option<&str>,
+        max_hops: u32,
+        max_ping_pong: u32,
+    ) -> Verdict {
+        let explicit = probe.explicit_parent.filter(|p| {
+            self.nodes
+                .get(*p)
+                .is_some_and(|n| n.conversation.as_deref() == probe.conversation)
+        });
+        let parent = explicit
+            .or_else(|| self.unanswered.get(probe.from).map(String::as_str))
+            .or(if probe.follow_up {
+                conversation_tip
+            } else {
+                None
+            })
+            .filter(|p| self.nodes.contains_key(*p));
+        let (chain, hop) = match parent.and_then(|p| self.nodes.get(p)) {
+            Some(n) => (n.chain.clone(), n.hop + 1),
+            None => (probe.id.to_owned(), 1),
+        };
+        let mut run = 0;
+        if probe.new_work {
+            for to in probe.to {
+                let r = match self.runs.get(&pair_key(&chain, probe.from, to)) {
+                    Some((last_from, r)) if last_from == to => r + 1,
+                    _ => 1,
+                };
+                run = run.max(r);
+            }
+        }
+        let stop = if hop > max_hops {
+            Some(Rule::MaxHops)
+        } else if probe.new_work && run >= max_ping_pong {
+            Some(Rule::PingPong)
+        } else {
+            None
+        };
+        Verdict {
+            chain,
+            hop,
+            parent: parent.map(str::to_owned),
+            run,
+            stop,
+        }
+    }
+
+    /// Records an admitted message.
+    pub fn commit(&mut self, probe: &Probe<'_>, verdict: &Verdict) {
+        // The first thing an agent sends after receiving work answers it.
+        self.unanswered.remove(probe.from);
+        if probe.new_work {
+            for to in probe.to {
+                let key = pair_key(&verdict.chain, probe.from, to);
+                let run = match self.runs.get(&key) {
+                    Some((last_from, r)) if last_from == to => r + 1,
+                    _ => 1,
+                };
+                self.runs.insert(key, (probe.from.to_owned(), run));
+                if to != probe.from {
+                    self.unanswered.insert(to.clone(), probe.id.to_owned());
+                }
+            }
+        }
+        let node = Node {
+            chain: verdict.chain.clone(),
+            hop: verdict.hop,
+            from: probe.from.to_owned(),
+            conversation: probe.conversation.map(str::to_owned),
+        };
+        if self.nodes.insert(probe.id.to_owned(), node).is_none() {
+            self.order.push_back(probe.id.to_owned());
+        }
+        while self.order.len() > MAX_NODES {
+            if let Some(old) = self.order.pop_front() {
+                self.nodes.remove(&old);
+            }
+        }
+    }
+
+    /// Forgets an agent that left (it answers nothing any more).
+    pub fn forget_agent(&mut self, agent: &str) {
+        self.unanswered.remove(agent);
+    }
+}
+
+fn pair_key(chain: &str, a: &str, b: &str) -> (String, AgentId, AgentId) {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    (chain.to_owned(), lo.to_owned(), hi.to_owned())
+}

@@ -1,0 +1,520 @@
+//! The runtime state machine: `handle(input) -> Vec<Output>`. The bus feeds it every
+//! state-changing request (already validated and with agent names resolved to ids) and applies
+//! its outputs: a refusal, annotations for the message, a response payload, action groups to
+//! dispatch, and events to record and deliver. No IO, no clock, no randomness: the same inputs
+//! give the same outputs, which is what the property and snapshot tests rely on.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::error::ErrorCode;
+use crate::event::{LoopSuppressed, RuntimeEvent};
+use crate::guard::{Guard, Probe, Rule, Verdict};
+use crate::model::{AgentId, Conversation, MessageKind, Relay};
+
+/// Limits of the loop guard and the relay scheduler.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// A message at hop `max_hops + 1` of its causal chain is stopped.
+    pub max_hops: u32,
+    /// The new-work message completing this many strict alternations between two agents in
+    /// one chain is stopped.
+    pub max_ping_pong: u32,
+    /// Suggested wait before retrying a blocked relay.
+    pub blocked_retry_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_hops: 16,
+            max_ping_pong: 6,
+            blocked_retry_ms: 2_000,
+        }
+    }
+}
+
+/// One message as the runtime sees it: a `message.send`, or one action of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Send {
+    pub session: String,
+    /// The message id (envelope id) or action id.
+    pub id: String,
+    pub from: AgentId,
+    pub to: Vec<AgentId>,
+    pub kind: MessageKind,
+    pub context_id: Option<String>,
+    pub parent_message_id: Option<String>,
+    pub reply_to_action_id: Option<String>,
+}
+
+/// What the bus asks the runtime about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A `message.send`.
+    Send(Send),
+    /// An `action.submit`: its actions, all admitted or none.
+    Group {
+        session: String,
+        from: AgentId,
+        sends: Vec<Send>,
+    },
+    /// An `action.result` from `from` about `action_id`, addressed to `to`.
+    Result {
+        session: String,
+        from: AgentId,
+        to: AgentId,
+        action_id: String,
+        terminal: bool,
+    },
+    /// A `relay.submit` from `from`. `resolve` maps every agent id or name the payload mentions
+    /// to the agent id, for those that are agents of the session.
+    Relay {
+        session: String,
+        from: AgentId,
+        payload: Value,
+        resolve: HashMap<String, AgentId>,
+    },
+    /// An agent left the session for good.
+    AgentRemoved { session: String, agent: AgentId },
+}
+
+/// What the bus must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Refuse the request; nothing of it is applied (events may still be emitted).
+    Refuse { code: ErrorCode, message: String },
+    /// Annotate the admitted message: its conversation and causal chain.
+    Stamp(Stamp),
+    /// The `ok` payload of the response (relays).
+    Reply(Value),
+    /// Record and deliver an `action.submit` from `from` to `target` with this payload.
+    Dispatch {
+        from: AgentId,
+        target: AgentId,
+        group: Value,
+    },
+    /// Record this event and deliver it to `to`.
+    Emit {
+        event: RuntimeEvent,
+        to: Vec<AgentId>,
+    },
+}
+
+/// Where an admitted message belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub message_id: String,
+    pub context_id: Option<String>,
+    pub owner_id: Option<AgentId>,
+    pub chain_id: String,
+    pub hop: u32,
+}
+
+/// What an action or message id refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ActionRef {
+    pub context_id: Option<String>,
+    pub relay_id: Option<String>,
+    pub target: Option<AgentId>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SessionState {
+    pub conversations: HashMap<String, Conversation>,
+    pub relays: HashMap<String, Relay>,
+    pub guard: Guard,
+    /// The conversation an agent answers into when its reply names none.
+    pub pending_reply: HashMap<AgentId, String>,
+    pub actions: HashMap<String, ActionRef>,
+}
+
+#[derive(Debug, Default)]
+pub struct Runtime {
+    pub(crate) cfg: RuntimeConfig,
+    pub(crate) sessions: HashMap<String, SessionState>,
+}
+
+/// A send the runtime has checked and may apply.
+struct Planned {
+    context_id: Option<String>,
+    /// The conversation is created by this message.
+    new_conversation: bool,
+    owner: Option<AgentId>,
+    probe_conversation: Option<String>,
+    follow_up: bool,
+    explicit_parent: Option<String>,
+    verdict: Verdict,
+}
+
+pub(crate) fn refuse(code: ErrorCode, message: impl Into<String>) -> Output {
+    Output::Refuse {
+        code,
+        message: message.into(),
+    }
+}
+
+impl Runtime {
+    pub fn new(cfg: RuntimeConfig) -> Self {
+        Self {
+            cfg,
+            sessions: HashMap::new(),
+        }
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.cfg
+    }
+
+    pub fn handle(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Send(send) => self.group(vec![send]),
+            Input::Group { sends, .. } => self.group(sends),
+            Input::Result {
+                session,
+                from,
+                to,
+                action_id,
+                terminal,
+            } => self.result(&session, &from, &to, &action_id, terminal),
+            Input::Relay {
+                session,
+                from,
+                payload,
+                resolve,
+            } => self.relay(&session, &from, &payload, &resolve),
+            Input::AgentRemoved { session, agent } => self.agent_removed(&session, &agent),
+        }
+    }
+
+    /// The conversation `context_id` of `session`, if known.
+    pub fn conversation(&self, session: &str, context_id: &str) -> Option<&Conversation> {
+        self.sessions.get(session)?.conversations.get(context_id)
+    }
+
+    /// The relay `relay_id` of `session`, if known.
+    pub fn relay_state(&self, session: &str, relay_id: &str) -> Option<&Relay> {
+        self.sessions.get(session)?.relays.get(relay_id)
+    }
+
+    /// Relays of a session, for listings.
+    pub fn relays(&self, session: &str) -> impl Iterator<Item = &Relay> {
+        self.sessions
+            .get(session)
+            .into_iter()
+            .flat_map(|s| s.relays.values())
+    }
+
+    /// All admitted or none: each send is checked against the current state, then all apply.
+    fn group(&mut self, sends: Vec<Send>) -> Vec<Output> {
+        let Some(first) = sends.first() else {
+            return Vec::new();
+        };
+        let session = first.session.clone();
+        let st = self.sessions.entry(session.clone()).or_default();
+        let mut plans = Vec::with_capacity(sends.len());
+        for send in &sends {
+            match plan(&self.cfg, st, send) {
+                Ok(p) => plans.push(p),
+                Err(outputs) => return outputs,
+            }
+        }
+        let mut out = Vec::new();
+        for (send, planned) in sends.iter().zip(plans) {
+            out.extend(apply(&self.cfg, st, send, planned));
+        }
+        out
+    }
+
+    fn result(
+        &mut self,
+        session: &str,
+        from: &str,
+        to: &str,
+        action_id: &str,
+        terminal: bool,
+    ) -> Vec<Output> {
+        let st = self.sessions.entry(session.to_owned()).or_default();
+        let Some(action) = st.actions.get(action_id).cloned() else {
+            return Vec::new();
+        };
+        if let Some(conv) = action
+            .context_id
+            .as_ref()
+            .and_then(|c| st.conversations.get(c))
+        {
+            if conv.owner_id != to && conv.owner_id != from {
+                return vec![refuse(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "a result in conversation {} goes to its owner {}",
+                        conv.context_id, conv.owner_id
+                    ),
+                )];
+            }
+        }
+        let mut out = Vec::new();
+        if terminal && action.target.as_deref() == Some(from) {
+            if let Some(relay_id) = &action.relay_id {
+                out.extend(crate::relay::answered(
+                    &self.cfg, st, relay_id, from, action_id,
+                ));
+            }
+        }
+        out
+    }
+
+    fn agent_removed(&mut self, session: &str, agent: &str) -> Vec<Output> {
+        let Some(st) = self.sessions.get_mut(session) else {
+            return Vec::new();
+        };
+        st.guard.forget_agent(agent);
+        st.pending_reply.remove(agent);
+        // Nobody waits for an agent that is gone.
+        let relays: Vec<String> = st
+            .relays
+            .values()
+            .filter(|r| r.is_active() && r.targets.get(agent).is_some_and(|t| t.outstanding))
+            .map(|r| r.relay_id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for relay_id in relays {
+            if let Some(t) = st
+                .relays
+                .get_mut(&relay_id)
+                .and_then(|r| r.targets.get_mut(agent))
+            {
+                t.outstanding = false;
+            }
+            out.extend(crate::relay::advance(st, &relay_id));
+        }
+        out
+    }
+}
+
+/// Checks ownership and the loop guard for one message, without changing anything.
+fn plan(cfg: &RuntimeConfig, st: &SessionState, send: &Send) -> Result<Planned, Vec<Output>> {
+    let referenced = send
+        .reply_to_action_id
+        .as_ref()
+        .and_then(|a| st.actions.get(a));
+    let (context_id, new_conversation, owner) = match send.kind {
+        MessageKind::System => {
+            return Err(vec![refuse(
+                ErrorCode::Forbidden,
+                "system messages come from the bus only",
+            )]);
+        }
+        MessageKind::User | MessageKind::Control => match &send.context_id {
+            Some(ctx) => match st.conversations.get(ctx) {
+                Some(conv) if conv.owner_id != send.from => {
+                    return Err(vec![refuse(
+                        ErrorCode::NotOwner,
+                        format!(
+                            "only {} (the owner of conversation {ctx}) may send follow-ups in it",
+                            conv.owner_id
+                        ),
+                    )]);
+                }
+                Some(conv) => (Some(ctx.clone()), false, Some(conv.owner_id.clone())),
+                None => (Some(ctx.clone()), true, Some(send.from.clone())),
+            },
+            None => (Some(send.id.clone()), true, Some(send.from.clone())),
+        },
+        MessageKind::Reply => {
+            let ctx = send
+                .context_id
+                .clone()
+                .or_else(|| referenced.and_then(|r| r.context_id.clone()))
+                .or_else(|| st.pending_reply.get(&send.from).cloned());
+            match ctx.as_ref().and_then(|c| st.conversations.get(c)) {
+                Some(conv) => {
+                    if conv.owner_id == send.from || send.to.iter().any(|t| *t != conv.owner_id) {
+                        return Err(vec![refuse(
+                            ErrorCode::Forbidden,
+                            format!(
+                                "a reply in conversation {} goes to its owner {} only",
+                                conv.context_id, conv.owner_id
+                            ),
+                        )]);
+                    }
+                    (ctx, false, Some(conv.owner_id.clone()))
+                }
+                None => (None, false, None),
+            }
+        }
+    };
+    let explicit_parent = send
+        .parent_message_id
+        .clone()
+        .or_else(|| send.reply_to_action_id.clone());
+    let follow_up = !new_conversation && context_id.is_some();
+    let tip = context_id
+        .as_ref()
+        .and_then(|c| st.conversations.get(c))
+        .and_then(|c| c.last_to.get(&send.from))
+        .map(String::as_str);
+    let probe = Probe {
+        id: &send.id,
+        from: &send.from,
+        to: &send.to,
+        new_work: send.kind == MessageKind::User,
+        conversation: context_id.as_deref(),
+        follow_up,
+        explicit_parent: explicit_parent.as_deref(),
+    };
+    let verdict = st
+        .guard
+        .evaluate(&probe, tip, cfg.max_hops, cfg.max_ping_pong);
+    if let Some(rule) = verdict.stop {
+        let owner = owner.clone().unwrap_or_else(|| send.from.clone());
+        let limit = match rule {
+            Rule::MaxHops => cfg.max_hops,
+            Rule::PingPong => cfg.max_ping_pong,
+        };
+        let event = LoopSuppressed {
+            message_id: send.id.clone(),
+            from: send.from.clone(),
+            to: send.to.clone(),
+            owner_id: owner.clone(),
+            context_id: context_id.clone(),
+            chain_id: verdict.chain.clone(),
+            hop: verdict.hop,
+            rule: rule.as_str().to_owned(),
+            limit,
+        };
+        return Err(vec![
+            refuse(
+                ErrorCode::LoopSuppressed,
+                format!(
+                    "stopped by the loop guard ({}: hop {} of chain {}, limit {limit}); not delivered",
+                    rule.as_str(),
+                    verdict.hop,
+                    verdict.chain
+                ),
+            ),
+            Output::Emit { event: RuntimeEvent::LoopSuppressed(event), to: vec![owner] },
+        ]);
+    }
+    Ok(Planned {
+        probe_conversation: context_id.clone(),
+        context_id,
+        new_conversation,
+        owner,
+        follow_up,
+        explicit_parent,
+        verdict,
+    })
+}
+
+/// Applies a checked send: conversation, chain, pending reply targets, relay progress.
+fn apply(cfg: &RuntimeConfig, st: &mut SessionState, send: &Send, p: Planned) -> Vec<Output> {
+    if p.new_conversation {
+        if let (Some(ctx), Some(owner)) = (&p.context_id, &p.owner) {
+            st.conversations.insert(
+                ctx.clone(),
+                Conversation {
+                    context_id: ctx.clone(),
+                    owner_id: owner.clone(),
+                    task_id: None,
+                    relay_id: None,
+                    last_to: HashMap::new(),
+                },
+            );
+        }
+    }
+    let probe = Probe {
+        id: &send.id,
+        from: &send.from,
+        to: &send.to,
+        new_work: send.kind == MessageKind::User,
+        conversation: p.probe_conversation.as_deref(),
+        follow_up: p.follow_up,
+        explicit_parent: p.explicit_parent.as_deref(),
+    };
+    st.guard.commit(&probe, &p.verdict);
+    let relay_id = p
+        .context_id
+        .as_ref()
+        .and_then(|c| st.conversations.get(c))
+        .and_then(|c| c.relay_id.clone());
+    if let Some(conv) = p
+        .context_id
+        .as_ref()
+        .and_then(|c| st.conversations.get_mut(c))
+    {
+        for to in &send.to {
+            conv.last_to.insert(to.clone(), send.id.clone());
+        }
+    }
+    if send.kind == MessageKind::User {
+        // Work given in a conversation: that is where the receiver's replies go now, not to
+        // whoever gave it work before.
+        if let Some(ctx) = &p.context_id {
+            for to in &send.to {
+                st.pending_reply.insert(to.clone(), ctx.clone());
+            }
+        }
+    }
+    st.actions.insert(
+        send.id.clone(),
+        ActionRef {
+            context_id: p.context_id.clone(),
+            relay_id: relay_id.clone(),
+            target: send.to.first().cloned(),
+        },
+    );
+    let mut out = vec![Output::Stamp(Stamp {
+        message_id: send.id.clone(),
+        context_id: p.context_id.clone(),
+        owner_id: p.owner.clone(),
+        chain_id: p.verdict.chain.clone(),
+        hop: p.verdict.hop,
+    })];
+    if send.kind == MessageKind::Reply {
+        if let Some(action_id) = &send.reply_to_action_id {
+            let relay = st.actions.get(action_id).and_then(|a| a.relay_id.clone());
+            if let Some(relay_id) = relay {
+                out.extend(crate::relay::answered(
+                    cfg, st, &relay_id, &send.from, action_id,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Checks and applies one relay action as a send from the owner (used by the relay module).
+pub(crate) fn relay_send(
+    cfg: &RuntimeConfig,
+    st: &SessionState,
+    send: &Send,
+) -> Result<Verdict, Vec<Output>> {
+    plan(cfg, st, send).map(|p| p.verdict)
+}
+
+pub(crate) fn commit_relay_send(st: &mut SessionState, send: &Send, verdict: &Verdict) {
+    let conversation = send.context_id.clone();
+    let follow_up = conversation
+        .as_ref()
+        .is_some_and(|c| st.conversations.contains_key(c));
+    let probe = Probe {
+        id: &send.id,
+        from: &send.from,
+        to: &send.to,
+        new_work: send.kind == MessageKind::User,
+        conversation: conversation.as_deref(),
+        follow_up,
+        explicit_parent: send.reply_to_action_id.as_deref(),
+    };
+    st.guard.commit(&probe, verdict);
+    if let Some(conv) = conversation
+        .as_ref()
+        .and_then(|c| st.conversations.get_mut(c))
+    {
+        for to in &send.to {
+            conv.last_to.insert(to.clone(), send.id.clone());
+        }
+    }
+}
