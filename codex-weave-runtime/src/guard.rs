@@ -108,7 +108,8 @@ impl Guard {
         };
         let mut run = 0;
         if probe.new_work {
-            for to in probe.to {
+            // A message to oneself is not a ping-pong between two agents.
+            for to in probe.to.iter().filter(|t| *t != probe.from) {
                 let r = match self.runs.get(&pair_key(&chain, probe.from, to)) {
                     Some((last_from, r)) if last_from == to => r + 1,
                     _ => 1,
@@ -137,16 +138,14 @@ impl Guard {
         // The first thing an agent sends after receiving work answers it.
         self.unanswered.remove(probe.from);
         if probe.new_work {
-            for to in probe.to {
+            for to in probe.to.iter().filter(|t| *t != probe.from) {
                 let key = pair_key(&verdict.chain, probe.from, to);
                 let run = match self.runs.get(&key) {
                     Some((last_from, r)) if last_from == to => r + 1,
                     _ => 1,
                 };
                 self.runs.insert(key, (probe.from.to_owned(), run));
-                if to != probe.from {
-                    self.unanswered.insert(to.clone(), probe.id.to_owned());
-                }
+                self.unanswered.insert(to.clone(), probe.id.to_owned());
             }
         }
         let node = Node {

@@ -16,5 +16,7 @@ pub mod wire;
 pub use error::ErrorCode;
 pub use event::{EventRecord, RuntimeEvent};
 pub use model::{AgentId, Conversation, MessageKind, Relay, RelayStatus, TaskStatus};
-pub use runtime::{Input, Output, Runtime, RuntimeConfig, Send, Stamp};
+pub use runtime::{
+    Input, Output, Runtime, RuntimeConfig, Send, Stamp, MAX_ACTION_REFS, MAX_CONVERSATIONS,
+};
 pub use wire::{Ack, AckMode, Envelope, ErrorBody, Record, Status, BUS_SRC, WIRE_VERSION};

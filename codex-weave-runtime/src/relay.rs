@@ -305,8 +305,10 @@ impl Runtime {
             summary: None,
         });
         relay.submits = submit_no;
+        let mut new_targets = Vec::new();
         for t in &targets {
             if !relay.targets.contains_key(t) {
+                new_targets.push(t.clone());
                 relay.target_order.push(t.clone());
                 relay.targets.insert(
                     t.clone(),
@@ -318,16 +320,18 @@ impl Runtime {
                         groups: 0,
                     },
                 );
-                let ctx = context_of(&relay_id, t);
-                st.conversations
-                    .entry(ctx.clone())
-                    .or_insert_with(|| Conversation {
-                        context_id: ctx,
-                        owner_id: from.to_owned(),
-                        task_id: Some(format!("{relay_id}:task:{t}")),
-                        relay_id: Some(relay_id.clone()),
-                        last_to: HashMap::new(),
-                    });
+            }
+        }
+        for t in new_targets {
+            let ctx = context_of(&relay_id, &t);
+            if !st.conversations.contains_key(&ctx) {
+                st.add_conversation(Conversation {
+                    context_id: ctx,
+                    owner_id: from.to_owned(),
+                    task_id: Some(format!("{relay_id}:task:{t}")),
+                    relay_id: Some(relay_id.clone()),
+                    last_to: HashMap::new(),
+                });
             }
         }
         let mut sends = sends.into_iter().zip(verdicts);
@@ -368,7 +372,7 @@ impl Runtime {
                     relay.queue.push_back(Step::Act(index));
                     new_actions.push(index);
                     commit_relay_send(st, &send, &verdict);
-                    st.actions.insert(
+                    st.add_action(
                         send.id.clone(),
                         ActionRef {
                             context_id: send.context_id.clone(),

@@ -4,7 +4,7 @@
 //! dispatch, and events to record and deliver. No IO, no clock, no randomness: the same inputs
 //! give the same outputs, which is what the property and snapshot tests rely on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::Value;
 
@@ -120,14 +120,65 @@ pub(crate) struct ActionRef {
     pub target: Option<AgentId>,
 }
 
+/// Conversations remembered per session; past this the oldest are forgotten (those of active
+/// relays excepted). A follow-up in a forgotten conversation starts a new one.
+pub const MAX_CONVERSATIONS: usize = 100_000;
+/// Message and action ids remembered per session (for `reply_to_action_id`).
+pub const MAX_ACTION_REFS: usize = 200_000;
+
 #[derive(Debug, Default)]
 pub(crate) struct SessionState {
     pub conversations: HashMap<String, Conversation>,
+    /// Conversation ids, oldest first, for eviction.
+    pub conversation_order: VecDeque<String>,
+    /// Action ids, oldest first, for eviction.
+    pub action_order: VecDeque<String>,
     pub relays: HashMap<String, Relay>,
     pub guard: Guard,
     /// The conversation an agent answers into when its reply names none.
     pub pending_reply: HashMap<AgentId, String>,
     pub actions: HashMap<String, ActionRef>,
+}
+
+impl SessionState {
+    /// Starts remembering a conversation, forgetting the oldest past [`MAX_CONVERSATIONS`].
+    pub(crate) fn add_conversation(&mut self, conv: Conversation) {
+        let id = conv.context_id.clone();
+        if self.conversations.insert(id.clone(), conv).is_none() {
+            self.conversation_order.push_back(id);
+        }
+        let mut spared = 0;
+        while self.conversations.len() > MAX_CONVERSATIONS && spared < self.conversation_order.len()
+        {
+            let Some(old) = self.conversation_order.pop_front() else {
+                break;
+            };
+            let active_relay = self
+                .conversations
+                .get(&old)
+                .and_then(|c| c.relay_id.as_ref())
+                .is_some_and(|r| self.relays.get(r).is_some_and(Relay::is_active));
+            if active_relay {
+                self.conversation_order.push_back(old);
+                spared += 1;
+            } else {
+                self.conversations.remove(&old);
+            }
+        }
+    }
+
+    /// Remembers what an action or message id refers to, forgetting the oldest past
+    /// [`MAX_ACTION_REFS`].
+    pub(crate) fn add_action(&mut self, id: String, action: ActionRef) {
+        if self.actions.insert(id.clone(), action).is_none() {
+            self.action_order.push_back(id);
+        }
+        while self.action_order.len() > MAX_ACTION_REFS {
+            if let Some(old) = self.action_order.pop_front() {
+                self.actions.remove(&old);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -196,6 +247,13 @@ impl Runtime {
     /// The relay `relay_id` of `session`, if known.
     pub fn relay_state(&self, session: &str, relay_id: &str) -> Option<&Relay> {
         self.sessions.get(session)?.relays.get(relay_id)
+    }
+
+    /// How many conversations of `session` are remembered.
+    pub fn conversation_count(&self, session: &str) -> usize {
+        self.sessions
+            .get(session)
+            .map_or(0, |s| s.conversations.len())
     }
 
     /// Relays of a session, for listings.
@@ -412,16 +470,13 @@ fn plan(cfg: &RuntimeConfig, st: &SessionState, send: &Send) -> Result<Planned, 
 fn apply(cfg: &RuntimeConfig, st: &mut SessionState, send: &Send, p: Planned) -> Vec<Output> {
     if p.new_conversation {
         if let (Some(ctx), Some(owner)) = (&p.context_id, &p.owner) {
-            st.conversations.insert(
-                ctx.clone(),
-                Conversation {
-                    context_id: ctx.clone(),
-                    owner_id: owner.clone(),
-                    task_id: None,
-                    relay_id: None,
-                    last_to: HashMap::new(),
-                },
-            );
+            st.add_conversation(Conversation {
+                context_id: ctx.clone(),
+                owner_id: owner.clone(),
+                task_id: None,
+                relay_id: None,
+                last_to: HashMap::new(),
+            });
         }
     }
     let probe = Probe {
@@ -457,7 +512,7 @@ fn apply(cfg: &RuntimeConfig, st: &mut SessionState, send: &Send, p: Planned) ->
             }
         }
     }
-    st.actions.insert(
+    st.add_action(
         send.id.clone(),
         ActionRef {
             context_id: p.context_id.clone(),

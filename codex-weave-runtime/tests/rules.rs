@@ -284,3 +284,26 @@ fn limits_are_configurable() {
         Some("loop_suppressed")
     ); // hop 4
 }
+
+#[test]
+fn remembered_conversations_are_bounded() {
+    use codex_weave_runtime::{Input, Send, MAX_CONVERSATIONS};
+    let mut rt = codex_weave_runtime::Runtime::new(RuntimeConfig::default());
+    for i in 0..MAX_CONVERSATIONS + 100 {
+        rt.handle(Input::Send(Send {
+            session: "s".into(),
+            id: format!("m{i}"),
+            from: "o".into(),
+            to: vec!["w".into()],
+            kind: MessageKind::User,
+            context_id: None,
+            parent_message_id: None,
+            reply_to_action_id: None,
+        }));
+    }
+    assert_eq!(rt.conversation_count("s"), MAX_CONVERSATIONS);
+    assert!(rt.conversation(sim::S, "m0").is_none() && rt.conversation("s", "m0").is_none());
+    assert!(rt
+        .conversation("s", &format!("m{}", MAX_CONVERSATIONS + 99))
+        .is_some());
+}

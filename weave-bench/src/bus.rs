@@ -127,7 +127,7 @@ impl PingPong {
                     dups += 1;
                 }
                 bw.line(&lines::ack(&sb, "b", &got)).await;
-                bw.line(&lines::message(&sb, "b", "a", n, "ok")).await;
+                bw.line(&lines::reply(&sb, "b", "a", &got, "ok")).await;
                 bw.flush().await;
             }
             (seen.len(), dups)

@@ -82,6 +82,20 @@ pub fn message(session: &str, src: &str, dst: &str, n: usize, text: &str) -> Env
     env
 }
 
+/// A reply to `to_msg` (a delivered `message.send`), in its conversation, as an agent answers.
+pub fn reply(session: &str, src: &str, dst: &str, to_msg: &Envelope, text: &str) -> Envelope {
+    let n = number(to_msg);
+    let mut env = message(session, src, dst, n, text);
+    let ctx = to_msg
+        .payload
+        .as_ref()
+        .and_then(|p| p.get("context_id"))
+        .cloned();
+    env.payload =
+        Some(json!({ "text": format!("{n}:{text}"), "kind": "reply", "context_id": ctx }));
+    env
+}
+
 /// The number a message carries.
 pub fn number(env: &Envelope) -> usize {
     let text = env

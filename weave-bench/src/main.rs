@@ -106,7 +106,7 @@ fn main() {
             let tput = bus::throughput(&bus_bin, durability, &text, args.count, args.window).await;
             let cfg = |extra: &str| {
                 format!(
-                    "durability={durability}, ack=auto, policy=open, {} B text, {extra}",
+                    "durability={durability}, ack=auto, policy=runtime, {} B text, {extra}",
                     args.size
                 )
             };

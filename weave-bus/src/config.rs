@@ -87,6 +87,8 @@ pub struct BusConfig {
     pub home: PathBuf,
     pub durability: Durability,
     pub limits: Limits,
+    /// The runtime's limits (loop guard, relay retry hint).
+    pub runtime: codex_weave_runtime::RuntimeConfig,
 }
 
 impl BusConfig {
@@ -95,6 +97,7 @@ impl BusConfig {
             home: home.into(),
             durability: Durability::default(),
             limits: Limits::default(),
+            runtime: codex_weave_runtime::RuntimeConfig::default(),
         }
     }
 

@@ -5,7 +5,7 @@
 //! Layout (one concept per file): `config` (limits), `home` (directory, lock, socket file),
 //! `store` (SQLite), `engine` (the single thread that owns state; `engine/commands` has one
 //! file per request family), `server` (accept loop and connections), `handle` (the in-process
-//! `Bus`), `policy` (where the runtime's rules plug in).
+//! `Bus`), `policy` (refusals), `engine/brain.rs` (where every request meets the runtime).
 
 pub mod config;
 pub mod conn;
@@ -17,7 +17,8 @@ pub mod policy;
 pub mod server;
 pub mod store;
 
+pub use codex_weave_runtime::RuntimeConfig;
 pub use config::{BusConfig, Durability, Limits};
 pub use handle::{Bus, LocalConn};
-pub use policy::{Admission, OpenPolicy, Policy, Refusal};
+pub use policy::Refusal;
 pub use server::{BusServer, StartError};

@@ -1,4 +1,4 @@
-//! `weave-bus`: the bus alone (socket + store + policy), no HTTP. Logs go to stderr
+//! `weave-bus`: the bus with the runtime's rules (socket + store + runtime), no HTTP. Logs go to stderr
 //! (`RUST_LOG`); one line on stdout says where it listens once it accepts connections.
 
 use std::path::PathBuf;
@@ -6,7 +6,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use weave_bus::{home, BusConfig, BusServer, Durability, Limits, OpenPolicy};
+
+/// mimalloc: the engine allocates and frees many small envelopes per message; glibc's malloc
+/// spent a measurable share of the engine's time consolidating free lists.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use weave_bus::{home, BusConfig, BusServer, Durability, Limits};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,6 +56,13 @@ struct Args {
     /// Idempotency keys kept at most.
     #[arg(long)]
     max_idempotency_keys: Option<usize>,
+    /// Loop guard: a message at hop max_hops + 1 of its causal chain is stopped.
+    #[arg(long, default_value_t = 16)]
+    max_hops: u32,
+    /// Loop guard: the new-work message completing this many strict alternations between two
+    /// agents in one chain is stopped.
+    #[arg(long, default_value_t = 6)]
+    max_ping_pong: u32,
 }
 
 fn limits(args: &Args) -> Limits {
@@ -94,6 +106,8 @@ fn main() -> ExitCode {
     let mut cfg = BusConfig::new(home);
     cfg.durability = args.durability;
     cfg.limits = limits(&args);
+    cfg.runtime.max_hops = args.max_hops;
+    cfg.runtime.max_ping_pong = args.max_ping_pong;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -105,7 +119,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match BusServer::bind(cfg, Box::new(OpenPolicy)) {
+        let server = match BusServer::bind(cfg) {
             Ok(server) => server,
             Err(e) => {
                 eprintln!("weave-bus: {e}");

@@ -29,7 +29,7 @@ use crate::engine::{response_line, Engine};
 use crate::handle::Bus;
 use crate::home::{self, HomeError, HomeLock};
 use crate::metrics::Metrics;
-use crate::policy::{Policy, Refusal};
+use crate::policy::Refusal;
 use crate::store::{self, Store, StoreError};
 use codex_weave_transport_uds::{CodecError, NdjsonCodec};
 
@@ -80,15 +80,14 @@ impl std::fmt::Debug for BusServer {
 impl BusServer {
     /// Takes the home (mode 0700, lock), opens and loads the store, starts the engine, and binds
     /// the socket (mode 0600). Must run inside a tokio runtime.
-    pub fn bind(cfg: BusConfig, policy: Box<dyn Policy>) -> Result<BusServer, StartError> {
+    pub fn bind(cfg: BusConfig) -> Result<BusServer, StartError> {
         home::prepare_home(&cfg.home)?;
         let lock = HomeLock::acquire(&cfg.lock_path())?;
         let socket = cfg.socket_path();
         home::clear_stale_socket(&socket)?;
         let store = Store::open(&cfg.store_path(), cfg.durability).map_err(StartError::Store)?;
         let metrics = Arc::new(Metrics::default());
-        let engine =
-            Engine::new(cfg.clone(), store, policy, metrics.clone()).map_err(StartError::Store)?;
+        let engine = Engine::new(cfg.clone(), store, metrics.clone()).map_err(StartError::Store)?;
         let (tx, rx) = std::sync::mpsc::channel();
         let engine = std::thread::Builder::new()
             .name("weave-engine".into())

@@ -4,7 +4,9 @@
 //! a repeat after a restart is still recognised. Lookups are in memory; the store only appends
 //! (in age order) and deletes the oldest, so remembering costs no random B-tree writes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::state::Map;
 
 use codex_weave_runtime::Envelope;
 
@@ -43,7 +45,7 @@ pub fn key_for(env: &Envelope) -> Option<IdemKey> {
 
 #[derive(Debug, Default)]
 pub struct Idempotency {
-    responses: HashMap<IdemKey, String>,
+    responses: Map<IdemKey, String>,
     /// Oldest first: (created ms, store row id, key).
     order: VecDeque<(i64, i64, IdemKey)>,
 }

@@ -7,6 +7,7 @@
 //! something a crash could lose, ordering per target is the order of application, and "replay
 //! then follow live" needs no locks: nothing else touches the state.
 
+mod brain;
 mod commands;
 mod delivery;
 mod idempotency;
@@ -14,7 +15,7 @@ mod records;
 pub(crate) mod state;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,10 +30,10 @@ use serde_json::Value;
 use crate::config::BusConfig;
 use crate::conn::{ConnId, ConnOut};
 use crate::metrics::Metrics;
-use crate::policy::{Policy, Refusal};
+use crate::policy::Refusal;
 use crate::store::{Loaded, Store, StoreError};
 use idempotency::Idempotency;
-use state::{Agent, Conn, Delivery, DeliveryKind, Session};
+use state::{Agent, Conn, Delivery, DeliveryKind, Map, Session};
 
 /// Most inputs applied in one store transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -67,6 +68,9 @@ pub struct Answer {
     pub session: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Box<RawValue>>,
+    /// Not remembered for idempotency: a retry should be decided afresh (a blocked relay).
+    #[serde(skip)]
+    pub transient: bool,
 }
 
 impl Answer {
@@ -74,6 +78,7 @@ impl Answer {
         Self {
             session: None,
             payload: serde_json::value::to_raw_value(&payload).ok(),
+            transient: false,
         }
     }
 
@@ -81,6 +86,7 @@ impl Answer {
         Self {
             session: None,
             payload: RawValue::from_string(json).ok(),
+            transient: false,
         }
     }
 }
@@ -90,13 +96,13 @@ pub type Reply = Result<Answer, Refusal>;
 pub struct Engine {
     cfg: BusConfig,
     store: Store,
-    policy: Box<dyn Policy>,
+    runtime: codex_weave_runtime::Runtime,
     metrics: Arc<Metrics>,
-    sessions: HashMap<String, Session>,
+    sessions: Map<String, Session>,
     /// Store key → session id.
-    session_ids: HashMap<i64, String>,
-    conns: HashMap<ConnId, Conn>,
-    deliveries: HashMap<u64, Delivery>,
+    session_ids: Map<i64, String>,
+    conns: Map<ConnId, Conn>,
+    deliveries: Map<u64, Delivery>,
     next_delivery: u64,
     /// Ack timeouts: (deadline, delivery id, delivery count when armed).
     timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
@@ -118,32 +124,28 @@ struct Batch {
     failed: Option<StoreError>,
     /// Connections that closed during the batch: their last lines (an error for the line that
     /// made the bus close them, say) still go out.
-    closing: HashMap<ConnId, ConnOut>,
+    closing: Map<ConnId, ConnOut>,
 }
 
 impl Engine {
-    pub fn new(
-        cfg: BusConfig,
-        store: Store,
-        policy: Box<dyn Policy>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Engine, StoreError> {
+    pub fn new(cfg: BusConfig, store: Store, metrics: Arc<Metrics>) -> Result<Engine, StoreError> {
         let loaded = store.load()?;
         let mut engine = Engine {
+            runtime: codex_weave_runtime::Runtime::new(cfg.runtime.clone()),
             cfg,
             store,
-            policy,
             metrics,
-            sessions: HashMap::new(),
-            session_ids: HashMap::new(),
-            conns: HashMap::new(),
-            deliveries: HashMap::new(),
+            sessions: Map::default(),
+            session_ids: Map::default(),
+            conns: Map::default(),
+            deliveries: Map::default(),
             next_delivery: 1,
             timers: BinaryHeap::new(),
             idem: Idempotency::default(),
             batch: Batch::default(),
         };
         engine.restore(loaded);
+        engine.rebuild_runtime()?;
         Ok(engine)
     }
 
@@ -165,8 +167,8 @@ impl Engine {
                     created_at: row.created_at,
                     closed: row.closed,
                     last_seq: row.last_seq,
-                    agents: HashMap::new(),
-                    names: HashMap::new(),
+                    agents: Map::default(),
+                    names: Map::default(),
                     watchers: Vec::new(),
                 },
             );
@@ -351,8 +353,8 @@ impl Engine {
     }
 
     /// Sends a committed batch's lines: one write per connection, in the order produced.
-    fn release(&mut self, lines: Vec<(ConnId, Bytes)>, mut closing: HashMap<ConnId, ConnOut>) {
-        let mut per_conn: HashMap<ConnId, BytesMut> = HashMap::new();
+    fn release(&mut self, lines: Vec<(ConnId, Bytes)>, mut closing: Map<ConnId, ConnOut>) {
+        let mut per_conn: Map<ConnId, BytesMut> = Map::default();
         for (conn, line) in lines {
             per_conn.entry(conn).or_default().extend_from_slice(&line);
         }

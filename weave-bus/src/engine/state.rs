@@ -1,7 +1,11 @@
 //! The engine's memory: sessions, their agents, and every pending delivery. The store holds
 //! the same facts durably; this is what requests are decided against.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+/// The engine's hash map: foldhash (fast, seeded per process) instead of SipHash, which showed
+/// up at 5% of the engine's time hashing ids.
+pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use codex_weave_runtime::{AckMode, Envelope};
@@ -18,9 +22,9 @@ pub struct Session {
     pub closed: bool,
     /// Sequence number of the last record written.
     pub last_seq: u64,
-    pub agents: HashMap<String, Agent>,
+    pub agents: Map<String, Agent>,
     /// Lower-cased name → agent id; names are unique per session, case-insensitively.
-    pub names: HashMap<String, String>,
+    pub names: Map<String, String>,
     /// Connections following this session's records: (connection, stream request id).
     pub watchers: Vec<(ConnId, String)>,
 }
@@ -61,7 +65,7 @@ pub struct Agent {
     /// Deliveries sent on the current connection and not yet acked.
     pub inflight: BTreeSet<u64>,
     /// Ack id (message id, or action id of an action group) → delivery id.
-    pub ack_ids: HashMap<String, u64>,
+    pub ack_ids: Map<String, u64>,
 }
 
 impl Agent {
@@ -72,7 +76,7 @@ impl Agent {
             conn: None,
             queue: VecDeque::new(),
             inflight: BTreeSet::new(),
-            ack_ids: HashMap::new(),
+            ack_ids: Map::default(),
         }
     }
 

@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 use super::{bad, payload_object, Reply};
 use crate::conn::ConnId;
 use crate::engine::{Answer, Engine};
-use crate::policy::Admission;
 
 /// Statuses an `action.result` may carry; `completed`, `rejected` and `error` are terminal.
 pub const RESULT_STATUSES: &[&str] = &[
@@ -66,12 +65,6 @@ impl Engine {
         for target in &targets {
             self.check_inbox(&sid, target)?;
         }
-        self.policy.admit(&Admission {
-            session: &sid,
-            sender: &env.src,
-            envelope: env,
-            targets: &targets,
-        })?;
 
         let mut record = env.clone();
         record.session = Some(sid.clone());
@@ -79,10 +72,12 @@ impl Engine {
             p["actions"] = Value::Array(resolved);
         }
         self.stamp_origin(&sid, &mut record);
+        let consulted = self.admit(&sid, &mut record)?;
         let (seq, record) = self.record(&sid, record);
         for target in &targets {
             self.enqueue(&sid, target, seq, record.clone());
         }
+        self.apply_effects(&sid, consulted.effects);
         let group_id = payload.get("group_id").cloned().unwrap_or(Value::Null);
         Ok(Answer::payload(
             json!({ "id": env.id, "seq": seq, "group_id": group_id, "targets": targets }),
@@ -114,21 +109,16 @@ impl Engine {
             .filter(|d| !d.is_empty())
             .ok_or_else(|| bad("action.result needs `dst`"))?;
         let target = self.resolve_target(&sid, dst)?;
-        let targets = [target.clone()];
-        self.policy.admit(&Admission {
-            session: &sid,
-            sender: &env.src,
-            envelope: env,
-            targets: &targets,
-        })?;
 
-        self.acknowledge(&sid, &env.src, &action_id);
         let mut record = env.clone();
         record.session = Some(sid.clone());
         record.dst = Some(target.clone());
         self.stamp_origin(&sid, &mut record);
+        let consulted = self.admit(&sid, &mut record)?;
+        self.acknowledge(&sid, &env.src, &action_id);
         let (seq, record) = self.record(&sid, record);
         self.enqueue(&sid, &target, seq, record);
+        self.apply_effects(&sid, consulted.effects);
         Ok(Answer::payload(json!({ "id": env.id, "seq": seq })))
     }
 }

@@ -189,11 +189,13 @@ impl Engine {
         }
         let key = session.key;
         self.write(|s| s.delete_agent(key, &id));
-        self.record_event(
+        let (_, record) = self.record_event(
             &sid,
             "agent.removed",
             json!({ "id": id, "name": agent.name }),
         );
+        let consulted = self.consult(&sid, &record);
+        self.apply_effects(&sid, consulted.effects);
         Ok(Answer::payload(
             json!({ "id": id, "dead_lettered": dropped }),
         ))

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{bad, Reply};
 use crate::conn::ConnId;
 use crate::engine::{Answer, Engine};
-use crate::policy::{Admission, Refusal};
+use crate::policy::Refusal;
 
 impl Engine {
     /// Records a message and queues it for its target: `dst` (id or name) or `topic`
@@ -34,13 +34,6 @@ impl Engine {
         }
         let target = self.resolve_target(&sid, wanted)?;
         self.check_inbox(&sid, &target)?;
-        let targets = [target.clone()];
-        self.policy.admit(&Admission {
-            session: &sid,
-            sender: &env.src,
-            envelope: env,
-            targets: &targets,
-        })?;
 
         let mut record = env.clone();
         record.session = Some(sid.clone());
@@ -51,8 +44,10 @@ impl Engine {
             timeout_ms: ack.timeout_ms,
         });
         self.stamp_origin(&sid, &mut record);
+        let consulted = self.admit(&sid, &mut record)?;
         let (seq, record) = self.record(&sid, record);
         self.enqueue(&sid, &target, seq, record);
+        self.apply_effects(&sid, consulted.effects);
         Ok(Answer::payload(
             json!({ "id": env.id, "seq": seq, "dst": target }),
         ))
@@ -110,7 +105,7 @@ impl Engine {
     }
 
     /// Adds `meta.weave.origin_src_name`: the sender's display name, shown to the receiver.
-    pub(super) fn stamp_origin(&self, sid: &str, record: &mut Envelope) {
+    pub(in crate::engine) fn stamp_origin(&self, sid: &str, record: &mut Envelope) {
         let name = self.sessions[sid]
             .agents
             .get(&record.src)

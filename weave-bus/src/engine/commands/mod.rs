@@ -5,6 +5,7 @@ mod action;
 mod agent;
 mod events;
 mod message;
+mod relay;
 mod session;
 
 use codex_weave_runtime::{Envelope, ErrorCode, WIRE_VERSION};
@@ -49,6 +50,7 @@ impl Engine {
             "message.send" => self.message_send(conn, &env),
             "action.submit" => self.action_submit(conn, &env),
             "action.result" => self.action_result(conn, &env),
+            "relay.submit" => self.relay_submit(conn, &env),
             "events.history" => self.events_history(&env),
             "deliveries.dead" => self.deliveries_dead(&env),
             "bus.stats" => Ok(self.stats()),
@@ -57,7 +59,8 @@ impl Engine {
                 format!("unknown request type `{other}`"),
             )),
         };
-        if let (Some((session, src, key)), Ok(answer)) = (key, &reply) {
+        let remembered = reply.as_ref().ok().filter(|a| !a.transient);
+        if let (Some((session, src, key)), Some(answer)) = (key, remembered) {
             if let Ok(response) = serde_json::to_string(answer) {
                 let created_ms = now_ms();
                 let row = IdempotencyRow {

@@ -1,0 +1,59 @@
+//! `relay.submit`: start, continue, finish or cancel a relay. The runtime decides everything;
+//! the bus resolves the agents the payload names, records the request, and applies the effects.
+
+use codex_weave_runtime::Envelope;
+use serde_json::{json, Value};
+
+use super::{payload_object, Reply};
+use crate::conn::ConnId;
+use crate::engine::{Answer, Engine};
+
+impl Engine {
+    pub(super) fn relay_submit(&mut self, conn: ConnId, env: &Envelope) -> Reply {
+        let sid = self.open_session(env)?;
+        self.check_sender(conn, &sid, &env.src)?;
+        let mut payload = Value::Object(payload_object(env)?.clone());
+        // Names become agent ids; the ids known now are listed so a replay decides the same.
+        let session = &self.sessions[&sid];
+        let mut resolved: Vec<String> = Vec::new();
+        let mut resolve = |v: &mut Value| {
+            if let Some(id) = v.as_str().and_then(|name| session.resolve(name)) {
+                if !resolved.iter().any(|r| r == id) {
+                    resolved.push(id.to_owned());
+                }
+                *v = json!(id);
+            }
+        };
+        if let Some(targets) = payload.get_mut("targets").and_then(Value::as_array_mut) {
+            targets.iter_mut().for_each(&mut resolve);
+        }
+        for action in payload
+            .get_mut("actions")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(dst) = action.get_mut("dst") {
+                resolve(dst);
+            }
+            if let Some(targets) = action.get_mut("targets").and_then(Value::as_array_mut) {
+                targets.iter_mut().for_each(&mut resolve);
+            }
+        }
+        let mut record = env.clone();
+        record.session = Some(sid.clone());
+        record.payload = Some(payload);
+        record.meta = Some(json!({ "weave": { "resolved": resolved } }));
+        self.stamp_origin(&sid, &mut record);
+        let consulted = self.admit(&sid, &mut record)?;
+        let reply = consulted.reply.unwrap_or_else(|| json!({}));
+        let blocked = reply.get("status").and_then(Value::as_str) == Some("blocked");
+        if !blocked {
+            self.record(&sid, record);
+        }
+        self.apply_effects(&sid, consulted.effects);
+        let mut answer = Answer::payload(reply);
+        answer.transient = blocked;
+        Ok(answer)
+    }
+}
