@@ -17,6 +17,6 @@ pub use error::ErrorCode;
 pub use event::{EventRecord, RuntimeEvent};
 pub use model::{AgentId, Conversation, MessageKind, Relay, RelayStatus, TaskStatus};
 pub use runtime::{
-    Input, Output, Runtime, RuntimeConfig, Send, Stamp, MAX_ACTION_REFS, MAX_CONVERSATIONS,
+    Input, Message, Output, Runtime, RuntimeConfig, Stamp, MAX_ACTION_REFS, MAX_CONVERSATIONS,
 };
 pub use wire::{Ack, AckMode, Envelope, ErrorBody, Record, Status, BUS_SRC, WIRE_VERSION};

@@ -86,7 +86,7 @@ pub enum RelayStatus {
 
 /// One action of a relay, as accepted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RelayAction {
+pub struct Action {
     pub action_id: String,
     pub action_index: u32,
     /// `message` or `control`.
@@ -118,7 +118,7 @@ pub enum Step {
 
 /// A relay target: its conversation and task with the relay's owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RelayTarget {
+pub struct Task {
     pub context_id: String,
     pub task_id: String,
     pub status: TaskStatus,
@@ -134,9 +134,9 @@ pub struct Relay {
     pub owner: AgentId,
     pub status: RelayStatus,
     /// Known targets in the order first named.
-    pub targets: BTreeMap<AgentId, RelayTarget>,
+    pub targets: BTreeMap<AgentId, Task>,
     pub target_order: Vec<AgentId>,
-    pub actions: Vec<RelayAction>,
+    pub actions: Vec<Action>,
     /// Steps not yet dispatched, in plan order.
     pub queue: VecDeque<Step>,
     /// `relay.submit`s accepted so far (for action ids).

@@ -10,12 +10,11 @@ use serde_json::{json, Map, Value};
 use crate::error::ErrorCode;
 use crate::event::{RelayAccepted, RelayDone, RuntimeEvent, TaskDone, TaskUpdated};
 use crate::model::{
-    AgentId, Conversation, MessageKind, Relay, RelayAction, RelayStatus, RelayTarget, Step,
-    TaskStatus,
+    Action, AgentId, Conversation, MessageKind, Relay, RelayStatus, Step, Task, TaskStatus,
 };
 use crate::runtime::{
-    commit_relay_send, refuse, relay_send, ActionRef, Output, Runtime, RuntimeConfig, Send,
-    SessionState,
+    commit_relay_send, refuse, relay_send, ActionRef, Message, Output, Runtime, RuntimeConfig,
+    Session,
 };
 
 struct Failure {
@@ -272,7 +271,7 @@ impl Runtime {
             if let ParsedStep::Act(p) = step {
                 let action_id = format!("{relay_id}:{submit_no}:{n}");
                 n += 1;
-                sends.push(Send {
+                sends.push(Message {
                     session: session.to_owned(),
                     id: action_id,
                     from: from.to_owned(),
@@ -312,7 +311,7 @@ impl Runtime {
                 relay.target_order.push(t.clone());
                 relay.targets.insert(
                     t.clone(),
-                    RelayTarget {
+                    Task {
                         context_id: context_of(&relay_id, t),
                         task_id: format!("{relay_id}:task:{t}"),
                         status: TaskStatus::Pending,
@@ -358,7 +357,7 @@ impl Runtime {
                         wire.insert("expects_reply".into(), json!(p.expects_reply));
                         wire.entry("kind").or_insert(json!("user"));
                     }
-                    relay.actions.push(RelayAction {
+                    relay.actions.push(Action {
                         action_id: send.id.clone(),
                         action_index: index as u32,
                         kind: p.kind,
@@ -500,7 +499,7 @@ fn set_status(relay: &mut Relay, target: &str, status: TaskStatus, out: &mut Vec
 }
 
 /// Dispatches what the plan allows now: segments up to the first unsatisfied wait.
-pub(crate) fn advance(st: &mut SessionState, relay_id: &str) -> Vec<Output> {
+pub(crate) fn advance(st: &mut Session, relay_id: &str) -> Vec<Output> {
     let mut out = Vec::new();
     let Some(relay) = st.relays.get_mut(relay_id) else {
         return out;
@@ -584,7 +583,7 @@ pub(crate) fn advance(st: &mut SessionState, relay_id: &str) -> Vec<Output> {
 /// A target answered an action of the relay (a reply naming it, or a terminal result).
 pub(crate) fn answered(
     _cfg: &RuntimeConfig,
-    st: &mut SessionState,
+    st: &mut Session,
     relay_id: &str,
     from: &str,
     action_id: &str,
@@ -612,12 +611,7 @@ pub(crate) fn answered(
 /// Ends a relay: what is still held is dropped, every task is done, and the owner and targets
 /// get `relay.done`. Targets' pending reply targets in the relay are cleared, so a reply on a
 /// later turn never goes to this relay's owner by default.
-fn finish(
-    st: &mut SessionState,
-    relay_id: &str,
-    status: &str,
-    summary: Option<String>,
-) -> Vec<Output> {
+fn finish(st: &mut Session, relay_id: &str, status: &str, summary: Option<String>) -> Vec<Output> {
     let relay = st.relays.get_mut(relay_id).expect("checked by caller");
     if !relay.is_active() {
         return vec![Output::Reply(

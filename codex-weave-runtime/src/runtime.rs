@@ -37,7 +37,7 @@ impl Default for RuntimeConfig {
 
 /// One message as the runtime sees it: a `message.send`, or one action of a group.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Send {
+pub struct Message {
     pub session: String,
     /// The message id (envelope id) or action id.
     pub id: String,
@@ -53,12 +53,12 @@ pub struct Send {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     /// A `message.send`.
-    Send(Send),
+    Message(Message),
     /// An `action.submit`: its actions, all admitted or none.
     Group {
         session: String,
         from: AgentId,
-        sends: Vec<Send>,
+        sends: Vec<Message>,
     },
     /// An `action.result` from `from` about `action_id`, addressed to `to`.
     Result {
@@ -127,7 +127,7 @@ pub const MAX_CONVERSATIONS: usize = 100_000;
 pub const MAX_ACTION_REFS: usize = 200_000;
 
 #[derive(Debug, Default)]
-pub(crate) struct SessionState {
+pub(crate) struct Session {
     pub conversations: HashMap<String, Conversation>,
     /// Conversation ids, oldest first, for eviction.
     pub conversation_order: VecDeque<String>,
@@ -140,7 +140,7 @@ pub(crate) struct SessionState {
     pub actions: HashMap<String, ActionRef>,
 }
 
-impl SessionState {
+impl Session {
     /// Starts remembering a conversation, forgetting the oldest past [`MAX_CONVERSATIONS`].
     pub(crate) fn add_conversation(&mut self, conv: Conversation) {
         let id = conv.context_id.clone();
@@ -184,7 +184,7 @@ impl SessionState {
 #[derive(Debug, Default)]
 pub struct Runtime {
     pub(crate) cfg: RuntimeConfig,
-    pub(crate) sessions: HashMap<String, SessionState>,
+    pub(crate) sessions: HashMap<String, Session>,
 }
 
 /// A send the runtime has checked and may apply.
@@ -220,7 +220,7 @@ impl Runtime {
 
     pub fn handle(&mut self, input: Input) -> Vec<Output> {
         match input {
-            Input::Send(send) => self.group(vec![send]),
+            Input::Message(send) => self.group(vec![send]),
             Input::Group { sends, .. } => self.group(sends),
             Input::Result {
                 session,
@@ -265,7 +265,7 @@ impl Runtime {
     }
 
     /// All admitted or none: each send is checked against the current state, then all apply.
-    fn group(&mut self, sends: Vec<Send>) -> Vec<Output> {
+    fn group(&mut self, sends: Vec<Message>) -> Vec<Output> {
         let Some(first) = sends.first() else {
             return Vec::new();
         };
@@ -352,7 +352,7 @@ impl Runtime {
 }
 
 /// Checks ownership and the loop guard for one message, without changing anything.
-fn plan(cfg: &RuntimeConfig, st: &SessionState, send: &Send) -> Result<Planned, Vec<Output>> {
+fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Vec<Output>> {
     let referenced = send
         .reply_to_action_id
         .as_ref()
@@ -467,7 +467,7 @@ fn plan(cfg: &RuntimeConfig, st: &SessionState, send: &Send) -> Result<Planned, 
 }
 
 /// Applies a checked send: conversation, chain, pending reply targets, relay progress.
-fn apply(cfg: &RuntimeConfig, st: &mut SessionState, send: &Send, p: Planned) -> Vec<Output> {
+fn apply(cfg: &RuntimeConfig, st: &mut Session, send: &Message, p: Planned) -> Vec<Output> {
     if p.new_conversation {
         if let (Some(ctx), Some(owner)) = (&p.context_id, &p.owner) {
             st.add_conversation(Conversation {
@@ -543,13 +543,13 @@ fn apply(cfg: &RuntimeConfig, st: &mut SessionState, send: &Send, p: Planned) ->
 /// Checks and applies one relay action as a send from the owner (used by the relay module).
 pub(crate) fn relay_send(
     cfg: &RuntimeConfig,
-    st: &SessionState,
-    send: &Send,
+    st: &Session,
+    send: &Message,
 ) -> Result<Verdict, Vec<Output>> {
     plan(cfg, st, send).map(|p| p.verdict)
 }
 
-pub(crate) fn commit_relay_send(st: &mut SessionState, send: &Send, verdict: &Verdict) {
+pub(crate) fn commit_relay_send(st: &mut Session, send: &Message, verdict: &Verdict) {
     let conversation = send.context_id.clone();
     let follow_up = conversation
         .as_ref()

@@ -287,10 +287,10 @@ fn limits_are_configurable() {
 
 #[test]
 fn remembered_conversations_are_bounded() {
-    use codex_weave_runtime::{Input, Send, MAX_CONVERSATIONS};
+    use codex_weave_runtime::{Input, Message, MAX_CONVERSATIONS};
     let mut rt = codex_weave_runtime::Runtime::new(RuntimeConfig::default());
     for i in 0..MAX_CONVERSATIONS + 100 {
-        rt.handle(Input::Send(Send {
+        rt.handle(Input::Message(Message {
             session: "s".into(),
             id: format!("m{i}"),
             from: "o".into(),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use codex_weave_runtime::{Input, MessageKind, Output, Runtime, RuntimeConfig, Send};
+use codex_weave_runtime::{Input, Message, MessageKind, Output, Runtime, RuntimeConfig};
 use serde_json::{json, Value};
 
 pub const S: &str = "session";
@@ -152,7 +152,7 @@ impl Sim {
 
     pub fn send(&mut self, m: Msg<'_>) -> Outcome {
         let id = self.id("m");
-        let send = Send {
+        let send = Message {
             session: S.into(),
             id: id.clone(),
             from: m.from.into(),
@@ -162,7 +162,7 @@ impl Sim {
             parent_message_id: m.parent.map(str::to_owned),
             reply_to_action_id: m.reply_to.map(str::to_owned),
         };
-        self.run(id, Input::Send(send))
+        self.run(id, Input::Message(send))
     }
 
     pub fn group(
@@ -175,7 +175,7 @@ impl Sim {
         let sends = actions
             .iter()
             .enumerate()
-            .map(|(i, (to, kind))| Send {
+            .map(|(i, (to, kind))| Message {
                 session: S.into(),
                 id: format!("{gid}.{i}"),
                 from: from.into(),

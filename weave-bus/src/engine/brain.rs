@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use codex_weave_runtime::{Envelope, Input, MessageKind, Output, Send, Stamp};
+use codex_weave_runtime::{Envelope, Input, Message, MessageKind, Output, Stamp};
 use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::{json, Value};
 
@@ -48,7 +48,7 @@ pub(super) fn input_for(session: &str, env: &Envelope) -> Option<Input> {
             let kind = text(p, "kind")
                 .and_then(MessageKind::parse)
                 .unwrap_or(MessageKind::User);
-            Some(Input::Send(Send {
+            Some(Input::Message(Message {
                 session: session.to_owned(),
                 id: env.id.clone(),
                 from: env.src.clone(),
@@ -77,7 +77,7 @@ pub(super) fn input_for(session: &str, env: &Envelope) -> Option<Input> {
                             .and_then(MessageKind::parse)
                             .unwrap_or(MessageKind::User),
                     };
-                    Send {
+                    Message {
                         session: session.to_owned(),
                         id: text(Some(a), "action_id").unwrap_or_default().to_owned(),
                         from: env.src.clone(),
