@@ -12,10 +12,7 @@ use crate::event::{RelayAccepted, RelayDone, RuntimeEvent, TaskDone, TaskUpdated
 use crate::model::{
     Action, AgentId, Conversation, MessageKind, Relay, RelayStatus, Step, Task, TaskStatus,
 };
-use crate::runtime::{
-    commit_relay_send, refuse, relay_send, ActionRef, Message, Output, Runtime, RuntimeConfig,
-    Session,
-};
+use crate::runtime::{apply, refuse, relay_send, Message, Output, Runtime, RuntimeConfig, Session};
 
 struct Failure {
     dst: String,
@@ -286,7 +283,7 @@ impl Runtime {
         let mut verdicts = Vec::new();
         for send in &sends {
             match relay_send(&cfg, st, send) {
-                Ok(v) => verdicts.push(v),
+                Ok(planned) => verdicts.push(planned),
                 Err(out) => return out,
             }
         }
@@ -370,19 +367,9 @@ impl Runtime {
                     });
                     relay.queue.push_back(Step::Act(index));
                     new_actions.push(index);
-                    commit_relay_send(st, &send, &verdict);
-                    st.add_action(
-                        send.id.clone(),
-                        ActionRef {
-                            context_id: send.context_id.clone(),
-                            relay_id: Some(relay_id.clone()),
-                            target: Some(p.target.clone()),
-                        },
-                    );
-                    if p.msg_kind == MessageKind::User {
-                        st.pending_reply
-                            .insert(p.target, context_of(&relay_id, &send.to[0]));
-                    }
+                    // The same bookkeeping as any message: chain, conversation tip, action
+                    // reference, the target's pending reply target.
+                    apply(&cfg, st, &send, verdict);
                 }
             }
         }

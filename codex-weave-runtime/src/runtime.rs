@@ -187,8 +187,8 @@ pub struct Runtime {
     pub(crate) sessions: HashMap<String, Session>,
 }
 
-/// A send the runtime has checked and may apply.
-struct Planned {
+/// A message the runtime has checked and may apply.
+pub(crate) struct Planned {
     context_id: Option<String>,
     /// The conversation is created by this message.
     new_conversation: bool,
@@ -467,9 +467,20 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
 }
 
 /// Applies a checked send: conversation, chain, pending reply targets, relay progress.
-fn apply(cfg: &RuntimeConfig, st: &mut Session, send: &Message, p: Planned) -> Vec<Output> {
+pub(crate) fn apply(
+    cfg: &RuntimeConfig,
+    st: &mut Session,
+    send: &Message,
+    p: Planned,
+) -> Vec<Output> {
     if p.new_conversation {
-        if let (Some(ctx), Some(owner)) = (&p.context_id, &p.owner) {
+        // A relay creates its targets' conversations itself (with the relay id).
+        if let (Some(ctx), Some(owner)) = (
+            p.context_id
+                .as_ref()
+                .filter(|c| !st.conversations.contains_key(*c)),
+            &p.owner,
+        ) {
             st.add_conversation(Conversation {
                 context_id: ctx.clone(),
                 owner_id: owner.clone(),
@@ -540,36 +551,11 @@ fn apply(cfg: &RuntimeConfig, st: &mut Session, send: &Message, p: Planned) -> V
     out
 }
 
-/// Checks and applies one relay action as a send from the owner (used by the relay module).
+/// Checks one relay action as a message from the owner (used by the relay module).
 pub(crate) fn relay_send(
     cfg: &RuntimeConfig,
     st: &Session,
     send: &Message,
-) -> Result<Verdict, Vec<Output>> {
-    plan(cfg, st, send).map(|p| p.verdict)
-}
-
-pub(crate) fn commit_relay_send(st: &mut Session, send: &Message, verdict: &Verdict) {
-    let conversation = send.context_id.clone();
-    let follow_up = conversation
-        .as_ref()
-        .is_some_and(|c| st.conversations.contains_key(c));
-    let probe = Probe {
-        id: &send.id,
-        from: &send.from,
-        to: &send.to,
-        new_work: send.kind == MessageKind::User,
-        conversation: conversation.as_deref(),
-        follow_up,
-        explicit_parent: send.reply_to_action_id.as_deref(),
-    };
-    st.guard.commit(&probe, verdict);
-    if let Some(conv) = conversation
-        .as_ref()
-        .and_then(|c| st.conversations.get_mut(c))
-    {
-        for to in &send.to {
-            conv.last_to.insert(to.clone(), send.id.clone());
-        }
-    }
+) -> Result<Planned, Vec<Output>> {
+    plan(cfg, st, send)
 }
