@@ -532,3 +532,71 @@ async fn after_a_restart_ownership_and_a_waiting_relay_carry_on() {
         }
     }
 }
+
+#[tokio::test]
+async fn max_hops_and_reply_rules_hold_for_action_groups_too() {
+    let bus = BusProcess::start();
+    let (s, c) = team(&bus, &["o", "w", "x"]).await;
+    let [o, w, _x]: [Conn; 3] = c.try_into().ok().unwrap();
+    // A reply action addressed to someone other than the conversation's owner: forbidden.
+    o.call(group(&s, "o", "ctx-g", Some("conv"), json!([{ "type": "message", "dst": "w", "action_id": "t0", "action_index": 0, "text": "task", "kind": "user" }]))).await;
+    let wrong = group(
+        &s,
+        "w",
+        "bad",
+        Some("conv"),
+        json!([{ "type": "message", "dst": "x", "action_id": "r-bad", "action_index": 0, "text": "to x", "kind": "reply", "reply_to_action_id": "t0" }]),
+    );
+    assert_eq!(code(&w.call(wrong).await), Some("forbidden"));
+    // Owner follow-ups and worker replies in one conversation, as groups: max_hops.
+    let mut last = "t0".to_owned();
+    let mut stopped = None;
+    for i in 1..40 {
+        let (conn, from, to, kind) = if i % 2 == 1 {
+            (&w, "w", "o", "reply")
+        } else {
+            (&o, "o", "w", "user")
+        };
+        let id = format!("a{i}");
+        let g = group(
+            &s,
+            from,
+            &format!("g{i}"),
+            Some("conv"),
+            json!([{ "type": "message", "dst": to, "action_id": id, "action_index": 0, "text": "more", "kind": kind, "reply_to_action_id": last }]),
+        );
+        let resp = conn.call(g).await;
+        if resp.error.is_some() {
+            stopped = Some((i, resp));
+            break;
+        }
+        last = id;
+    }
+    let (i, resp) = stopped.expect("stopped");
+    assert_eq!((i + 1, code(&resp)), (17, Some("loop_suppressed")));
+}
+
+#[tokio::test]
+async fn two_owners_relaying_work_at_each_other_are_stopped_by_ping_pong() {
+    let bus = BusProcess::start();
+    let (s, c) = team(&bus, &["a", "b"]).await;
+    let [mut a, mut b]: [Conn; 2] = c.try_into().ok().unwrap();
+    let mut stopped = None;
+    for i in 0..20 {
+        let (conn, from, to) = if i % 2 == 0 {
+            (&mut a, "a", "b")
+        } else {
+            (&mut b, "b", "a")
+        };
+        let resp = conn.call(relay(&s, from, json!({ "relay_id": format!("r{i}"), "targets": [to], "actions": [{ "type": "message", "dst": to, "text": "your turn" }] }))).await;
+        if resp.error.is_some() {
+            stopped = Some((i, resp));
+            break;
+        }
+        // The other side receives the work before it answers with work of its own.
+        let other = if i % 2 == 0 { &mut b } else { &mut a };
+        other.next_of("action.submit").await;
+    }
+    let (i, resp) = stopped.expect("stopped");
+    assert_eq!((i + 1, code(&resp)), (6, Some("loop_suppressed")));
+}
