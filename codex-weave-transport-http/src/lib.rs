@@ -1,2 +1,141 @@
-//! Weave's HTTP/SSE facade: an axum router over the in-process `weave_bus::Bus` handle that
-//! serves the very records the socket serves. Built in the daemon issue; empty until then.
+//! Weave's HTTP/SSE facade: an axum router over the in-process `weave_bus::Bus`. Every handler
+//! sends the bus the request a socket client would, so HTTP and the socket see the same
+//! sessions, agents and records from the same runtime. Contract: `docs/weave/http-api.md`.
+
+pub mod auth;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod sse;
+
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use axum_extra::extract::cookie::{Cookie, SameSite, SignedCookieJar};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use weave_bus::Bus;
+
+pub use auth::Auth;
+pub use problem::Problem;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct HttpState {
+    pub bus: Bus,
+    pub auth: Arc<Auth>,
+    /// Cancelled at shutdown: SSE streams end.
+    pub shutdown: CancellationToken,
+    /// The socket path, for `/api/health`.
+    pub socket: String,
+}
+
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/", get(routes::index))
+        .route("/login", get(login))
+        .route("/api/logout", post(logout))
+        .route("/api/health", get(routes::health))
+        .route(
+            "/api/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
+        .route(
+            "/api/sessions",
+            get(routes::list_sessions).post(routes::create_session),
+        )
+        .route("/api/sessions/{id}", get(routes::get_session))
+        .route("/api/sessions/{id}/close", post(routes::close_session))
+        .route("/api/sessions/{id}/agents", get(routes::list_agents))
+        .route("/api/sessions/{id}/events", get(routes::history))
+        .route("/api/sessions/{id}/events/stream", get(sse::events_stream))
+        .route("/api/sessions/{id}/relays", get(routes::list_relays))
+        .route("/api/sessions/{id}/tasks", get(routes::list_tasks))
+        .fallback(|| async {
+            Problem::new("unknown_route", "no such route; see /api/openapi.json")
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Paths served without credentials.
+fn is_public(path: &str) -> bool {
+    !(path.starts_with("/api/") || path == "/metrics")
+        || path == "/api/health"
+        || path == "/api/openapi.json"
+}
+
+/// Host and Origin checks for every request; credentials for everything not public.
+async fn guard(State(st): State<Arc<HttpState>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !auth::is_loopback_host(host) {
+        return Problem::new(
+            "foreign_host",
+            "only loopback host names are served (DNS-rebinding defence)",
+        )
+        .into_response();
+    }
+    if !auth::origin_ok(req.method(), headers) {
+        return Problem::new(
+            "foreign_origin",
+            "state-changing requests from another origin are refused",
+        )
+        .into_response();
+    }
+    if !is_public(req.uri().path()) && !authorized(&st, headers) {
+        return Problem::unauthorized().into_response();
+    }
+    next.run(req).await
+}
+
+fn authorized(st: &HttpState, headers: &HeaderMap) -> bool {
+    st.auth.bearer_ok(headers) || session_of(st, headers).is_some()
+}
+
+fn session_of(st: &HttpState, headers: &HeaderMap) -> Option<String> {
+    let jar = SignedCookieJar::from_headers(headers, st.auth.key.clone());
+    let id = jar.get(auth::COOKIE)?.value().to_owned();
+    st.auth.is_session(&id).then_some(id)
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    code: String,
+}
+
+/// Spends a one-time login code: sets the session cookie and goes to `/`.
+async fn login(State(st): State<Arc<HttpState>>, Query(q): Query<LoginQuery>) -> Response {
+    let Some(id) = st.auth.redeem(&q.code) else {
+        return Problem::new(
+            "unauthorized",
+            "this login code is unknown or was used already; restart the daemon for a new one",
+        )
+        .into_response();
+    };
+    let cookie = Cookie::build((auth::COOKIE, id))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .build();
+    let jar = SignedCookieJar::new(st.auth.key.clone()).add(cookie);
+    (jar, Redirect::to("/")).into_response()
+}
+
+/// Revokes the session cookie (it stops working everywhere, also after a restart).
+async fn logout(State(st): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_of(&st, &headers) {
+        st.auth.revoke(&id);
+    }
+    let jar = SignedCookieJar::from_headers(&headers, st.auth.key.clone())
+        .remove(Cookie::build(auth::COOKIE).path("/"));
+    (jar, StatusCode::NO_CONTENT).into_response()
+}

@@ -74,6 +74,55 @@ impl Bus {
         let _ = self.inputs.send(Input::Shutdown);
     }
 
+    /// One request, answered: opens an in-process connection, sends `env` (filling `v`, `id`,
+    /// `ts` when empty) and returns the response (the line whose `corr` is its id). `None` if
+    /// the bus stopped.
+    pub async fn call(&self, env: Envelope) -> Option<Envelope> {
+        let line = self.call_line(env).await?;
+        serde_json::from_slice(&line).ok()
+    }
+
+    /// Like [`Bus::call`], but an `ok` response's payload is returned as the JSON text the bus
+    /// wrote (so records pass through byte for byte); an error response as the envelope.
+    pub async fn call_raw(&self, env: Envelope) -> Option<Result<String, Envelope>> {
+        let line = self.call_line(env).await?;
+        let raw: Envelope<Box<serde_json::value::RawValue>> = serde_json::from_slice(&line).ok()?;
+        if raw.status == Some(codex_weave_runtime::Status::Ok) {
+            return Some(Ok(raw
+                .payload
+                .map(|p| p.get().to_owned())
+                .unwrap_or_else(|| "null".into())));
+        }
+        serde_json::from_slice(&line).ok().map(Err)
+    }
+
+    async fn call_line(&self, mut env: Envelope) -> Option<Bytes> {
+        env.v = codex_weave_runtime::WIRE_VERSION;
+        if env.id.is_empty() {
+            env.id = uuid::Uuid::new_v4().to_string();
+        }
+        if env.ts.is_empty() {
+            env.ts = codex_weave_transport_uds::time::now_rfc3339();
+        }
+        #[derive(serde::Deserialize)]
+        struct Head {
+            corr: Option<String>,
+            status: Option<codex_weave_runtime::Status>,
+        }
+        let id = env.id.clone();
+        let mut conn = self.connect();
+        conn.send(env);
+        while let Some(line) = conn.next_line().await {
+            let Ok(head) = serde_json::from_slice::<Head>(&line) else {
+                continue;
+            };
+            if head.status.is_some() && head.corr.as_deref() == Some(id.as_str()) {
+                return Some(line);
+            }
+        }
+        None
+    }
+
     /// Opens an in-process connection: requests go in with [`LocalConn::send`], every line the
     /// bus writes for it (responses, deliveries, records) comes out of [`LocalConn::lines`].
     pub fn connect(&self) -> LocalConn {

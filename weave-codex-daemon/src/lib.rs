@@ -1,2 +1,90 @@
-//! The binaries users run: `weaved` (bus + runtime + HTTP in one process) and `weavectl`
-//! (a terminal client over the socket). Built in the daemon issue; empty until then.
+//! The binaries users run: `weaved` (bus + runtime + HTTP in one process; this library is its
+//! body) and `weavectl` (next).
+
+pub mod config;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use codex_weave_transport_http::{Auth, HttpState};
+use tokio_util::sync::CancellationToken;
+use weave_bus::BusServer;
+
+pub use config::{DaemonConfig, Flags};
+
+/// A started daemon: the socket is bound, HTTP is listening.
+pub struct Daemon {
+    bus: BusServer,
+    http: tokio::net::TcpListener,
+    state: Arc<HttpState>,
+    pub http_addr: std::net::SocketAddr,
+    pub login_url: String,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Takes the home (one bus per home), opens the store, binds the socket and the HTTP port.
+    pub async fn start(cfg: DaemonConfig) -> Result<Daemon, String> {
+        let home = cfg.bus.home.clone();
+        let bus = BusServer::bind(cfg.bus).map_err(|e| e.to_string())?;
+        let auth = Arc::new(Auth::load(&home).map_err(|e| format!("{}: {e}", home.display()))?);
+        let http = tokio::net::TcpListener::bind(cfg.http_addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", cfg.http_addr))?;
+        let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+        let login_url = format!(
+            "http://127.0.0.1:{}/login?code={}",
+            http_addr.port(),
+            auth.new_login_code()
+        );
+        let state = Arc::new(HttpState {
+            bus: bus.bus(),
+            auth,
+            shutdown: CancellationToken::new(),
+            socket: bus.socket_path().display().to_string(),
+        });
+        Ok(Daemon {
+            bus,
+            http,
+            state,
+            http_addr,
+            login_url,
+        })
+    }
+
+    pub fn socket_path(&self) -> std::path::PathBuf {
+        self.bus.socket_path()
+    }
+
+    /// Serves until `shutdown`: then SSE streams end, HTTP drains, the bus commits its last batch
+    /// and removes the socket.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let stop = self.state.shutdown.clone();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.cancel();
+            }
+        });
+        let app = codex_weave_transport_http::router(self.state.clone());
+        let http = axum::serve(self.http, app).with_graceful_shutdown({
+            let stop = stop.clone();
+            async move { stop.cancelled().await }
+        });
+        let http = tokio::spawn(async move {
+            if let Err(e) = http.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        });
+        self.bus.run(async move { stop.cancelled().await }).await;
+        let _ = http.await;
+    }
+}

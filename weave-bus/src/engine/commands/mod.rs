@@ -53,6 +53,7 @@ impl Engine {
             "relay.submit" => self.relay_submit(conn, &env),
             "events.history" => self.events_history(&env),
             "deliveries.dead" => self.deliveries_dead(&env),
+            "relays.list" => self.relays_list(&env),
             "bus.stats" => Ok(self.stats()),
             other => Err(Refusal::new(
                 ErrorCode::UnknownType,

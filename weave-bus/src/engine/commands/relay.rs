@@ -4,7 +4,7 @@
 use codex_weave_runtime::Envelope;
 use serde_json::{json, Value};
 
-use super::{payload_object, Reply};
+use super::{payload_bool, payload_object, Reply};
 use crate::conn::ConnId;
 use crate::engine::{Answer, Engine};
 
@@ -55,5 +55,39 @@ impl Engine {
         let mut answer = Answer::payload(reply);
         answer.transient = blocked;
         Ok(answer)
+    }
+
+    /// The session's relays (open ones with `open_only`), each with its tasks and actions.
+    pub(super) fn relays_list(&self, env: &Envelope) -> Reply {
+        let sid = self.known_session(env)?;
+        let open_only = payload_bool(env, "open_only")?;
+        let mut relays: Vec<&codex_weave_runtime::Relay> = self
+            .runtime
+            .relays(&sid)
+            .filter(|r| !open_only || r.is_active())
+            .collect();
+        relays.sort_by(|a, b| a.relay_id.cmp(&b.relay_id));
+        let list: Vec<Value> = relays
+            .into_iter()
+            .map(|r| {
+                let tasks: Vec<Value> = r
+                    .target_order
+                    .iter()
+                    .map(|t| {
+                        let task = &r.targets[t];
+                        json!({ "agent_id": t, "task_id": task.task_id, "context_id": task.context_id, "status": task.status })
+                    })
+                    .collect();
+                json!({
+                    "relay_id": r.relay_id,
+                    "owner_id": r.owner,
+                    "status": r.status,
+                    "summary": r.summary,
+                    "tasks": tasks,
+                    "actions": r.actions,
+                })
+            })
+            .collect();
+        Ok(Answer::payload(json!({ "relays": list })))
     }
 }

@@ -1,0 +1,212 @@
+//! Security for a service on localhost: a bearer token (created at first start in
+//! `<home>/token`, mode 0600) on every `/api` route but health and the OpenAPI document; a
+//! one-time login code that turns into an HttpOnly, SameSite=Strict session cookie signed with a
+//! key kept in the home (so it survives restarts; logout revokes it); loopback-only `Host`
+//! (DNS-rebinding defence); no state change from a foreign `Origin`. Secrets never reach logs.
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use axum::http::{HeaderMap, Method};
+use axum_extra::extract::cookie::Key;
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "weave_session";
+
+/// Secrets and live sessions of the HTTP facade.
+pub struct Auth {
+    token: String,
+    pub(crate) key: Key,
+    sessions_file: PathBuf,
+    sessions: Mutex<HashSet<String>>,
+    login_codes: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Auth { .. }") // never print a secret
+    }
+}
+
+fn random_hex(uuids: usize) -> String {
+    (0..uuids)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect()
+}
+
+/// Reads a secret file, or creates it (mode 0600) with `make()`.
+fn secret(path: &Path, make: impl FnOnce() -> String) -> io::Result<String> {
+    match fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+            Ok(s.trim().to_owned())
+        }
+        _ => {
+            let value = make();
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)?;
+            writeln!(f, "{value}")?;
+            Ok(value)
+        }
+    }
+}
+
+impl Auth {
+    /// Loads (or creates) the token, the cookie key and the live sessions under `home`.
+    pub fn load(home: &Path) -> io::Result<Auth> {
+        let token = secret(&home.join("token"), || random_hex(2))?;
+        let key_hex = secret(&home.join("cookie.key"), || random_hex(4))?;
+        let key = Key::from(key_hex.as_bytes());
+        let sessions_file = home.join("http-sessions");
+        let sessions = fs::read_to_string(&sessions_file)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Auth {
+            token,
+            key,
+            sessions_file,
+            sessions: Mutex::new(sessions),
+            login_codes: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// A fresh one-time login code (valid until used or the daemon stops).
+    pub fn new_login_code(&self) -> String {
+        let code = random_hex(1);
+        self.login_codes.lock().unwrap().insert(code.clone());
+        code
+    }
+
+    /// Spends a login code: a new session id, or `None` if the code is unknown or used.
+    pub fn redeem(&self, code: &str) -> Option<String> {
+        if !self.login_codes.lock().unwrap().remove(code) {
+            return None;
+        }
+        let id = random_hex(2);
+        let mut sessions = self.sessions.lock().unwrap();
+        sessions.insert(id.clone());
+        self.save(&sessions);
+        Some(id)
+    }
+
+    pub fn is_session(&self, id: &str) -> bool {
+        self.sessions.lock().unwrap().contains(id)
+    }
+
+    pub fn revoke(&self, id: &str) {
+        let mut sessions = self.sessions.lock().unwrap();
+        if sessions.remove(id) {
+            self.save(&sessions);
+        }
+    }
+
+    fn save(&self, sessions: &HashSet<String>) {
+        let text: String = sessions.iter().map(|s| format!("{s}\n")).collect();
+        let written = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&self.sessions_file)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot save HTTP sessions");
+        }
+    }
+
+    /// Whether `Authorization: Bearer` carries the token (compared in constant time).
+    pub fn bearer_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(given) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        constant_time_eq(given.trim().as_bytes(), self.token.as_bytes())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A loopback host name or address, with an optional port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `Origin` of a state-changing request: absent (not a browser) or loopback.
+pub fn origin_ok(method: &Method, headers: &HeaderMap) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return true;
+    }
+    match headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => true,
+        Some(origin) => origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|host| is_loopback_host(host.trim_end_matches('/'))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for ok in [
+            "localhost",
+            "localhost:8787",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "LOCALHOST",
+            "a.localhost",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.com",
+            "evil.com:8787",
+            "127.0.0.1.evil.com",
+            "10.0.0.1",
+            "localhost.evil.com",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+}

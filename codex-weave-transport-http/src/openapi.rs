@@ -1,0 +1,100 @@
+//! The OpenAPI document served at `/api/openapi.json`, built from the route table so that the
+//! document and the router cannot drift apart (the security test walks this document).
+
+use serde_json::{json, Map, Value};
+
+/// (method, path, summary, needs credentials). Every route the daemon serves under `/api`.
+pub const ROUTES: &[(&str, &str, &str, bool)] = &[
+    ("get", "/api/health", "Liveness and bus counters.", false),
+    ("get", "/api/openapi.json", "This document.", false),
+    (
+        "get",
+        "/api/sessions",
+        "List sessions (`?include_closed=true` for all).",
+        true,
+    ),
+    (
+        "post",
+        "/api/sessions",
+        "Create a session `{name}`; 201 with the session.",
+        true,
+    ),
+    (
+        "get",
+        "/api/sessions/{id}",
+        "A session with its agents.",
+        true,
+    ),
+    ("post", "/api/sessions/{id}/close", "Close a session.", true),
+    (
+        "get",
+        "/api/sessions/{id}/agents",
+        "The session's agents.",
+        true,
+    ),
+    (
+        "get",
+        "/api/sessions/{id}/events",
+        "Records `?since=SEQ&limit=N` → `{records, next, head}`, as `events.history`.",
+        true,
+    ),
+    (
+        "get",
+        "/api/sessions/{id}/events/stream",
+        "Server-Sent Events of the records; resumable with Last-Event-ID.",
+        true,
+    ),
+    (
+        "get",
+        "/api/sessions/{id}/relays",
+        "The session's relays with their tasks and actions.",
+        true,
+    ),
+    (
+        "get",
+        "/api/sessions/{id}/tasks",
+        "The session's relay tasks.",
+        true,
+    ),
+    ("post", "/api/logout", "Revoke the session cookie.", true),
+];
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, auth) in ROUTES {
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        let mut op = json!({
+            "summary": summary,
+            "responses": {
+                "200": { "description": "OK" },
+                "default": { "description": "Problem", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }
+            }
+        });
+        if !auth {
+            op["security"] = json!([]);
+        }
+        if path.contains("{id}") {
+            op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+        }
+        entry[*method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Weave HTTP API", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "See docs/weave/http-api.md. Records are those of the socket's events.history." },
+        "servers": [{ "url": "/" }],
+        "security": [{ "bearer": [] }, { "cookie": [] }],
+        "components": {
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer" },
+                "cookie": { "type": "apiKey", "in": "cookie", "name": crate::auth::COOKIE }
+            },
+            "schemas": {
+                "Problem": { "type": "object", "required": ["type", "title", "status", "code"], "properties": {
+                    "type": { "type": "string" }, "title": { "type": "string" }, "status": { "type": "integer" },
+                    "detail": { "type": "string" }, "code": { "type": "string" } } }
+            }
+        },
+        "paths": paths,
+    })
+}

@@ -1,0 +1,206 @@
+//! REST handlers: each builds the bus request a socket client would send, calls the bus in
+//! process, and returns its payload (as the bus wrote it) or a problem.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use codex_weave_runtime::Envelope;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::problem::Problem;
+use crate::HttpState;
+
+/// `src` of requests the HTTP facade makes on behalf of the token holder.
+pub const OPERATOR: &str = "operator";
+
+/// Calls the bus; an error response becomes a problem.
+pub async fn call(
+    st: &HttpState,
+    kind: &str,
+    session: Option<&str>,
+    payload: Value,
+) -> Result<Envelope, Problem> {
+    let mut env = Envelope::new(kind, String::new(), String::new(), OPERATOR);
+    env.session = session.map(str::to_owned);
+    if !payload.is_null() {
+        env.payload = Some(payload);
+    }
+    let resp = st.bus.call(env).await.ok_or_else(Problem::bus_gone)?;
+    if resp.error.is_some() {
+        return Err(Problem::from_envelope(&resp));
+    }
+    Ok(resp)
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn payload_of(resp: &Envelope) -> Value {
+    resp.payload.clone().unwrap_or(Value::Null)
+}
+
+/// A JSON object body, or a `bad_request` problem.
+fn object_body(body: &Bytes) -> Result<Map<String, Value>, Problem> {
+    if body.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Problem::new(
+            "bad_request",
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(Problem::new(
+            "bad_request",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+pub async fn health(State(st): State<Arc<HttpState>>) -> Response {
+    let stats = call(&st, "bus.stats", None, Value::Null).await;
+    let body = json!({
+        "status": if stats.is_ok() { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "socket": st.socket,
+        "bus": stats.as_ref().map(payload_of).unwrap_or(Value::Null),
+    });
+    json_response(StatusCode::OK, body.to_string())
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    include_closed: bool,
+}
+
+pub async fn list_sessions(
+    State(st): State<Arc<HttpState>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Problem> {
+    let resp = call(
+        &st,
+        "session.list",
+        None,
+        json!({ "include_closed": q.include_closed }),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, payload_of(&resp).to_string()))
+}
+
+pub async fn create_session(
+    State(st): State<Arc<HttpState>>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let body = object_body(&body)?;
+    let resp = call(
+        &st,
+        "session.create",
+        None,
+        json!({ "name": body.get("name") }),
+    )
+    .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        payload_of(&resp).to_string(),
+    ))
+}
+
+pub async fn get_session(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let resp = call(&st, "session.get", Some(&id), Value::Null).await?;
+    let p = payload_of(&resp);
+    let mut session = p["session"].clone();
+    session["agents"] = p["agents"].clone();
+    Ok(json_response(StatusCode::OK, session.to_string()))
+}
+
+pub async fn close_session(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let resp = call(&st, "session.close", Some(&id), Value::Null).await?;
+    Ok(json_response(StatusCode::OK, payload_of(&resp).to_string()))
+}
+
+pub async fn list_agents(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let resp = call(&st, "agent.list", Some(&id), Value::Null).await?;
+    Ok(json_response(StatusCode::OK, payload_of(&resp).to_string()))
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    since: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// The very records `events.history` serves on the socket: the payload is passed through as the
+/// bus wrote it, byte for byte.
+pub async fn history(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, Problem> {
+    let mut env = Envelope::new("events.history", String::new(), String::new(), OPERATOR);
+    env.session = Some(id);
+    env.payload = Some(json!({ "since": q.since, "limit": q.limit }));
+    let raw = st.bus.call_raw(env).await.ok_or_else(Problem::bus_gone)?;
+    match raw {
+        Ok(payload) => Ok(json_response(StatusCode::OK, payload)),
+        Err(resp) => Err(Problem::from_envelope(&resp)),
+    }
+}
+
+pub async fn list_relays(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let resp = call(&st, "relays.list", Some(&id), Value::Null).await?;
+    Ok(json_response(StatusCode::OK, payload_of(&resp).to_string()))
+}
+
+pub async fn list_tasks(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let resp = call(&st, "relays.list", Some(&id), Value::Null).await?;
+    let tasks: Vec<Value> = payload_of(&resp)["relays"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| {
+            let (relay_id, owner) = (r["relay_id"].clone(), r["owner_id"].clone());
+            r["tasks"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |mut t| {
+                    t["relay_id"] = relay_id.clone();
+                    t["owner_id"] = owner.clone();
+                    t
+                })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "tasks": tasks }).to_string(),
+    ))
+}
+
+/// The page `/` serves until the web UI lands.
+pub async fn index() -> Response {
+    let html = "<!doctype html><meta charset=utf-8><title>Weave</title>\
+        <h1>Weave daemon</h1><p>The API is under <a href=\"/api/openapi.json\">/api</a>.</p>";
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}

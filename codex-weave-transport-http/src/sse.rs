@@ -1,0 +1,143 @@
+//! `GET /api/sessions/{id}/events/stream`: the session's records as Server-Sent Events.
+//! `id:` = the record's seq, `event:` = its envelope type, `data:` = the record's JSON exactly as
+//! `events.history` returns it. A stream without a cursor opens with a `snapshot` event (the
+//! session, its agents, its open relays; `id:` = the head seq). A cursor — `Last-Event-ID`,
+//! which wins over `?since=` — resumes with no gap and no duplicate: the bus replays and then
+//! follows in one step, and the stream drops any seq it has already sent. A cursor ahead of the
+//! head gets a `gap` event first. Keep-alive comments every 15 s; the stream ends cleanly when the
+//! daemon shuts down.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use codex_weave_runtime::Envelope;
+use futures::{stream, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::problem::Problem;
+use crate::routes::{call, OPERATOR};
+use crate::HttpState;
+
+/// Interval of keep-alive comments.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+pub struct StreamQuery {
+    since: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct RecordHead {
+    envelope: TypeOnly,
+}
+
+#[derive(Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// The cursor to resume from: `Last-Event-ID` if present and numeric, else `?since=`.
+fn cursor(headers: &HeaderMap, q: &StreamQuery) -> Result<Option<u64>, Problem> {
+    match headers
+        .get("last-event-id")
+        .map(|v| v.to_str().map(str::trim))
+    {
+        Some(Ok(v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| Problem::new("bad_request", "Last-Event-ID must be a record seq")),
+        Some(Err(_)) => Err(Problem::new("bad_request", "Last-Event-ID must be ASCII")),
+        None => Ok(q.since),
+    }
+}
+
+pub async fn events_stream(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    Query(q): Query<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let cursor = cursor(&headers, &q)?;
+    let got = call(&st, "session.get", Some(&id), Value::Null).await?;
+    let snapshot = got.payload.unwrap_or_default();
+    let head = snapshot["session"]["last_seq"].as_u64().unwrap_or(0);
+    let mut first = Vec::new();
+    let since = match cursor {
+        None => {
+            let relays = call(&st, "relays.list", Some(&id), json!({ "open_only": true })).await?;
+            let data = json!({
+                "session": snapshot["session"],
+                "agents": snapshot["agents"],
+                "relays": relays.payload.unwrap_or_default()["relays"],
+            });
+            first.push(
+                Event::default()
+                    .id(head.to_string())
+                    .event("snapshot")
+                    .data(data.to_string()),
+            );
+            head
+        }
+        Some(c) if c > head => {
+            // Every record is retained today, so the first available seq is 1 once there is one.
+            let first_available = u64::from(head > 0);
+            let data = json!({ "requested": c, "head": head, "first_available": first_available, "resume_from": head });
+            first.push(Event::default().event("gap").data(data.to_string()));
+            head
+        }
+        Some(c) => c,
+    };
+    let conn = st.bus.connect();
+    let mut req = Envelope::new(
+        "events.stream",
+        uuid::Uuid::new_v4().to_string(),
+        String::new(),
+        OPERATOR,
+    );
+    req.session = Some(id);
+    req.payload = Some(json!({ "since": since, "follow": true }));
+    conn.send(req);
+    let shutdown = st.shutdown.clone();
+    let live = stream::unfold(
+        (conn, since, shutdown),
+        |(mut conn, mut last, shutdown)| async move {
+            loop {
+                let line = tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    line = conn.next_line() => line?,
+                };
+                let Ok(env) = serde_json::from_slice::<Envelope<Box<RawValue>>>(&line) else {
+                    continue;
+                };
+                if env.kind != "events.record" {
+                    if env.error.is_some() {
+                        return None; // the stream was refused (session gone): end it
+                    }
+                    continue;
+                }
+                let (Some(seq), Some(record)) = (env.seq, env.payload) else {
+                    continue;
+                };
+                if seq <= last {
+                    continue; // already sent
+                }
+                last = seq;
+                let data = record.get();
+                let kind = serde_json::from_str::<RecordHead>(data)
+                    .map(|h| h.envelope.kind)
+                    .unwrap_or_default();
+                let event = Event::default().id(seq.to_string()).event(kind).data(data);
+                return Some((Ok(event), (conn, last, shutdown)));
+            }
+        },
+    );
+    let all = stream::iter(first.into_iter().map(Ok)).chain(live);
+    Ok(Sse::new(all).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}

@@ -1,0 +1,96 @@
+//! `weaved`: the Weave daemon — bus, runtime and HTTP/SSE in one process, one per home.
+//! Prints the socket path, the HTTP address and a one-time login URL on stdout; logs go to
+//! stderr (`RUST_LOG`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use weave_bus::Durability;
+use weave_codex_daemon::{config, Daemon, Flags};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weaved",
+    version,
+    about = "The Weave daemon: bus + runtime + HTTP/SSE"
+)]
+struct Args {
+    /// Home directory (else $WEAVE_HOME, else ~/.weave).
+    #[arg(long)]
+    home: Option<PathBuf>,
+    /// HTTP address (else $WEAVE_HTTP_ADDR, else `http_addr` in <home>/config.toml, else 127.0.0.1:8787; port 0 picks one).
+    #[arg(long)]
+    http: Option<String>,
+    /// `normal` or `fsync` (else `durability` in config.toml, else normal).
+    #[arg(long)]
+    durability: Option<Durability>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "weave_bus=info,weave_codex_daemon=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Flags {
+        home: args.home,
+        http: args.http,
+        durability: args.durability,
+    };
+    let cfg = match config::resolve(&flags) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("weaved: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weaved: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let daemon = match Daemon::start(cfg).await {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("weaved: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        #[allow(clippy::print_stdout)]
+        {
+            println!("weaved: socket {}", daemon.socket_path().display());
+            println!("weaved: http http://{}", daemon.http_addr);
+            println!("weaved: login {}", daemon.login_url);
+        }
+        daemon.run(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
