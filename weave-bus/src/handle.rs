@@ -133,7 +133,8 @@ impl Bus {
             bus: self.clone(),
             id,
             shared,
-            lines: rx,
+            chunks: rx,
+            pending: Bytes::new(),
         }
     }
 }
@@ -144,7 +145,10 @@ pub struct LocalConn {
     bus: Bus,
     id: ConnId,
     shared: Arc<ConnShared>,
-    pub lines: mpsc::UnboundedReceiver<Bytes>,
+    /// What the bus wrote: chunks of whole lines (one chunk may hold many).
+    chunks: mpsc::UnboundedReceiver<Bytes>,
+    /// Lines of the current chunk not yet returned.
+    pending: Bytes,
 }
 
 impl LocalConn {
@@ -152,13 +156,30 @@ impl LocalConn {
         self.bus.request(self.id, env);
     }
 
-    /// Receives the next line and tells the bus it was consumed.
+    /// The next line the bus wrote (without its `\n`); `None` once the bus is gone.
     pub async fn next_line(&mut self) -> Option<Bytes> {
-        let line = self.lines.recv().await?;
-        if self.shared.written(line.len(), usize::MAX) {
-            self.bus.writable(self.id);
+        loop {
+            if !self.pending.is_empty() {
+                let end = self
+                    .pending
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .unwrap_or(self.pending.len());
+                let line = self.pending.split_to(end);
+                if !self.pending.is_empty() {
+                    let _ = self.pending.split_to(1); // the newline
+                }
+                if !line.is_empty() {
+                    return Some(line);
+                }
+                continue;
+            }
+            let chunk = self.chunks.recv().await?;
+            if self.shared.written(chunk.len(), usize::MAX) {
+                self.bus.writable(self.id);
+            }
+            self.pending = chunk;
         }
-        Some(line)
     }
 }
 

@@ -1,0 +1,196 @@
+//! Test harness: starts the real `weaved` on a temporary home and a free port, and reads its
+//! HTTP API and SSE streams with reqwest. Every daemon a test starts is killed when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Weaved {
+    child: Option<Child>,
+    pub home: PathBuf,
+    pub base: String,
+    pub login_url: String,
+    pub token: String,
+    port: u16,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Weaved {
+    pub fn start() -> Weaved {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let home = tmp.path().join("home");
+        let mut d = Weaved {
+            child: None,
+            home,
+            base: String::new(),
+            login_url: String::new(),
+            token: String::new(),
+            port: 0,
+            _tmp: Some(tmp),
+        };
+        d.spawn().expect("weaved starts");
+        d
+    }
+
+    /// Starts (or restarts) the binary on this home; the same port once one was picked.
+    pub fn spawn(&mut self) -> Result<(), String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weaved"))
+            .arg("--home")
+            .arg(&self.home)
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            lines.push(line.trim().to_owned());
+        }
+        if !lines[0].starts_with("weaved: socket") {
+            let _ = child.wait();
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return Err(format!("{lines:?} {err}"));
+        }
+        self.base = lines[1].trim_start_matches("weaved: http ").to_owned();
+        self.port = self.base.rsplit(':').next().unwrap().parse().unwrap();
+        self.login_url = lines[2].trim_start_matches("weaved: login ").to_owned();
+        self.token = std::fs::read_to_string(self.home.join("token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.home.join("coord.sock")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        c.wait().ok()?.code()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An authorized client request.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(&self.token)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        let resp = self.get(path).send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+}
+
+impl Drop for Weaved {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads SSE events from a streaming response.
+pub struct SseReader {
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: String,
+}
+
+impl SseReader {
+    pub async fn open(req: reqwest::RequestBuilder) -> SseReader {
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "SSE refused: {}", resp.status());
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        SseReader {
+            stream: resp.bytes_stream().boxed(),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (comments skipped); `None` when the stream ends.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut ev = SseEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = Some(v.trim_start().to_owned());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = v.trim_start().to_owned();
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        if !ev.data.is_empty() {
+                            ev.data.push('\n');
+                        }
+                        ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        any = true;
+                    }
+                }
+                if any {
+                    return Some(ev);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("an SSE event in time")?;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk.ok()?));
+        }
+    }
+}
