@@ -34,9 +34,13 @@ impl Bus {
     }
 
     /// Registers a connection whose lines go to `tx`; returns its id.
-    pub(crate) fn open(&self, out: ConnOut) -> ConnId {
+    pub(crate) fn open(&self, out: ConnOut, operator: bool) -> ConnId {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let _ = self.inputs.send(Input::Open { conn, out });
+        let _ = self.inputs.send(Input::Open {
+            conn,
+            out,
+            operator,
+        });
         conn
     }
 
@@ -126,9 +130,19 @@ impl Bus {
     /// Opens an in-process connection: requests go in with [`LocalConn::send`], every line the
     /// bus writes for it (responses, deliveries, records) comes out of [`LocalConn::lines`].
     pub fn connect(&self) -> LocalConn {
+        self.connect_as(false)
+    }
+
+    /// An in-process connection for the operator (the token holder): like [`Bus::connect`],
+    /// and it may also rename or remove any agent.
+    pub fn connect_operator(&self) -> LocalConn {
+        self.connect_as(true)
+    }
+
+    fn connect_as(&self, operator: bool) -> LocalConn {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ConnShared::default());
-        let id = self.open(ConnOut::new(tx, shared.clone()));
+        let id = self.open(ConnOut::new(tx, shared.clone()), operator);
         LocalConn {
             bus: self.clone(),
             id,

@@ -249,7 +249,7 @@ async fn serve_connection(
     if let Some(socket) = direct {
         out = out.with_socket(socket);
     }
-    let conn = bus.open(out);
+    let conn = bus.open(out, false);
     let writer = tokio::spawn(write_lines(
         write,
         rx,

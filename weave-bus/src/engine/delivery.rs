@@ -266,19 +266,22 @@ impl Engine {
 /// filtered to the target's actions, and redelivery marks in `meta.weave`.
 fn delivered_line(d: &Delivery) -> bytes::Bytes {
     let src = &*d.envelope;
-    let mut meta = src.meta.clone();
+    // `meta.weave.seq`: the record delivered (a stable cursor, e.g. for an HTTP inbox).
+    let mut meta = src
+        .meta
+        .clone()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let weave = &mut meta["weave"];
+    if !weave.is_object() {
+        *weave = json!({});
+    }
+    weave["seq"] = json!(d.seq);
     if d.count > 1 {
-        let meta = meta.get_or_insert_with(|| json!({}));
-        if !meta.is_object() {
-            *meta = json!({});
-        }
-        let weave = &mut meta["weave"];
-        if !weave.is_object() {
-            *weave = json!({});
-        }
         weave["redelivered"] = Value::Bool(true);
         weave["delivery_count"] = json!(d.count);
     }
+    let meta = Some(meta);
     let filtered = match d.kind {
         DeliveryKind::Action => src.payload.as_ref().map(|p| {
             let mut p = p.clone();

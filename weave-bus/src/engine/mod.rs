@@ -41,8 +41,13 @@ pub const MAX_BATCH: usize = 1024;
 /// What connections tell the engine.
 #[derive(Debug)]
 pub enum Input {
-    /// A connection opened; lines for it go to `out`.
-    Open { conn: ConnId, out: ConnOut },
+    /// A connection opened; lines for it go to `out`. An operator connection (the HTTP
+    /// facade acting for the token holder) may rename or remove any agent.
+    Open {
+        conn: ConnId,
+        out: ConnOut,
+        operator: bool,
+    },
     /// A parsed request line.
     Request { conn: ConnId, env: Box<Envelope> },
     /// A line that could not be parsed; answered with `code`.
@@ -182,7 +187,7 @@ impl Engine {
             }
             session
                 .agents
-                .insert(row.id.clone(), Agent::new(row.id, row.name));
+                .insert(row.id.clone(), Agent::new(row.id, row.name, row.kind));
         }
         let mut orphans = 0;
         for row in loaded.deliveries {
@@ -272,13 +277,18 @@ impl Engine {
     /// Applies one input. Returns `true` to stop.
     fn apply(&mut self, input: Input) -> bool {
         match input {
-            Input::Open { conn, out } => {
+            Input::Open {
+                conn,
+                out,
+                operator,
+            } => {
                 self.conns.insert(
                     conn,
                     Conn {
                         out,
                         agents: Vec::new(),
                         watching: Vec::new(),
+                        operator,
                     },
                 );
             }

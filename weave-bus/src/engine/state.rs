@@ -58,6 +58,8 @@ impl Session {
 pub struct Agent {
     pub id: String,
     pub name: Option<String>,
+    /// `agent` (terminal), `human` (browser) or `sdk`.
+    pub kind: String,
     /// The connection that added the agent, while it is connected.
     pub conn: Option<ConnId>,
     /// Deliveries waiting to be sent, oldest first (redeliveries keep their original place).
@@ -69,10 +71,11 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(id: String, name: Option<String>) -> Self {
+    pub fn new(id: String, name: Option<String>, kind: String) -> Self {
         Self {
             id,
             name,
+            kind,
             conn: None,
             queue: VecDeque::new(),
             inflight: BTreeSet::new(),
@@ -92,6 +95,7 @@ impl Agent {
         serde_json::json!({
             "id": self.id,
             "name": self.name,
+            "kind": self.kind,
             "status": if self.conn.is_some() { "online" } else { "offline" },
             "queued": self.queue.len(),
             "unacked": self.inflight.len(),
@@ -177,4 +181,6 @@ pub struct Conn {
     pub agents: Vec<(String, String)>,
     /// Sessions this connection follows with `events.stream`.
     pub watching: Vec<String>,
+    /// The HTTP facade acting for the operator: may rename or remove any agent.
+    pub operator: bool,
 }

@@ -52,6 +52,8 @@ const MIGRATIONS: &[&str] = &[
         response TEXT NOT NULL,
         created_ms INTEGER NOT NULL
     );",
+    // 2: what kind of agent (a terminal `agent`, a `human` in the browser, an `sdk` client).
+    "ALTER TABLE agents ADD COLUMN kind TEXT NOT NULL DEFAULT 'agent';",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

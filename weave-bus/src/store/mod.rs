@@ -33,6 +33,7 @@ pub struct AgentRow {
     pub session_key: i64,
     pub id: String,
     pub name: Option<String>,
+    pub kind: String,
 }
 
 /// A pending delivery and the stored record it delivers.
@@ -184,13 +185,14 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let mut stmt = self
             .conn
-            .prepare("SELECT session, id, name FROM agents ORDER BY rowid")?;
+            .prepare("SELECT session, id, name, kind FROM agents ORDER BY rowid")?;
         loaded.agents = stmt
             .query_map([], |r| {
                 Ok(AgentRow {
                     session_key: r.get(0)?,
                     id: r.get(1)?,
                     name: r.get(2)?,
+                    kind: r.get(3)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -256,13 +258,19 @@ impl Store {
         Ok(())
     }
 
-    pub fn upsert_agent(&self, session: i64, id: &str, name: Option<&str>) -> StoreResult<()> {
+    pub fn upsert_agent(
+        &self,
+        session: i64,
+        id: &str,
+        name: Option<&str>,
+        kind: &str,
+    ) -> StoreResult<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO agents (session, id, name) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (session, id) DO UPDATE SET name = excluded.name",
+                "INSERT INTO agents (session, id, name, kind) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (session, id) DO UPDATE SET name = excluded.name, kind = excluded.kind",
             )?
-            .execute(params![session, id, name])?;
+            .execute(params![session, id, name, kind])?;
         Ok(())
     }
 

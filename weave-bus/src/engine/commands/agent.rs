@@ -5,6 +5,9 @@ use codex_weave_runtime::{Envelope, ErrorCode};
 use serde_json::{json, Value};
 
 use super::{bad, payload_str, valid_name, Reply, MAX_ID_BYTES};
+
+/// Kinds of agents: a terminal `agent`, a `human` in the browser, an `sdk` client.
+pub const AGENT_KINDS: &[&str] = &["agent", "human", "sdk"];
 use crate::conn::ConnId;
 use crate::engine::state::Agent;
 use crate::engine::{bus_envelope, encode_line, Answer, Engine};
@@ -34,6 +37,11 @@ impl Engine {
             Some(Value::String(n)) => Some(valid_name(n)?),
             Some(_) => return Err(bad("`payload.name` must be a string")),
         };
+        let kind = match env.payload.as_ref().and_then(|p| p.get("kind")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(k)) if AGENT_KINDS.contains(&k.as_str()) => Some(k.clone()),
+            Some(_) => return Err(bad("`payload.kind` must be `agent`, `human` or `sdk`")),
+        };
         let session = &self.sessions[&sid];
         if let Some(name) = &name {
             if let Some(owner) = session.names.get(&name.to_lowercase()) {
@@ -62,14 +70,20 @@ impl Engine {
         match previous_name {
             None => {
                 let session = self.sessions.get_mut(&sid).expect("checked");
-                session
-                    .agents
-                    .insert(id.clone(), Agent::new(id.clone(), name.clone()));
+                let kind = kind.clone().unwrap_or_else(|| "agent".to_owned());
+                session.agents.insert(
+                    id.clone(),
+                    Agent::new(id.clone(), name.clone(), kind.clone()),
+                );
                 if let Some(n) = &name {
                     session.names.insert(n.to_lowercase(), id.clone());
                 }
-                self.write(|s| s.upsert_agent(key, &id, name.as_deref()));
-                self.record_event(&sid, "agent.added", json!({ "id": id, "name": name }));
+                self.write(|s| s.upsert_agent(key, &id, name.as_deref(), &kind));
+                self.record_event(
+                    &sid,
+                    "agent.added",
+                    json!({ "id": id, "name": name, "kind": kind }),
+                );
             }
             Some(old) if name.is_some() && old != name => self.rename(&sid, &id, old, name.clone()),
             Some(_) => {}
@@ -129,10 +143,12 @@ impl Engine {
             session.names.insert(n.to_lowercase(), id.to_owned());
         }
         let key = session.key;
+        let mut kind = String::from("agent");
         if let Some(agent) = session.agents.get_mut(id) {
             agent.name = name.clone();
+            kind = agent.kind.clone();
         }
-        self.write(|s| s.upsert_agent(key, id, name.as_deref()));
+        self.write(|s| s.upsert_agent(key, id, name.as_deref(), &kind));
         let (_, env) = self.record_event(
             sid,
             "agent.updated",
@@ -160,15 +176,26 @@ impl Engine {
     pub(super) fn agent_remove(&mut self, conn: ConnId, env: &Envelope) -> Reply {
         let sid = self.known_session(env)?;
         let id = payload_str(env, "id").unwrap_or(&env.src).to_owned();
-        if id != env.src {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                "an agent can only remove itself",
-            ));
+        if self.is_operator(conn) {
+            if !self.sessions[&sid].agents.contains_key(&id) {
+                return Err(Refusal::new(
+                    ErrorCode::UnknownAgent,
+                    format!("no agent `{id}` in session {sid}"),
+                ));
+            }
+        } else {
+            if id != env.src {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    "an agent can only remove itself",
+                ));
+            }
+            self.check_sender(conn, &sid, &id)?;
         }
-        self.check_sender(conn, &sid, &id)?;
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.agents.retain(|(s, a)| !(*s == sid && *a == id));
+        if let Some(owner) = self.sessions[&sid].agents[&id].conn {
+            if let Some(c) = self.conns.get_mut(&owner) {
+                c.agents.retain(|(s, a)| !(*s == sid && *a == id));
+            }
         }
         let agent = &self.sessions[&sid].agents[&id];
         let mut pending: Vec<u64> = agent
@@ -205,7 +232,8 @@ impl Engine {
     pub(super) fn agent_update(&mut self, conn: ConnId, env: &Envelope) -> Reply {
         let sid = self.open_session(env)?;
         let id = payload_str(env, "id").ok_or_else(|| bad("agent.update needs `payload.id`"))?;
-        if id != env.src {
+        let operator = self.is_operator(conn);
+        if !operator && id != env.src {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
                 "an agent can only rename itself (`payload.id` must equal `src`)",
@@ -214,7 +242,16 @@ impl Engine {
         let name =
             payload_str(env, "name").ok_or_else(|| bad("agent.update needs `payload.name`"))?;
         let name = valid_name(name)?;
-        self.check_sender(conn, &sid, id)?;
+        if operator {
+            if !self.sessions[&sid].agents.contains_key(id) {
+                return Err(Refusal::new(
+                    ErrorCode::UnknownAgent,
+                    format!("no agent `{id}` in session {sid}"),
+                ));
+            }
+        } else {
+            self.check_sender(conn, &sid, id)?;
+        }
         let session = &self.sessions[&sid];
         if session
             .names

@@ -132,6 +132,11 @@ impl Engine {
         }
     }
 
+    /// Whether `conn` is the operator's (in-process, HTTP facade).
+    fn is_operator(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.operator)
+    }
+
     fn stats(&self) -> Answer {
         let pending: usize = self.deliveries.len();
         Answer::payload(json!({
