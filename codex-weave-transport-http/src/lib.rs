@@ -2,7 +2,9 @@
 //! sends the bus the request a socket client would, so HTTP and the socket see the same
 //! sessions, agents and records from the same runtime. Contract: `docs/weave/http-api.md`.
 
+pub mod agent_routes;
 pub mod auth;
+pub mod links;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
@@ -14,7 +16,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::Router;
 use axum_extra::extract::cookie::{Cookie, SameSite, SignedCookieJar};
 use serde::Deserialize;
@@ -29,6 +31,8 @@ pub use problem::Problem;
 pub struct HttpState {
     pub bus: Bus,
     pub auth: Arc<Auth>,
+    /// Links of HTTP agents (see `links.rs`).
+    pub links: Arc<links::Links>,
     /// Cancelled at shutdown: SSE streams end.
     pub shutdown: CancellationToken,
     /// The socket path, for `/api/health`.
@@ -51,10 +55,37 @@ pub fn router(state: Arc<HttpState>) -> Router {
         )
         .route("/api/sessions/{id}", get(routes::get_session))
         .route("/api/sessions/{id}/close", post(routes::close_session))
-        .route("/api/sessions/{id}/agents", get(routes::list_agents))
+        .route(
+            "/api/sessions/{id}/agents",
+            get(routes::list_agents).post(agent_routes::register),
+        )
+        .route(
+            "/api/sessions/{id}/agents/{agent_id}",
+            patch(agent_routes::rename).delete(agent_routes::remove),
+        )
+        .route(
+            "/api/sessions/{id}/agents/{agent_id}/inbox/stream",
+            get(agent_routes::inbox_stream),
+        )
+        .route(
+            "/api/sessions/{id}/agents/{agent_id}/inbox/ack",
+            post(agent_routes::inbox_ack),
+        )
+        .route("/api/sessions/{id}/messages", post(agent_routes::messages))
+        .route(
+            "/api/sessions/{id}/relays/{relay_id}/done",
+            post(agent_routes::relay_done),
+        )
+        .route(
+            "/api/sessions/{id}/relays/{relay_id}/cancel",
+            post(agent_routes::relay_cancel),
+        )
         .route("/api/sessions/{id}/events", get(routes::history))
         .route("/api/sessions/{id}/events/stream", get(sse::events_stream))
-        .route("/api/sessions/{id}/relays", get(routes::list_relays))
+        .route(
+            "/api/sessions/{id}/relays",
+            get(routes::list_relays).post(agent_routes::relay),
+        )
         .route("/api/sessions/{id}/tasks", get(routes::list_tasks))
         .fallback(|| async {
             Problem::new("unknown_route", "no such route; see /api/openapi.json")

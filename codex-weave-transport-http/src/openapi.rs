@@ -33,9 +33,45 @@ pub const ROUTES: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "post",
+        "/api/sessions/{id}/agents",
+        "Register an HTTP agent `{name, kind: human|sdk}`; 201.",
+        true,
+    ),
+    (
+        "patch",
+        "/api/sessions/{id}/agents/{agent_id}",
+        "Rename any agent `{name}` (operator).",
+        true,
+    ),
+    (
+        "delete",
+        "/api/sessions/{id}/agents/{agent_id}",
+        "Remove any agent (operator).",
+        true,
+    ),
+    (
+        "get",
+        "/api/sessions/{id}/agents/{agent_id}/inbox/stream",
+        "SSE of the deliveries to an HTTP agent.",
+        true,
+    ),
+    (
+        "post",
+        "/api/sessions/{id}/agents/{agent_id}/inbox/ack",
+        "Acknowledge deliveries `{ids}`.",
+        true,
+    ),
+    (
+        "post",
+        "/api/sessions/{id}/messages",
+        "Send `{from, text, agent_ids, kind?, parent_message_id?}` as an HTTP agent; 202.",
+        true,
+    ),
+    (
         "get",
         "/api/sessions/{id}/events",
-        "Records `?since=SEQ&limit=N` → `{records, next, head}`, as `events.history`.",
+        "Records `?since=SEQ&limit=N` -> `{records, next, head}`, as `events.history`.",
         true,
     ),
     (
@@ -48,6 +84,24 @@ pub const ROUTES: &[(&str, &str, &str, bool)] = &[
         "get",
         "/api/sessions/{id}/relays",
         "The session's relays with their tasks and actions.",
+        true,
+    ),
+    (
+        "post",
+        "/api/sessions/{id}/relays",
+        "Start or continue a relay: the relay.submit payload plus `from`.",
+        true,
+    ),
+    (
+        "post",
+        "/api/sessions/{id}/relays/{relay_id}/done",
+        "Finish a relay `{summary?, from?}`.",
+        true,
+    ),
+    (
+        "post",
+        "/api/sessions/{id}/relays/{relay_id}/cancel",
+        "Cancel a relay `{reason?, from?}`.",
         true,
     ),
     (
@@ -73,8 +127,13 @@ pub fn document() -> Value {
         if !auth {
             op["security"] = json!([]);
         }
-        if path.contains("{id}") {
-            op["parameters"] = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+        let params: Vec<Value> = ["id", "agent_id", "relay_id"]
+            .iter()
+            .filter(|p| path.contains(&format!("{{{p}}}")))
+            .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
         }
         entry[*method] = op;
     }

@@ -45,7 +45,7 @@ fn payload_of(resp: &Envelope) -> Value {
 }
 
 /// A JSON object body, or a `bad_request` problem.
-fn object_body(body: &Bytes) -> Result<Map<String, Value>, Problem> {
+pub(crate) fn object_body(body: &Bytes) -> Result<Map<String, Value>, Problem> {
     if body.is_empty() {
         return Ok(Map::new());
     }

@@ -82,14 +82,20 @@ impl Bus {
     /// `ts` when empty) and returns the response (the line whose `corr` is its id). `None` if
     /// the bus stopped.
     pub async fn call(&self, env: Envelope) -> Option<Envelope> {
-        let line = self.call_line(env).await?;
+        let line = self.call_line(env, false).await?;
         serde_json::from_slice(&line).ok()
     }
 
     /// Like [`Bus::call`], but an `ok` response's payload is returned as the JSON text the bus
     /// wrote (so records pass through byte for byte); an error response as the envelope.
+    /// Like [`Bus::call`], on an operator connection (may rename or remove any agent).
+    pub async fn call_as_operator(&self, env: Envelope) -> Option<Envelope> {
+        let line = self.call_line(env, true).await?;
+        serde_json::from_slice(&line).ok()
+    }
+
     pub async fn call_raw(&self, env: Envelope) -> Option<Result<String, Envelope>> {
-        let line = self.call_line(env).await?;
+        let line = self.call_line(env, false).await?;
         let raw: Envelope<Box<serde_json::value::RawValue>> = serde_json::from_slice(&line).ok()?;
         if raw.status == Some(codex_weave_runtime::Status::Ok) {
             return Some(Ok(raw
@@ -100,7 +106,7 @@ impl Bus {
         serde_json::from_slice(&line).ok().map(Err)
     }
 
-    async fn call_line(&self, mut env: Envelope) -> Option<Bytes> {
+    async fn call_line(&self, mut env: Envelope, operator: bool) -> Option<Bytes> {
         env.v = codex_weave_runtime::WIRE_VERSION;
         if env.id.is_empty() {
             env.id = uuid::Uuid::new_v4().to_string();
@@ -114,7 +120,7 @@ impl Bus {
             status: Option<codex_weave_runtime::Status>,
         }
         let id = env.id.clone();
-        let mut conn = self.connect();
+        let mut conn = self.connect_as(operator);
         conn.send(env);
         while let Some(line) = conn.next_line().await {
             let Ok(head) = serde_json::from_slice::<Head>(&line) else {
@@ -170,6 +176,14 @@ impl LocalConn {
         self.bus.request(self.id, env);
     }
 
+    /// A handle that sends on this connection from anywhere (e.g. while a task reads it).
+    pub fn sender(&self) -> LocalSender {
+        LocalSender {
+            bus: self.bus.clone(),
+            id: self.id,
+        }
+    }
+
     /// The next line the bus wrote (without its `\n`); `None` once the bus is gone.
     pub async fn next_line(&mut self) -> Option<Bytes> {
         loop {
@@ -200,5 +214,19 @@ impl LocalConn {
 impl Drop for LocalConn {
     fn drop(&mut self) {
         self.bus.closed(self.id);
+    }
+}
+
+/// Sends requests on a [`LocalConn`] (cloneable). After the connection closes, what it sends is
+/// ignored by the bus.
+#[derive(Debug, Clone)]
+pub struct LocalSender {
+    bus: Bus,
+    id: ConnId,
+}
+
+impl LocalSender {
+    pub fn send(&self, env: Envelope) {
+        self.bus.request(self.id, env);
     }
 }

@@ -19,6 +19,6 @@ pub mod store;
 
 pub use codex_weave_runtime::RuntimeConfig;
 pub use config::{BusConfig, Durability, Limits};
-pub use handle::{Bus, LocalConn};
+pub use handle::{Bus, LocalConn, LocalSender};
 pub use policy::Refusal;
 pub use server::{BusServer, StartError};

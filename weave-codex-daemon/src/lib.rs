@@ -47,6 +47,7 @@ impl Daemon {
         let state = Arc::new(HttpState {
             bus: bus.bus(),
             auth,
+            links: Arc::default(),
             shutdown: CancellationToken::new(),
             socket: bus.socket_path().display().to_string(),
         });

@@ -33,11 +33,18 @@ async fn every_documented_route_but_health_and_the_document_needs_credentials() 
                 );
                 continue;
             }
-            let url = d.url(&path.replace("{id}", "some-id"));
+            let url = d.url(
+                &path
+                    .replace("{id}", "some-id")
+                    .replace("{agent_id}", "a")
+                    .replace("{relay_id}", "r"),
+            );
             let client = reqwest::Client::new();
             let req = match method.as_str() {
                 "get" => client.get(&url),
                 "post" => client.post(&url).json(&json!({})),
+                "patch" => client.patch(&url).json(&json!({})),
+                "delete" => client.delete(&url),
                 other => panic!("method {other}"),
             };
             let resp = req.send().await.unwrap();
