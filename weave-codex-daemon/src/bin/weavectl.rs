@@ -1,0 +1,418 @@
+//! `weavectl`: Weave from a terminal, over the socket (so it also works against a bare
+//! `weave-bus`). Exit codes: 0 ok, 1 the bus refused (its code is printed), 2 usage, 3 no bus
+//! running.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use codex_weave_transport_uds::{Agent, AgentOptions, Client, ClientError, Envelope};
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weavectl",
+    version,
+    about = "Weave from a terminal: sessions, agents, messages, the live event log"
+)]
+struct Args {
+    /// Home directory (else $WEAVE_HOME, else ~/.weave).
+    #[arg(long, global = true)]
+    home: Option<PathBuf>,
+    /// Print JSON (one object per line) for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Is a bus running? Its counters.
+    Status,
+    /// Sessions.
+    Session {
+        #[command(subcommand)]
+        cmd: SessionCmd,
+    },
+    /// Agents of a session.
+    Agent {
+        #[command(subcommand)]
+        cmd: AgentCmd,
+    },
+    /// Send TEXT to one or more agents (ids or names).
+    Send {
+        session: String,
+        /// Target agents, comma-separated ids or names.
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+        /// Send as this agent (it is added on this connection: do not use the id of an agent
+        /// that is running). Default: weavectl's own agent `cli`.
+        #[arg(long = "as")]
+        as_agent: Option<String>,
+        text: String,
+    },
+    /// Follow a session's event log live.
+    Tail {
+        session: String,
+        /// Start after this seq (default: the whole log).
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+    },
+    /// Be an agent from this terminal: print what arrives, send what is typed
+    /// (`#name text` addresses agents, as in the Codex client).
+    Join {
+        session: String,
+        #[arg(long)]
+        name: String,
+        /// Agent id (default: the name, lower-cased).
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionCmd {
+    /// List sessions.
+    List {
+        /// Include closed sessions.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create a session named NAME.
+    Create { name: String },
+    /// Close session ID.
+    Close { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum AgentCmd {
+    /// List the agents of SESSION.
+    List { session: String },
+}
+
+/// How weavectl ends.
+enum Failure {
+    Refused(String, String),
+    NoBus(PathBuf),
+    Other(String),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Refused(err) => Failure::Refused(err.code, err.message),
+            other => Failure::Other(other.to_string()),
+        }
+    }
+}
+
+type Out = Result<(), Failure>;
+
+#[allow(clippy::print_stdout)]
+fn print(line: impl std::fmt::Display) {
+    println!("{line}");
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let home = match weave_bus::home::resolve_home(args.home.as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("weavectl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let socket = home.join(codex_weave_transport_uds::SOCKET_FILE);
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weavectl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args, socket)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Refused(code, message)) => {
+            eprintln!("weavectl: refused: {code}: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::NoBus(socket)) => {
+            eprintln!(
+                "weavectl: no bus is running at {} — start one with `weaved` (or `weave-bus`)",
+                socket.display()
+            );
+            ExitCode::from(3)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("weavectl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(
+    socket: &PathBuf,
+) -> Result<(Client, codex_weave_transport_uds::client::Events), Failure> {
+    Client::connect(socket)
+        .await
+        .map_err(|_| Failure::NoBus(socket.clone()))
+}
+
+fn request(kind: &str, session: Option<&str>, src: &str, payload: Value) -> Envelope {
+    let mut env = Envelope::new(kind, String::new(), String::new(), src);
+    env.session = session.map(str::to_owned);
+    if !payload.is_null() {
+        env.payload = Some(payload);
+    }
+    env
+}
+
+async fn run(args: Args, socket: PathBuf) -> Out {
+    let json_out = args.json;
+    match args.cmd {
+        Cmd::Status => {
+            let (c, _) = connect(&socket).await?;
+            let stats = c
+                .call(request("bus.stats", None, "weavectl", Value::Null))
+                .await?
+                .payload
+                .unwrap_or_default();
+            if json_out {
+                print(json!({ "socket": socket, "running": true, "stats": stats }));
+            } else {
+                print(format!(
+                    "bus running at {}: {} sessions, {} connections, {} deliveries pending",
+                    socket.display(),
+                    stats["sessions"],
+                    stats["connections"],
+                    stats["pending_deliveries"]
+                ));
+            }
+        }
+        Cmd::Session { cmd } => {
+            let (c, _) = connect(&socket).await?;
+            match cmd {
+                SessionCmd::List { all } => {
+                    let resp = c
+                        .call(request(
+                            "session.list",
+                            None,
+                            "weavectl",
+                            json!({ "include_closed": all }),
+                        ))
+                        .await?;
+                    let sessions = resp.payload.unwrap_or_default()["sessions"].clone();
+                    for s in sessions.as_array().into_iter().flatten() {
+                        if json_out {
+                            print(s);
+                        } else {
+                            print(format!(
+                                "{}  {:<20} {:<6} {} agents",
+                                s["id"].as_str().unwrap_or(""),
+                                s["name"].as_str().unwrap_or("-"),
+                                s["status"].as_str().unwrap_or(""),
+                                s["agent_count"]
+                            ));
+                        }
+                    }
+                }
+                SessionCmd::Create { name } => {
+                    let resp = c
+                        .call(request(
+                            "session.create",
+                            None,
+                            "weavectl",
+                            json!({ "name": name }),
+                        ))
+                        .await?;
+                    if json_out {
+                        print(resp.payload.unwrap_or_default());
+                    } else {
+                        print(resp.session.unwrap_or_default());
+                    }
+                }
+                SessionCmd::Close { id } => {
+                    let resp = c
+                        .call(request("session.close", Some(&id), "weavectl", Value::Null))
+                        .await?;
+                    if json_out {
+                        print(resp.payload.unwrap_or_default());
+                    } else {
+                        print(format!("closed {id}"));
+                    }
+                }
+            }
+        }
+        Cmd::Agent {
+            cmd: AgentCmd::List { session },
+        } => {
+            let (c, _) = connect(&socket).await?;
+            let resp = c
+                .call(request(
+                    "agent.list",
+                    Some(&session),
+                    "weavectl",
+                    Value::Null,
+                ))
+                .await?;
+            for a in resp.payload.unwrap_or_default()["agents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if json_out {
+                    print(a);
+                } else {
+                    print(format!(
+                        "{:<24} {:<16} {:<6} {:<7} queued {}",
+                        a["id"].as_str().unwrap_or(""),
+                        a["name"].as_str().unwrap_or("-"),
+                        a["kind"].as_str().unwrap_or(""),
+                        a["status"].as_str().unwrap_or(""),
+                        a["queued"]
+                    ));
+                }
+            }
+        }
+        Cmd::Send {
+            session,
+            to,
+            as_agent,
+            text,
+        } => {
+            let (c, _) = connect(&socket).await?;
+            let me = as_agent.unwrap_or_else(|| "cli".to_owned());
+            c.call(request(
+                "agent.add",
+                Some(&session),
+                &me,
+                json!({ "id": me, "name": me }),
+            ))
+            .await?;
+            for target in to {
+                let mut m = request("message.send", Some(&session), &me, json!({ "text": text }));
+                m.dst = Some(target.clone());
+                let resp = c.call(m).await?;
+                let p = resp.payload.unwrap_or_default();
+                if json_out {
+                    print(p);
+                } else {
+                    print(format!(
+                        "sent to {} (message {}, seq {})",
+                        p["dst"].as_str().unwrap_or(&target),
+                        p["id"].as_str().unwrap_or(""),
+                        p["seq"]
+                    ));
+                }
+            }
+        }
+        Cmd::Tail { session, since } => {
+            let (c, mut events) = connect(&socket).await?;
+            let stream = request(
+                "events.stream",
+                Some(&session),
+                "weavectl",
+                json!({ "since": since, "follow": true }),
+            );
+            c.call(stream).await?;
+            while let Some(env) = events.recv().await {
+                if env.kind != "events.record" {
+                    continue;
+                }
+                let record = env.payload.unwrap_or_default();
+                if json_out {
+                    print(&record);
+                } else {
+                    print(describe(&record));
+                }
+            }
+        }
+        Cmd::Join { session, name, id } => {
+            let id = id.unwrap_or_else(|| name.to_lowercase());
+            let mut agent =
+                match Agent::connect(AgentOptions::new(&socket, &session, &id).name(&name)).await {
+                    Ok(a) => a,
+                    Err(ClientError::Io(_)) => return Err(Failure::NoBus(socket)),
+                    Err(e) => return Err(e.into()),
+                };
+            if !json_out {
+                eprintln!(
+                    "joined {session} as {name} ({id}); type `#name text` to send, Ctrl-D to leave"
+                );
+            }
+            let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            loop {
+                tokio::select! {
+                    delivery = agent.recv() => {
+                        let Some(d) = delivery else { break };
+                        if json_out {
+                            print(serde_json::to_string(&d.0).unwrap_or_default());
+                        } else {
+                            let from = d.0.meta.as_ref().and_then(|m| m.pointer("/weave/origin_src_name")).and_then(Value::as_str).unwrap_or(&d.0.src).to_owned();
+                            print(format!("[{}] {}: {}", d.kind(), from, d.text().unwrap_or("")));
+                        }
+                    }
+                    line = stdin.next_line() => {
+                        let Ok(Some(line)) = line else { break };
+                        let (targets, text) = parse_addressed(&line);
+                        if targets.is_empty() {
+                            eprintln!("address agents with #name, e.g. `#bob please review`");
+                            continue;
+                        }
+                        for t in targets {
+                            match agent.send_text(&t, &text).await {
+                                Ok(resp) if resp.error.is_some() => {
+                                    let e = resp.error.unwrap_or_else(|| codex_weave_runtime::ErrorBody::new(codex_weave_runtime::ErrorCode::Internal, ""));
+                                    eprintln!("{t}: refused: {}: {}", e.code, e.message);
+                                }
+                                Ok(_) => {}
+                                Err(e) => eprintln!("{t}: {e}"),
+                            }
+                        }
+                    }
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), agent.leave()).await;
+        }
+    }
+    Ok(())
+}
+
+/// `#ann #bob text` → (["ann", "bob"], "text").
+fn parse_addressed(line: &str) -> (Vec<String>, String) {
+    let mut targets = Vec::new();
+    let mut rest = line.trim();
+    while let Some(stripped) = rest.strip_prefix('#') {
+        let end = stripped.find(char::is_whitespace).unwrap_or(stripped.len());
+        targets.push(stripped[..end].to_owned());
+        rest = stripped[end..].trim_start();
+    }
+    (targets, rest.to_owned())
+}
+
+/// One record for a person: `seq type src → dst: text`.
+fn describe(record: &Value) -> String {
+    let env = &record["envelope"];
+    let text = env["payload"]["text"]
+        .as_str()
+        .map(|t| format!(": {t}"))
+        .unwrap_or_default();
+    let dst = env["dst"]
+        .as_str()
+        .map(|d| format!(" → {d}"))
+        .unwrap_or_default();
+    format!(
+        "{:>5} {} {}{}{}",
+        record["seq"],
+        env["type"].as_str().unwrap_or(""),
+        env["src"].as_str().unwrap_or(""),
+        dst,
+        text
+    )
+}
