@@ -322,14 +322,15 @@ pub async fn inbox_stream(
             .data(e.line))
     };
     let shutdown = st.shutdown.clone();
+    let guard = crate::live::SseGuard::new(&st.sse_clients);
     let live = stream::unfold(
-        (live, shutdown, link),
-        |(mut live, shutdown, link)| async move {
+        (live, shutdown, link, guard),
+        |(mut live, shutdown, link, guard)| async move {
             let entry = tokio::select! {
                 _ = shutdown.cancelled() => return None,
                 entry = live.recv() => entry?,
             };
-            Some((entry, (live, shutdown, link)))
+            Some((entry, (live, shutdown, link, guard)))
         },
     );
     let all = stream::iter(backlog).chain(live).map(event);

@@ -5,6 +5,7 @@
 pub mod agent_routes;
 pub mod auth;
 pub mod links;
+pub mod live;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
@@ -33,6 +34,8 @@ pub struct HttpState {
     pub auth: Arc<Auth>,
     /// Links of HTTP agents (see `links.rs`).
     pub links: Arc<links::Links>,
+    /// Open SSE streams (for `/metrics`).
+    pub sse_clients: Arc<std::sync::atomic::AtomicU64>,
     /// Cancelled at shutdown: SSE streams end.
     pub shutdown: CancellationToken,
     /// The socket path, for `/api/health`.
@@ -53,6 +56,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
             "/api/sessions",
             get(routes::list_sessions).post(routes::create_session),
         )
+        .route("/api/sessions/stream", get(live::sessions_stream))
+        .route("/metrics", get(live::metrics))
         .route("/api/sessions/{id}", get(routes::get_session))
         .route("/api/sessions/{id}/close", post(routes::close_session))
         .route(

@@ -21,6 +21,18 @@ pub const ROUTES: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "get",
+        "/api/sessions/stream",
+        "SSE: a snapshot of the session list, then changes.",
+        true,
+    ),
+    (
+        "get",
+        "/metrics",
+        "Prometheus text: connections, agents, messages, acks, queues, SSE clients, commits.",
+        true,
+    ),
+    (
+        "get",
         "/api/sessions/{id}",
         "A session with its agents.",
         true,

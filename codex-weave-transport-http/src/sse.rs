@@ -105,9 +105,10 @@ pub async fn events_stream(
     req.payload = Some(json!({ "since": since, "follow": true }));
     conn.send(req);
     let shutdown = st.shutdown.clone();
+    let guard = crate::live::SseGuard::new(&st.sse_clients);
     let live = stream::unfold(
-        (conn, since, shutdown),
-        |(mut conn, mut last, shutdown)| async move {
+        (conn, since, shutdown, guard),
+        |(mut conn, mut last, shutdown, guard)| async move {
             loop {
                 let line = tokio::select! {
                     _ = shutdown.cancelled() => return None,
@@ -134,7 +135,7 @@ pub async fn events_stream(
                     .map(|h| h.envelope.kind)
                     .unwrap_or_default();
                 let event = Event::default().id(seq.to_string()).event(kind).data(data);
-                return Some((Ok(event), (conn, last, shutdown)));
+                return Some((Ok(event), (conn, last, shutdown, guard)));
             }
         },
     );

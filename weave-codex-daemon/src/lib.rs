@@ -48,6 +48,7 @@ impl Daemon {
             bus: bus.bus(),
             auth,
             links: Arc::default(),
+            sse_clients: Arc::default(),
             shutdown: CancellationToken::new(),
             socket: bus.socket_path().display().to_string(),
         });

@@ -112,6 +112,8 @@ pub struct Engine {
     /// Ack timeouts: (deadline, delivery id, delivery count when armed).
     timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     idem: Idempotency,
+    /// Connections following every session's summary (`sessions.stream`): (conn, request id).
+    session_watchers: Vec<(ConnId, String)>,
     batch: Batch,
 }
 
@@ -147,6 +149,7 @@ impl Engine {
             next_delivery: 1,
             timers: BinaryHeap::new(),
             idem: Idempotency::default(),
+            session_watchers: Vec::new(),
             batch: Batch::default(),
         };
         engine.restore(loaded);

@@ -43,6 +43,11 @@ impl Engine {
             }
         }
         self.write(|s| s.insert_event(key, seq, &ts, &text));
+        if !self.session_watchers.is_empty()
+            && (env.kind.starts_with("session.") || env.kind.starts_with("agent."))
+        {
+            self.notify_session_watchers(sid);
+        }
         self.metrics.inc(&self.metrics.records);
         (seq, Arc::new(env))
     }
@@ -78,5 +83,19 @@ impl Engine {
         env.payload = Some(raw);
         let line = encode_line(&env);
         self.send(conn, line);
+    }
+
+    /// Sends the session's summary to every `sessions.stream` follower.
+    fn notify_session_watchers(&mut self, sid: &str) {
+        let Some(summary) = self.sessions.get(sid).map(|s| s.summary()) else {
+            return;
+        };
+        for (conn, corr) in self.session_watchers.clone() {
+            let mut env: Envelope = bus_envelope("sessions.changed", Some(sid));
+            env.corr = Some(corr);
+            env.payload = Some(summary.clone());
+            let line = encode_line(&env);
+            self.send(conn, line);
+        }
     }
 }

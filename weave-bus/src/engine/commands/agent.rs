@@ -277,6 +277,7 @@ impl Engine {
             return;
         };
         self.batch.closing.insert(conn, c.out);
+        self.session_watchers.retain(|(w, _)| *w != conn);
         for (sid, aid) in c.agents {
             self.requeue_inflight(&sid, &aid);
             if let Some(agent) = self

@@ -54,6 +54,10 @@ impl Engine {
             "events.history" => self.events_history(&env),
             "deliveries.dead" => self.deliveries_dead(&env),
             "relays.list" => self.relays_list(&env),
+            "sessions.stream" => {
+                self.session_watchers.push((conn, env.id.clone()));
+                self.session_list(&env)
+            }
             "bus.stats" => Ok(self.stats()),
             other => Err(Refusal::new(
                 ErrorCode::UnknownType,
