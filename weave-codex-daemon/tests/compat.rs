@@ -209,3 +209,131 @@ async fn socket_history_http_history_and_sse_serve_the_same_record_bytes() {
     insta::assert_json_snapshot!("record_sequence", summary);
     insta::assert_json_snapshot!("records", records);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_scenario_driven_over_http_gives_the_same_three_views() {
+    let d = Weaved::start();
+    let http = reqwest::Client::new();
+    let post = |path: String, body: Value| {
+        http.post(d.url(&path))
+            .bearer_auth(&d.token)
+            .json(&body)
+            .send()
+    };
+    let created: Value = post("/api/sessions".into(), json!({ "name": "compat" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let s = created["id"].as_str().unwrap().to_owned();
+    for (id, name) in [("o", "Owner"), ("w1", "Worker"), ("w2", "Other")] {
+        let r = post(
+            format!("/api/sessions/{s}/agents"),
+            json!({ "id": id, "name": name, "kind": "sdk" }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let sent = post(
+        format!("/api/sessions/{s}/messages"),
+        json!({ "from": "o", "text": "hello", "agent_ids": ["Worker"] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sent.status(), 202);
+    let accepted: Value = post(
+        format!("/api/sessions/{s}/relays"),
+        json!({
+            "from": "o", "relay_id": "r1", "targets": ["w1", "w2"],
+            "actions": [
+                { "type": "message", "dst": "w1", "text": "a", "plan_step_id": "1" },
+                { "type": "message", "dst": "w2", "text": "b", "plan_step_id": "2" },
+                { "type": "wait", "plan_step_id": "3" },
+                { "type": "message", "dst": "w1", "text": "c", "plan_step_id": "4" }
+            ]
+        }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(accepted["status"], "accepted");
+    for (from, action) in [("w1", "r1:1:0"), ("w2", "r1:1:1")] {
+        let r = post(format!("/api/sessions/{s}/messages"), json!({ "from": from, "text": "done", "kind": "reply", "reply_to_action_id": action, "agent_ids": ["o"] })).await.unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    post(
+        format!("/api/sessions/{s}/relays/r1/done"),
+        json!({ "summary": "ok" }),
+    )
+    .await
+    .unwrap();
+    let mut stopped = false;
+    for i in 0..6 {
+        let (from, to) = if i % 2 == 0 {
+            ("w1", "w2")
+        } else {
+            ("w2", "w1")
+        };
+        let r = post(
+            format!("/api/sessions/{s}/messages"),
+            json!({ "from": from, "text": format!("you do it {i}"), "agent_ids": [to] }),
+        )
+        .await
+        .unwrap();
+        stopped |= r.status() == 409;
+    }
+    assert!(
+        stopped,
+        "the ping-pong rule stopped the bounce over HTTP too"
+    );
+    let renamed = http
+        .patch(d.url(&format!("/api/sessions/{s}/agents/w2")))
+        .bearer_auth(&d.token)
+        .json(&json!({ "name": "Renamed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    post(format!("/api/sessions/{s}/close"), json!({}))
+        .await
+        .unwrap();
+
+    // The three views of the records are the same bytes.
+    let stream = tokio::net::UnixStream::connect(d.socket()).await.unwrap();
+    let (r, mut w) = stream.into_split();
+    w.write_all(format!("{{\"v\":1,\"type\":\"events.history\",\"id\":\"h\",\"session\":\"{s}\",\"payload\":{{\"limit\":1000}}}}\n").as_bytes()).await.unwrap();
+    let mut line = String::new();
+    BufReader::new(r).read_line(&mut line).await.unwrap();
+    let socket: Envelope<Box<RawValue>> = serde_json::from_str(&line).unwrap();
+    let http_body = d
+        .get(&format!("/api/sessions/{s}/events?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(http_body, socket.payload.unwrap().get());
+    #[derive(serde::Deserialize)]
+    struct Page {
+        records: Vec<Box<RawValue>>,
+    }
+    let page: Page = serde_json::from_str(&http_body).unwrap();
+    let mut sse = SseReader::open(d.get(&format!("/api/sessions/{s}/events/stream?since=0"))).await;
+    for record in &page.records {
+        assert_eq!(sse.next().await.unwrap().data, record.get());
+    }
+    let mut ids = Vec::new();
+    let summary: Vec<Value> = page
+        .records
+        .iter()
+        .map(|r| redact(&serde_json::from_str(r.get()).unwrap(), &mut ids))
+        .map(|r| json!({ "seq": r["seq"], "type": r["envelope"]["type"], "src": r["envelope"]["src"], "dst": r["envelope"]["dst"] }))
+        .collect();
+    // The very sequence the socket-driven run pins: HTTP clients obey the same brain.
+    insta::assert_json_snapshot!("record_sequence", summary);
+}
