@@ -9,6 +9,7 @@
 
 mod baseline;
 mod bus;
+mod daemon;
 mod lines;
 mod stats;
 
@@ -42,6 +43,21 @@ pub struct Args {
     /// The `weave-bus` binary (default: next to this one).
     #[arg(long)]
     bus: Option<PathBuf>,
+    /// The `weaved` binary (default: next to this one).
+    #[arg(long)]
+    weaved: Option<PathBuf>,
+    /// SSE clients following one session in the fan-out run.
+    #[arg(long, default_value_t = 500)]
+    sse_clients: usize,
+    /// Messages per second in the fan-out run.
+    #[arg(long, default_value_t = 200)]
+    sse_rate: u32,
+    /// Seconds of the fan-out run.
+    #[arg(long, default_value_t = 5)]
+    sse_seconds: u32,
+    /// Messages posted in the HTTP throughput run.
+    #[arg(long, default_value_t = 5_000)]
+    http_count: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -153,6 +169,48 @@ fn main() {
                 check: tput.check.clone(),
             });
         }
+        let weaved = args.weaved.clone().unwrap_or_else(|| bus_bin.with_file_name("weaved"));
+        eprintln!("weaved: SSE fan-out to {} clients…", args.sse_clients);
+        let fan = daemon::sse_fanout(&weaved, args.sse_clients, args.sse_rate, args.sse_seconds).await;
+        let fan_cfg = format!(
+            "weaved, {} SSE clients on one session, {} msg/s × {} s sent on the socket, send → record at each client",
+            args.sse_clients, args.sse_rate, args.sse_seconds
+        );
+        for (name, q, target) in [("SSE fan-out latency p50", 0.50, f64::NAN), ("SSE fan-out latency p99", 0.99, 20.0)] {
+            let ms = fan.latencies.quantile(q) / 1000.0;
+            rows.push(Row {
+                figure: name.into(),
+                config: fan_cfg.clone(),
+                bus: ms,
+                baseline: f64::NAN,
+                unit: "ms",
+                target: if target.is_nan() { "—".into() } else { format!("< {target} ms") },
+                met: target.is_nan() || ms < target,
+                check: fan.check.clone(),
+            });
+        }
+        rows.push(Row {
+            figure: "daemon RSS during fan-out".into(),
+            config: fan_cfg.clone(),
+            bus: fan.rss_mb,
+            baseline: f64::NAN,
+            unit: "MB",
+            target: "< 100 MB".into(),
+            met: fan.rss_mb < 100.0,
+            check: fan.check.clone(),
+        });
+        eprintln!("weaved: HTTP POST .../messages throughput…");
+        let (http_rate, http_check) = daemon::http_throughput(&weaved, args.http_count, 16).await;
+        rows.push(Row {
+            figure: "HTTP POST .../messages".into(),
+            config: format!("weaved, sdk agent → socket agent (auto-ack), 16 requests in flight, {} messages", args.http_count),
+            bus: http_rate,
+            baseline: f64::NAN,
+            unit: "msg/s",
+            target: "—".into(),
+            met: true,
+            check: http_check,
+        });
         let base_rtt_check = base_pp.check();
         print_table(&args, &rows, &base_rtt_check, &base_tput.check);
     });
@@ -169,15 +227,23 @@ fn print_table(args: &Args, rows: &[Row], base_rtt_check: &str, base_tput_check:
     println!("| figure | configuration | bus | baseline | ratio | target | met | exactly once |");
     println!("|---|---|---:|---:|---:|---|---|---|");
     for r in rows {
-        let ratio = r.bus / r.baseline;
+        let ratio = if r.baseline.is_nan() {
+            "—".to_owned()
+        } else {
+            format!("{:.2}×", r.bus / r.baseline)
+        };
+        let baseline = if r.baseline.is_nan() {
+            "—".to_owned()
+        } else {
+            format!("{} {}", fmt_num(r.baseline), r.unit)
+        };
         println!(
-            "| {} | {} | {} {} | {} {} | {:.2}× | {} | {} | {} |",
+            "| {} | {} | {} {} | {} | {} | {} | {} | {} |",
             r.figure,
             r.config,
             fmt_num(r.bus),
             r.unit,
-            fmt_num(r.baseline),
-            r.unit,
+            baseline,
             ratio,
             r.target,
             if r.met { "yes" } else { "NO" },

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_open_file_limit();
     let flags = Flags {
         home: args.home,
         http: args.http,
@@ -92,5 +93,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
+
+/// Every socket client and SSE stream holds a descriptor: take the soft open-file limit up to
+/// the hard one (1,024 is a common default soft limit; 500 SSE clients alone need more).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(error = %e, soft, "could not raise the open-file limit"),
+        },
+        _ => {}
     }
 }
