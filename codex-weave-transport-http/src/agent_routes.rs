@@ -95,6 +95,21 @@ pub async fn rename(
     ))
 }
 
+/// `POST /api/sessions/{id}/agents/order` `{ids}`: the operator's order of the agents.
+pub async fn order(
+    State(st): State<Arc<HttpState>>,
+    Path(session): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let body = object_body(&body)?;
+    let ids = body.get("ids").cloned().unwrap_or(Value::Null);
+    let resp = operator_call(&st, "agent.order", &session, json!({ "ids": ids })).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        resp.payload.unwrap_or_default(),
+    ))
+}
+
 /// `DELETE /api/sessions/{id}/agents/{agent_id}`: the operator removes any agent.
 pub async fn remove(
     State(st): State<Arc<HttpState>>,

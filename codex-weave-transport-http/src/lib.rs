@@ -64,6 +64,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
             "/api/sessions/{id}/agents",
             get(routes::list_agents).post(agent_routes::register),
         )
+        .route("/api/sessions/{id}/agents/order", post(agent_routes::order))
         .route(
             "/api/sessions/{id}/agents/{agent_id}",
             patch(agent_routes::rename).delete(agent_routes::remove),

@@ -51,6 +51,12 @@ pub const ROUTES: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     (
+        "post",
+        "/api/sessions/{id}/agents/order",
+        "Order the agents `{ids}` (operator).",
+        true,
+    ),
+    (
         "patch",
         "/api/sessions/{id}/agents/{agent_id}",
         "Rename any agent `{name}` (operator).",

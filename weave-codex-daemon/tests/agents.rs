@@ -286,3 +286,65 @@ async fn an_http_agent_runs_a_relay_and_the_operator_renames_and_removes_agents(
         .iter()
         .any(|a| a["id"] == "t1"));
 }
+
+#[tokio::test]
+async fn the_operator_orders_agents_and_the_order_survives_a_restart() {
+    let mut d = Weaved::start();
+    let s = session(&d).await;
+    let ids: Vec<String> = {
+        let mut v = Vec::new();
+        for name in ["Zed", "Amy", "Max"] {
+            v.push(register(&d, &s, name).await);
+        }
+        v
+    };
+    let wanted = vec![ids[2].clone(), ids[0].clone(), ids[1].clone()];
+    let ordered = d
+        .post(
+            &format!("/api/sessions/{s}/agents/order"),
+            json!({ "ids": wanted }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ordered.status(), 200);
+    let listed = |v: &Value| -> Vec<String> {
+        v["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        listed(&d.json(&format!("/api/sessions/{s}/agents")).await),
+        wanted
+    );
+    assert_eq!(d.terminate(), Some(0));
+    d.spawn().unwrap();
+    assert_eq!(
+        listed(&d.json(&format!("/api/sessions/{s}/agents")).await),
+        wanted
+    );
+    // Over the socket an agent cannot reorder the session.
+    let (c, _) = codex_weave_transport_uds::Client::connect(d.socket())
+        .await
+        .unwrap();
+    let mut order =
+        codex_weave_transport_uds::Envelope::new("agent.order", String::new(), String::new(), "x");
+    order.session = Some(s.clone());
+    order.payload = Some(json!({ "ids": [ids[0]] }));
+    assert_eq!(
+        c.request(order).await.unwrap().error.unwrap().code,
+        "forbidden"
+    );
+    let unknown = d
+        .post(
+            &format!("/api/sessions/{s}/agents/order"),
+            json!({ "ids": ["ghost"] }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}

@@ -188,9 +188,11 @@ impl Engine {
             if let Some(name) = &row.name {
                 session.names.insert(name.to_lowercase(), row.id.clone());
             }
-            session
-                .agents
-                .insert(row.id.clone(), Agent::new(row.id, row.name, row.kind));
+            session.agents.insert(row.id.clone(), {
+                let mut a = Agent::new(row.id, row.name, row.kind);
+                a.position = row.position;
+                a
+            });
         }
         let mut orphans = 0;
         for row in loaded.deliveries {

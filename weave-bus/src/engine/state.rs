@@ -60,6 +60,8 @@ pub struct Agent {
     pub name: Option<String>,
     /// `agent` (terminal), `human` (browser) or `sdk`.
     pub kind: String,
+    /// Place in the operator\'s order (`None`: after the ordered ones).
+    pub position: Option<i64>,
     /// The connection that added the agent, while it is connected.
     pub conn: Option<ConnId>,
     /// Deliveries waiting to be sent, oldest first (redeliveries keep their original place).
@@ -76,6 +78,7 @@ impl Agent {
             id,
             name,
             kind,
+            position: None,
             conn: None,
             queue: VecDeque::new(),
             inflight: BTreeSet::new(),

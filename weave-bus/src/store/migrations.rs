@@ -54,6 +54,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: what kind of agent (a terminal `agent`, a `human` in the browser, an `sdk` client).
     "ALTER TABLE agents ADD COLUMN kind TEXT NOT NULL DEFAULT 'agent';",
+    // 3: the operator's order of a session's agents (NULL: after the ordered ones, by id).
+    "ALTER TABLE agents ADD COLUMN position INTEGER;",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

@@ -34,6 +34,7 @@ pub struct AgentRow {
     pub id: String,
     pub name: Option<String>,
     pub kind: String,
+    pub position: Option<i64>,
 }
 
 /// A pending delivery and the stored record it delivers.
@@ -185,7 +186,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let mut stmt = self
             .conn
-            .prepare("SELECT session, id, name, kind FROM agents ORDER BY rowid")?;
+            .prepare("SELECT session, id, name, kind, position FROM agents ORDER BY rowid")?;
         loaded.agents = stmt
             .query_map([], |r| {
                 Ok(AgentRow {
@@ -193,6 +194,7 @@ impl Store {
                     id: r.get(1)?,
                     name: r.get(2)?,
                     kind: r.get(3)?,
+                    position: r.get(4)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -271,6 +273,18 @@ impl Store {
                  ON CONFLICT (session, id) DO UPDATE SET name = excluded.name, kind = excluded.kind",
             )?
             .execute(params![session, id, name, kind])?;
+        Ok(())
+    }
+
+    pub fn set_agent_position(
+        &self,
+        session: i64,
+        id: &str,
+        position: Option<i64>,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("UPDATE agents SET position = ?3 WHERE session = ?1 AND id = ?2")?
+            .execute(params![session, id, position])?;
         Ok(())
     }
 

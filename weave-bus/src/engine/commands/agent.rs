@@ -17,7 +17,7 @@ impl Engine {
     pub(super) fn agent_list(&self, env: &Envelope) -> Reply {
         let sid = self.known_session(env)?;
         let mut agents: Vec<&Agent> = self.sessions[&sid].agents.values().collect();
-        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        agents.sort_by_key(|a| (a.position.is_none(), a.position, a.id.clone()));
         let agents: Vec<Value> = agents.iter().map(|a| a.summary()).collect();
         Ok(Answer::payload(json!({ "agents": agents })))
     }
@@ -300,5 +300,54 @@ impl Engine {
                 s.watchers.retain(|(w, _)| *w != conn);
             }
         }
+    }
+
+    /// The operator orders the session's agents (`agent.order` `{ids}`): listed ones first, in
+    /// that order; the rest after them. Record `agents.ordered`.
+    pub(super) fn agent_order(&mut self, conn: ConnId, env: &Envelope) -> Reply {
+        let sid = self.known_session(env)?;
+        if !self.is_operator(conn) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                "only the operator orders agents",
+            ));
+        }
+        let ids: Vec<String> = env
+            .payload
+            .as_ref()
+            .and_then(|p| p.get("ids"))
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("agent.order needs `payload.ids`"))?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad("`ids` must be agent ids"))
+            })
+            .collect::<Result<_, _>>()?;
+        let session = &self.sessions[&sid];
+        if let Some(unknown) = ids.iter().find(|id| !session.agents.contains_key(*id)) {
+            return Err(Refusal::new(
+                ErrorCode::UnknownAgent,
+                format!("no agent `{unknown}` in session {sid}"),
+            ));
+        }
+        let key = session.key;
+        let session = self.sessions.get_mut(&sid).expect("known");
+        for agent in session.agents.values_mut() {
+            agent.position = None;
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(a) = session.agents.get_mut(id) {
+                a.position = Some(i as i64);
+            }
+        }
+        let all: Vec<String> = session.agents.keys().cloned().collect();
+        for id in all {
+            let position = self.sessions[&sid].agents[&id].position;
+            self.write(|s| s.set_agent_position(key, &id, position));
+        }
+        self.record_event(&sid, "agents.ordered", json!({ "ids": ids }));
+        self.agent_list(env)
     }
 }

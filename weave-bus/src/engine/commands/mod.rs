@@ -47,6 +47,7 @@ impl Engine {
             "agent.add" => self.agent_add(conn, &env),
             "agent.remove" => self.agent_remove(conn, &env),
             "agent.update" => self.agent_update(conn, &env),
+            "agent.order" => self.agent_order(conn, &env),
             "message.send" => self.message_send(conn, &env),
             "action.submit" => self.action_submit(conn, &env),
             "action.result" => self.action_result(conn, &env),
