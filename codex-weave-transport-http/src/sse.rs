@@ -4,7 +4,7 @@
 //! session, its agents, its open relays; `id:` = the head seq). A cursor — `Last-Event-ID`,
 //! which wins over `?since=` — resumes with no gap and no duplicate: the bus replays and then
 //! follows in one step, and the stream drops any seq it has already sent. A cursor ahead of the
-//! head gets a `gap` event first. Keep-alive comments every 15 s; the stream ends cleanly when the
+//! head, or below the oldest record kept (`retain_events`), gets a `gap` event first. Keep-alive comments every 15 s; the stream ends cleanly when the
 //! daemon shuts down.
 
 use std::convert::Infallible;
@@ -68,7 +68,12 @@ pub async fn events_stream(
     let got = call(&st, "session.get", Some(&id), Value::Null).await?;
     let snapshot = got.payload.unwrap_or_default();
     let head = snapshot["session"]["last_seq"].as_u64().unwrap_or(0);
-    let mut first = Vec::new();
+    // The oldest record kept (`retain_events` prunes older ones).
+    let first = snapshot["session"]["first_seq"]
+        .as_u64()
+        .unwrap_or(1)
+        .max(1);
+    let mut first_events = Vec::new();
     let since = match cursor {
         None => {
             let relays = call(&st, "relays.list", Some(&id), json!({ "open_only": true })).await?;
@@ -77,7 +82,7 @@ pub async fn events_stream(
                 "agents": snapshot["agents"],
                 "relays": relays.payload.unwrap_or_default()["relays"],
             });
-            first.push(
+            first_events.push(
                 Event::default()
                     .id(head.to_string())
                     .event("snapshot")
@@ -85,12 +90,12 @@ pub async fn events_stream(
             );
             head
         }
-        Some(c) if c > head => {
-            // Every record is retained today, so the first available seq is 1 once there is one.
-            let first_available = u64::from(head > 0);
-            let data = json!({ "requested": c, "head": head, "first_available": first_available, "resume_from": head });
-            first.push(Event::default().event("gap").data(data.to_string()));
-            head
+        Some(c) if c > head || c + 1 < first => {
+            // Ahead of the head, or older than what is kept: say so, then go on from what exists.
+            let resume_from = if c > head { head } else { first - 1 };
+            let data = json!({ "requested": c, "head": head, "first_available": first, "resume_from": resume_from });
+            first_events.push(Event::default().event("gap").data(data.to_string()));
+            resume_from
         }
         Some(c) => c,
     };
@@ -139,6 +144,6 @@ pub async fn events_stream(
             }
         },
     );
-    let all = stream::iter(first.into_iter().map(Ok)).chain(live);
+    let all = stream::iter(first_events.into_iter().map(Ok)).chain(live);
     Ok(Sse::new(all).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }

@@ -61,6 +61,9 @@ pub struct Limits {
     pub max_idempotency_keys: usize,
     /// Most records one `events.history` page returns.
     pub max_history_page: usize,
+    /// Records kept per session; older ones are pruned (never one a pending delivery needs).
+    /// A cursor below what is kept gets an explicit gap.
+    pub retain_events: u64,
 }
 
 impl Default for Limits {
@@ -77,6 +80,7 @@ impl Default for Limits {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             max_idempotency_keys: 1_000_000,
             max_history_page: 10_000,
+            retain_events: 1_000_000,
         }
     }
 }

@@ -56,6 +56,9 @@ struct Args {
     /// Idempotency keys kept at most.
     #[arg(long)]
     max_idempotency_keys: Option<usize>,
+    /// Records kept per session (older ones are pruned).
+    #[arg(long)]
+    retain_events: Option<u64>,
     /// Loop guard: a message at hop max_hops + 1 of its causal chain is stopped.
     #[arg(long, default_value_t = 16)]
     max_hops: u32,
@@ -79,7 +82,8 @@ fn limits(args: &Args) -> Limits {
         max_inflight_per_agent,
         max_deliver,
         max_conn_buffer,
-        max_idempotency_keys
+        max_idempotency_keys,
+        retain_events
     );
     if let Some(s) = args.idempotency_ttl_secs {
         l.idempotency_ttl = Duration::from_secs(s);

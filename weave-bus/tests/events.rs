@@ -222,3 +222,88 @@ async fn stream_with_follow_while_1000_records_are_written_has_no_gap_and_no_dup
         assert_eq!(&seen[&r["seq"].as_u64().unwrap()], r);
     }
 }
+
+#[tokio::test]
+async fn retention_prunes_old_records_but_never_one_a_pending_delivery_needs() {
+    let bus = BusProcess::start_with(&["--retain-events", "100"]);
+    let c = bus.connect().await;
+    let s = c.create_session("s").await;
+    c.add_agent(&s, "a1", "A").await;
+    for id in ["b1", "c1"] {
+        let other = bus.connect().await;
+        other.add_agent(&s, id, id).await;
+        drop(other);
+        c.wait_status(&s, id, "offline").await;
+    }
+    let kept = c
+        .send(&s, "a1", "b1", "for b, while offline")
+        .await
+        .payload
+        .unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    c.send(&s, "a1", "c1", "for c, who will leave").await;
+    // c1 leaves: its message is dead-lettered (and must stay readable after pruning).
+    let c1 = bus.connect().await;
+    c1.add_agent(&s, "c1", "c1").await;
+    c1.ok("agent.remove", Some(&s), "c1", json!({ "id": "c1" }))
+        .await;
+    for i in 0..400 {
+        c.send(&s, "a1", "a1", &format!("{i}")).await;
+    }
+    let first_seq = |v: &Value| v["records"][0]["seq"].as_u64().unwrap();
+    let page = c
+        .ok(
+            "events.history",
+            Some(&s),
+            "t",
+            json!({ "since": 0, "limit": 10 }),
+        )
+        .await
+        .payload
+        .unwrap();
+    assert!(first_seq(&page) > 1, "old records were pruned");
+    assert!(
+        first_seq(&page) <= kept,
+        "the record b1 still has to receive is kept"
+    );
+    let dead = c
+        .ok("deliveries.dead", Some(&s), "a1", Value::Null)
+        .await
+        .payload
+        .unwrap();
+    assert_eq!(
+        dead["dead"][0]["envelope"]["payload"]["text"],
+        "for c, who will leave"
+    );
+    // b1 comes back and gets its message; once acked, retention moves on past it.
+    let mut b = bus.connect().await;
+    b.add_agent(&s, "b1", "b1").await;
+    let got = b.next_of("message.send").await;
+    assert_eq!(text_of(&got), "for b, while offline");
+    b.ack(&s, "b1", &got);
+    b.ok("agent.list", Some(&s), "b1", Value::Null).await;
+    for i in 0..200 {
+        c.send(&s, "a1", "a1", &format!("more {i}")).await;
+    }
+    let page = c
+        .ok(
+            "events.history",
+            Some(&s),
+            "t",
+            json!({ "since": 0, "limit": 10 }),
+        )
+        .await
+        .payload
+        .unwrap();
+    assert!(first_seq(&page) > kept);
+    let session = c
+        .ok("session.get", Some(&s), "t", Value::Null)
+        .await
+        .payload
+        .unwrap();
+    assert_eq!(
+        session["session"]["first_seq"].as_u64(),
+        Some(first_seq(&page))
+    );
+}

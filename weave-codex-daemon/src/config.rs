@@ -21,6 +21,7 @@ pub struct FileConfig {
     pub max_line: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_queue_per_agent: Option<usize>,
+    pub retain_events: Option<u64>,
 }
 
 /// What the flags said (unset: `None`).
@@ -83,6 +84,9 @@ pub fn resolve(flags: &Flags) -> Result<DaemonConfig, String> {
     }
     if let Some(v) = file.max_queue_per_agent {
         bus.limits.max_queue_per_agent = v;
+    }
+    if let Some(v) = file.retain_events {
+        bus.limits.retain_events = v;
     }
     Ok(DaemonConfig { bus, http_addr })
 }

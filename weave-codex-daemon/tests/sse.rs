@@ -141,3 +141,49 @@ async fn streams_end_cleanly_when_the_daemon_shuts_down() {
     assert_eq!(sse.next().await, None, "the stream ends");
     assert!(!socket.exists());
 }
+
+#[tokio::test]
+async fn a_cursor_below_what_is_retained_gets_a_gap_event_then_the_oldest_kept_record() {
+    let mut d = Weaved::start();
+    d.terminate();
+    std::fs::write(d.home.join("config.toml"), "retain_events = 100\n").unwrap();
+    d.spawn().unwrap();
+    let (c, _events) = Client::connect(d.socket()).await.unwrap();
+    let s = socket_call(&c, "session.create", None, "t", json!({ "name": "r" }))
+        .await
+        .session
+        .unwrap();
+    socket_call(&c, "agent.add", Some(&s), "a", json!({ "id": "a" })).await;
+    for i in 0..300 {
+        let mut m = Envelope::new("message.send", String::new(), String::new(), "a");
+        m.session = Some(s.clone());
+        m.dst = Some("a".into());
+        m.ack = Some(codex_weave_transport_uds::Ack {
+            mode: Some(codex_weave_transport_uds::AckMode::None),
+            timeout_ms: None,
+        });
+        m.payload = Some(json!({ "text": format!("{i}") }));
+        assert_eq!(c.request(m).await.unwrap().error, None);
+    }
+    let session = d.json(&format!("/api/sessions/{s}")).await;
+    let first = session["first_seq"].as_u64().unwrap();
+    assert!(first > 6, "pruned: first kept {first}");
+    let mut sse = SseReader::open(
+        d.get(&format!("/api/sessions/{s}/events/stream"))
+            .header("Last-Event-ID", "5"),
+    )
+    .await;
+    let gap = sse.next().await.unwrap();
+    assert_eq!(gap.event, "gap");
+    let g: Value = serde_json::from_str(&gap.data).unwrap();
+    assert_eq!(
+        (g["requested"].as_u64(), g["first_available"].as_u64()),
+        (Some(5), Some(first))
+    );
+    let next = sse.next().await.unwrap();
+    assert_eq!(
+        next.id,
+        Some(first.to_string()),
+        "continues with the oldest record kept, no further gap"
+    );
+}

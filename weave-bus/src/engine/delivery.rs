@@ -157,8 +157,18 @@ impl Engine {
         self.batch.dirty.push(did);
         self.metrics.inc(&self.metrics.dead_letters);
         let ts = now_rfc3339();
+        let envelope = serde_json::to_string(&*d.envelope).unwrap_or_default();
         self.write(|s| {
-            s.insert_dead_letter(did, d.session_key, &d.target, d.seq, d.count, reason, &ts)
+            s.insert_dead_letter(
+                did,
+                d.session_key,
+                &d.target,
+                d.seq,
+                d.count,
+                reason,
+                &ts,
+                &envelope,
+            )
         });
         tracing::info!(delivery = did, target = %d.target, reason, "dead-lettered");
         let sender = d.envelope.src.clone();

@@ -129,6 +129,8 @@ struct Batch {
     pump: Vec<(String, String)>,
     /// The first store error of the batch: the whole batch is rolled back.
     failed: Option<StoreError>,
+    /// Sessions whose log outgrew `retain_events`: pruned before the commit.
+    prune: Vec<String>,
     /// Connections that closed during the batch: their last lines (an error for the line that
     /// made the bus close them, say) still go out.
     closing: Map<ConnId, ConnOut>,
@@ -175,6 +177,7 @@ impl Engine {
                     created_at: row.created_at,
                     closed: row.closed,
                     last_seq: row.last_seq,
+                    first_seq: row.first_seq,
                     agents: Map::default(),
                     names: Map::default(),
                     watchers: Vec::new(),
@@ -328,6 +331,7 @@ impl Engine {
     /// the store so that nothing uncommitted is believed.
     fn finish_batch(&mut self) {
         self.flush_dirty();
+        self.prune_logs();
         let evicted = self.idem.evict(
             now_ms(),
             self.cfg.limits.idempotency_ttl.as_millis() as i64,
@@ -364,6 +368,38 @@ impl Engine {
                 self.release(lines, batch.closing);
                 self.reload_after_failure();
             }
+        }
+    }
+
+    /// Retention: drops each marked session's records older than the last `retain_events`,
+    /// but never one a pending delivery still needs.
+    fn prune_logs(&mut self) {
+        let mut marked = std::mem::take(&mut self.batch.prune);
+        marked.sort();
+        marked.dedup();
+        for sid in marked {
+            let Some(session) = self.sessions.get(&sid) else {
+                continue;
+            };
+            let (key, first, last) = (session.key, session.first_seq, session.last_seq);
+            let oldest_needed = self
+                .deliveries
+                .values()
+                .filter(|d| d.session == sid)
+                .map(|d| d.seq)
+                .min();
+            let mut through = last.saturating_sub(self.cfg.limits.retain_events);
+            if let Some(needed) = oldest_needed {
+                through = through.min(needed.saturating_sub(1));
+            }
+            if through < first {
+                continue;
+            }
+            self.write(|s| s.prune_events(key, through));
+            if let Some(s) = self.sessions.get_mut(&sid) {
+                s.first_seq = through + 1;
+            }
+            tracing::debug!(session = %sid, through, "pruned the log");
         }
     }
 

@@ -32,6 +32,13 @@ impl Engine {
         };
         session.last_seq += 1;
         let seq = session.last_seq;
+        if seq
+            >= session.first_seq
+                + self.cfg.limits.retain_events
+                + (self.cfg.limits.retain_events / 10).max(100)
+        {
+            self.batch.prune.push(sid.to_owned());
+        }
         let key = session.key;
         let ts = now_rfc3339();
         let text = serde_json::to_string(&env).unwrap_or_default();

@@ -22,6 +22,8 @@ pub struct Session {
     pub closed: bool,
     /// Sequence number of the last record written.
     pub last_seq: u64,
+    /// Sequence number of the oldest record still kept (older ones were pruned).
+    pub first_seq: u64,
     pub agents: Map<String, Agent>,
     /// Lower-cased name → agent id; names are unique per session, case-insensitively.
     pub names: Map<String, String>,
@@ -50,6 +52,7 @@ impl Session {
             "agent_count": self.agents.len(),
             "online_count": online,
             "last_seq": self.last_seq,
+            "first_seq": self.first_seq,
         })
     }
 }

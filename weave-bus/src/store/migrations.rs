@@ -56,6 +56,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE agents ADD COLUMN kind TEXT NOT NULL DEFAULT 'agent';",
     // 3: the operator's order of a session's agents (NULL: after the ordered ones, by id).
     "ALTER TABLE agents ADD COLUMN position INTEGER;",
+    // 4: a dead letter keeps its own copy of the envelope, so old records can be pruned.
+    "ALTER TABLE dead_letters ADD COLUMN envelope TEXT;",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

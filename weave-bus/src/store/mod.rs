@@ -26,6 +26,8 @@ pub struct SessionRow {
     pub closed: bool,
     /// Highest sequence number written for this session (0 when none).
     pub last_seq: u64,
+    /// Lowest sequence number still stored (older ones were pruned).
+    pub first_seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -169,7 +171,8 @@ impl Store {
         let mut loaded = Loaded::default();
         let mut stmt = self.conn.prepare(
             "SELECT s.key, s.id, s.name, s.created_at, s.closed_at IS NOT NULL,
-                    COALESCE((SELECT MAX(seq) FROM events e WHERE e.session = s.key), 0)
+                    COALESCE((SELECT MAX(seq) FROM events e WHERE e.session = s.key), 0),
+                    COALESCE((SELECT MIN(seq) FROM events e WHERE e.session = s.key), 1)
              FROM sessions s ORDER BY s.key",
         )?;
         loaded.sessions = stmt
@@ -181,6 +184,7 @@ impl Store {
                     created_at: r.get(3)?,
                     closed: r.get(4)?,
                     last_seq: r.get::<_, i64>(5)? as u64,
+                    first_seq: r.get::<_, i64>(6)? as u64,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -328,6 +332,14 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the session's records with `seq <= through` (retention).
+    pub fn prune_events(&self, session: i64, through: u64) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM events WHERE session = ?1 AND seq <= ?2")?
+            .execute(params![session, through as i64])?;
+        Ok(())
+    }
+
     pub fn delete_delivery(&self, id: u64) -> StoreResult<()> {
         self.conn
             .prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
@@ -345,22 +357,21 @@ impl Store {
         count: u32,
         reason: &str,
         ts: &str,
+        envelope: &str,
     ) -> StoreResult<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO dead_letters (delivery_id, session, target, seq, count, reason, ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO dead_letters (delivery_id, session, target, seq, count, reason, ts, envelope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
-            .execute(params![
-                id as i64, session, target, seq as i64, count, reason, ts
-            ])?;
+            .execute(params![id as i64, session, target, seq as i64, count, reason, ts, envelope])?;
         Ok(())
     }
 
     pub fn dead_letters(&self, session: i64, limit: usize) -> StoreResult<Vec<DeadLetterRow>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT d.delivery_id, d.target, d.seq, d.count, d.reason, d.ts, e.envelope
-             FROM dead_letters d JOIN events e ON e.session = d.session AND e.seq = d.seq
+            "SELECT d.delivery_id, d.target, d.seq, d.count, d.reason, d.ts, COALESCE(d.envelope, e.envelope, 'null')
+             FROM dead_letters d LEFT JOIN events e ON e.session = d.session AND e.seq = d.seq
              WHERE d.session = ?1 ORDER BY d.id LIMIT ?2",
         )?;
         let rows = stmt

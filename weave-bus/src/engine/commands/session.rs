@@ -55,6 +55,7 @@ impl Engine {
                 created_at,
                 closed: false,
                 last_seq: 0,
+                first_seq: 1,
                 agents: Default::default(),
                 names: Default::default(),
                 watchers: Vec::new(),
