@@ -128,6 +128,18 @@ pub async fn metrics(State(st): State<Arc<HttpState>>) -> Result<Response, Probl
         n(&stats["sessions"]),
     );
     metric(
+        "agents",
+        "gauge",
+        "Registered agents, all sessions.",
+        n(&stats["agents"]),
+    );
+    metric(
+        "agents_online",
+        "gauge",
+        "Agents with a live connection.",
+        n(&stats["agents_online"]),
+    );
+    metric(
         "requests_total",
         "counter",
         "Requests received.",

@@ -90,3 +90,52 @@ pub fn resolve(flags: &Flags) -> Result<DaemonConfig, String> {
     }
     Ok(DaemonConfig { bus, http_addr })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Flags, then the environment, then `<home>/config.toml`, then the default.
+    #[test]
+    fn http_address_layers_flag_env_file_default() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let home = tmp.path().to_owned();
+        let flags = |http: Option<&str>| Flags {
+            home: Some(home.clone()),
+            http: http.map(str::to_owned),
+            durability: None,
+        };
+        std::env::remove_var("WEAVE_HTTP_ADDR");
+        assert_eq!(
+            resolve(&flags(None)).unwrap().http_addr.to_string(),
+            DEFAULT_HTTP_ADDR
+        );
+        std::fs::write(
+            home.join("config.toml"),
+            "http_addr = \"127.0.0.1:7001\"\ndurability = \"fsync\"\nmax_hops = 9\n",
+        )
+        .unwrap();
+        let from_file = resolve(&flags(None)).unwrap();
+        assert_eq!(from_file.http_addr.to_string(), "127.0.0.1:7001");
+        assert_eq!(from_file.bus.durability, Durability::Fsync);
+        assert_eq!(from_file.bus.runtime.max_hops, 9);
+        std::env::set_var("WEAVE_HTTP_ADDR", "127.0.0.1:7002");
+        assert_eq!(
+            resolve(&flags(None)).unwrap().http_addr.to_string(),
+            "127.0.0.1:7002"
+        );
+        assert_eq!(
+            resolve(&flags(Some("127.0.0.1:7003")))
+                .unwrap()
+                .http_addr
+                .to_string(),
+            "127.0.0.1:7003"
+        );
+        std::env::remove_var("WEAVE_HTTP_ADDR");
+        std::fs::write(home.join("config.toml"), "bogus = 1\n").unwrap();
+        assert!(
+            resolve(&flags(None)).unwrap_err().contains("bogus"),
+            "unknown keys are refused"
+        );
+    }
+}

@@ -98,6 +98,7 @@ async fn metrics_are_prometheus_text_and_count_what_happens() {
     assert!(text.contains("# TYPE weave_requests_total counter"));
     assert_eq!(value("sessions"), 1.0);
     assert_eq!(value("sse_clients"), 1.0);
+    assert_eq!(value("agents"), 0.0);
     assert!(value("requests_total") >= 1.0);
     assert!(value("store_commits_total") >= 1.0);
     for name in [

@@ -144,8 +144,16 @@ impl Engine {
 
     fn stats(&self) -> Answer {
         let pending: usize = self.deliveries.len();
+        let agents: usize = self.sessions.values().map(|s| s.agents.len()).sum();
+        let online: usize = self
+            .sessions
+            .values()
+            .map(|s| s.agents.values().filter(|a| a.conn.is_some()).count())
+            .sum();
         Answer::payload(json!({
             "sessions": self.sessions.len(),
+            "agents": agents,
+            "agents_online": online,
             "connections": self.conns.len(),
             "pending_deliveries": pending,
             "idempotency_keys": self.idem.len(),
