@@ -226,17 +226,12 @@ pub async fn relay_done(
     Path((session, relay_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let b: FinishBody = if body.is_empty() {
-        FinishBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| Problem::new("bad_request", e.to_string()))?
-    };
-    let from = owner_or(&st, &session, &relay_id, b.from).await?;
-    relay_submit(
+    finish(
         &st,
         &session,
-        &from,
-        json!({ "relay_id": relay_id, "done": { "relay_id": relay_id, "summary": b.summary } }),
+        &relay_id,
+        &body,
+        |b, id| json!({ "relay_id": id, "done": { "relay_id": id, "summary": b.summary } }),
     )
     .await
 }
@@ -247,19 +242,31 @@ pub async fn relay_cancel(
     Path((session, relay_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, Problem> {
+    finish(
+        &st,
+        &session,
+        &relay_id,
+        &body,
+        |b, id| json!({ "relay_id": id, "cancel": { "reason": b.reason } }),
+    )
+    .await
+}
+
+/// Ends a relay as `from` (default: its owner) with the payload `make` builds.
+async fn finish(
+    st: &HttpState,
+    session: &str,
+    relay_id: &str,
+    body: &Bytes,
+    make: impl FnOnce(&FinishBody, &str) -> Value,
+) -> Result<Response, Problem> {
     let b: FinishBody = if body.is_empty() {
         FinishBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| Problem::new("bad_request", e.to_string()))?
+        serde_json::from_slice(body).map_err(|e| Problem::new("bad_request", e.to_string()))?
     };
-    let from = owner_or(&st, &session, &relay_id, b.from).await?;
-    relay_submit(
-        &st,
-        &session,
-        &from,
-        json!({ "relay_id": relay_id, "cancel": { "reason": b.reason } }),
-    )
-    .await
+    let from = owner_or(st, session, relay_id, b.from.clone()).await?;
+    relay_submit(st, session, &from, make(&b, relay_id)).await
 }
 
 /// The agent to act as: `from` if given, else the relay's owner.
