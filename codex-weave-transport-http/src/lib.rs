@@ -45,6 +45,8 @@ pub struct HttpState {
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/", get(routes::index))
+        .route("/app.js", get(routes::app_js))
+        .route("/style.css", get(routes::style_css))
         .route("/login", get(login))
         .route("/api/logout", post(logout))
         .route("/api/health", get(routes::health))

@@ -198,9 +198,40 @@ pub async fn list_tasks(
     ))
 }
 
-/// The page `/` serves until the web UI lands.
+/// The web UI (`weave-web/`), embedded in the binary: no build step, no files to install.
+const INDEX_HTML: &str = include_str!("../../weave-web/index.html");
+const APP_JS: &str = include_str!("../../weave-web/app.js");
+const STYLE_CSS: &str = include_str!("../../weave-web/style.css");
+
 pub async fn index() -> Response {
-    let html = "<!doctype html><meta charset=utf-8><title>Weave</title>\
-        <h1>Weave daemon</h1><p>The API is under <a href=\"/api/openapi.json\">/api</a>.</p>";
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        INDEX_HTML,
+    )
+        .into_response()
+}
+
+pub async fn app_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        APP_JS,
+    )
+        .into_response()
+}
+
+pub async fn style_css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        STYLE_CSS,
+    )
+        .into_response()
 }

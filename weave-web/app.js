@@ -1,0 +1,481 @@
+// Weave's browser UI: watch and steer a session's agents through the daemon's HTTP/SSE API only
+// (no private back door: whatever this page does, an SDK can do).
+//
+// State flows one way: SSE streams and API answers update `state`, and `render*` functions draw
+// it. Records are kept by seq, so each appears exactly once however the streams reconnect.
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  sessions: new Map(), // id -> session summary
+  selected: null, // session id
+  records: new Map(), // seq -> record (of the selected session)
+  lastSeq: 0,
+  agents: new Map(), // id -> agent
+  busy: new Map(), // agent id -> relay tasks running/blocked
+  me: null, // {id, name} the person, in the selected session
+  conn: { sessions: "offline", events: "idle" }, // a stream not opened yet is idle
+};
+
+// ---- errors: shown, never swallowed --------------------------------------------------------
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+  clearTimeout(showError.timer);
+  showError.timer = setTimeout(() => (box.hidden = true), 8000);
+}
+
+async function api(method, path, body) {
+  let resp;
+  try {
+    resp = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body ? { "content-type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
+    });
+  } catch (e) {
+    showError(`${method} ${path}: the daemon is unreachable (${e.message})`);
+    throw e;
+  }
+  const text = await resp.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!resp.ok) {
+    const detail = data && data.detail ? `${data.code}: ${data.detail}` : `${resp.status}`;
+    showError(`${method} ${path} refused — ${detail}`);
+    throw new Error(detail);
+  }
+  return data;
+}
+
+// ---- connection indicator ------------------------------------------------------------------
+
+function setConn(stream, value) {
+  state.conn[stream] = value;
+  const values = Object.values(state.conn);
+  const overall = values.includes("reconnecting")
+    ? "reconnecting"
+    : values.every((v) => v === "live" || v === "idle")
+      ? "live"
+      : "offline";
+  const el = $("conn");
+  el.className = `conn ${overall}`;
+  el.dataset.state = overall;
+  el.textContent = overall;
+}
+
+/// An EventSource that reopens itself (with the cursor `since()` gives) after any error, with
+/// backoff: a daemon restart makes browsers give up on a plain EventSource.
+function liveStream(name, url, since, handlers) {
+  let source = null;
+  let closed = false;
+  let delay = 250;
+  const open = () => {
+    if (closed) return;
+    const cursor = since();
+    source = new EventSource(cursor === null ? url : `${url}?since=${cursor}`);
+    source.onopen = () => {
+      delay = 250;
+      setConn(name, "live");
+    };
+    for (const [event, handle] of Object.entries(handlers)) {
+      source.addEventListener(event, (e) => handle(e));
+    }
+    source.onerror = () => {
+      source.close();
+      if (closed) return;
+      setConn(name, "reconnecting");
+      setTimeout(open, delay);
+      delay = Math.min(delay * 2, 4000);
+    };
+  };
+  open();
+  return {
+    close() {
+      closed = true;
+      if (source) source.close();
+      setConn(name, "idle");
+    },
+  };
+}
+
+// ---- sessions ------------------------------------------------------------------------------
+
+function renderSessions() {
+  const ul = $("sessions");
+  ul.replaceChildren(
+    ...[...state.sessions.values()].map((s) => {
+      const li = document.createElement("li");
+      li.dataset.id = s.id;
+      li.className = `${s.status}${s.id === state.selected ? " selected" : ""}`;
+      li.innerHTML = `<span class="name"></span><span class="count">${s.online_count}/${s.agent_count}</span>`;
+      li.querySelector(".name").textContent = s.name || s.id.slice(0, 8);
+      li.title = `${s.id} — ${s.online_count} online of ${s.agent_count} agents`;
+      li.onclick = () => select(s.id);
+      return li;
+    }),
+  );
+}
+
+liveStream("sessions", "/api/sessions/stream", () => null, {
+  snapshot: (e) => {
+    state.sessions = new Map(JSON.parse(e.data).sessions.map((s) => [s.id, s]));
+    renderSessions();
+  },
+  session: (e) => {
+    const s = JSON.parse(e.data);
+    state.sessions.set(s.id, s);
+    renderSessions();
+    if (s.id === state.selected) renderTitle();
+  },
+});
+
+$("new-session").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const s = await api("POST", "/api/sessions", { name: $("new-session-name").value });
+  $("new-session-name").value = "";
+  state.sessions.set(s.id, s);
+  renderSessions();
+  select(s.id);
+};
+
+$("close-session").onclick = () => api("POST", `/api/sessions/${state.selected}/close`);
+
+function renderTitle() {
+  const s = state.sessions.get(state.selected);
+  $("session-title").textContent = s ? `${s.name || s.id} (${s.status})` : "No session selected";
+  $("close-session").hidden = !s || s.status === "closed";
+}
+
+// ---- the selected session: timeline, agents ------------------------------------------------
+
+let eventStream = null;
+let inboxStream = null;
+
+function select(id) {
+  if (eventStream) eventStream.close();
+  if (inboxStream) inboxStream.close();
+  state.selected = id;
+  state.records = new Map();
+  state.lastSeq = 0;
+  state.agents = new Map();
+  state.busy = new Map();
+  state.me = JSON.parse(localStorage.getItem(`weave.me.${id}`) || "null");
+  $("timeline").replaceChildren();
+  renderSessions();
+  renderTitle();
+  renderMe();
+  eventStream = liveStream("events", `/api/sessions/${id}/events/stream`, () => (state.lastSeq ? state.lastSeq : null), {
+    snapshot: (e) => {
+      const snap = JSON.parse(e.data);
+      for (const a of snap.agents) state.agents.set(a.id, a);
+      state.lastSeq = Math.max(state.lastSeq, Number(e.lastEventId));
+      // The snapshot starts at the head: load what came before, once.
+      loadHistory(id, Number(e.lastEventId));
+      scheduleRender();
+    },
+    gap: (e) => showError(`some events are no longer kept: ${e.data}`),
+    ...Object.fromEntries(RECORD_TYPES.map((t) => [t, (e) => addRecord(JSON.parse(e.data))])),
+  });
+  if (state.me) openInbox();
+}
+
+async function loadHistory(id, head) {
+  let since = 0;
+  while (since < head && state.selected === id) {
+    const page = await api("GET", `/api/sessions/${id}/events?since=${since}&limit=1000`);
+    if (state.selected !== id) return;
+    for (const r of page.records) if (r.seq <= head) addRecord(r);
+    if (!page.records.length) break;
+    since = page.next;
+  }
+}
+
+const RECORD_TYPES = [
+  "session.created", "session.closed", "agent.added", "agent.updated", "agent.removed",
+  "agent.online", "agent.offline", "agents.ordered", "message.send", "action.submit",
+  "action.result", "delivery.failed", "relay.submit", "relay.accepted", "relay.done",
+  "task.updated", "task.done", "loop.suppressed",
+];
+
+function addRecord(record) {
+  if (state.records.has(record.seq)) return; // exactly once
+  state.records.set(record.seq, record);
+  state.lastSeq = Math.max(state.lastSeq, record.seq);
+  const env = record.envelope;
+  const p = env.payload || {};
+  switch (env.type) {
+    case "agent.added":
+    case "agent.online":
+    case "agent.offline":
+    case "agent.updated": {
+      const a = state.agents.get(p.id) || { id: p.id, kind: "agent", queued: 0 };
+      if (p.name !== undefined) a.name = p.name;
+      if (p.kind) a.kind = p.kind;
+      if (env.type === "agent.online") a.status = "online";
+      if (env.type === "agent.offline") a.status = "offline";
+      if (env.type === "agent.added" && !a.status) a.status = "offline";
+      state.agents.set(p.id, a);
+      break;
+    }
+    case "agent.removed":
+      state.agents.delete(p.id);
+      break;
+    case "task.updated":
+      if (p.status === "running" || p.status === "blocked" || p.status === "ready") state.busy.set(p.agent_id, p.relay_id);
+      else state.busy.delete(p.agent_id);
+      break;
+    case "task.done":
+      state.busy.delete(p.agent_id);
+      break;
+    case "agents.ordered":
+      refreshAgents();
+      break;
+  }
+  scheduleRender();
+}
+
+let renderQueued = false;
+const drawn = new Set();
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    renderTimeline();
+    renderAgents();
+  });
+}
+
+function describe(env) {
+  const p = env.payload || {};
+  const name = (id) => (state.agents.get(id) && state.agents.get(id).name) || id;
+  switch (env.type) {
+    case "message.send":
+      return typeof p === "string" ? p : p.text || "";
+    case "action.submit":
+      return (p.actions || []).map((a) => (a.type === "control" ? `[${a.command}]` : a.text)).join(" · ");
+    case "action.result":
+      return `${p.status}${p.detail ? `: ${p.detail}` : ""}`;
+    case "relay.submit":
+      if (p.done) return `finish relay ${p.relay_id}`;
+      if (p.cancel) return `cancel relay ${p.relay_id}`;
+      return `relay ${p.relay_id}: ${(p.actions || []).map((a) => a.plan_step_id || a.type).join(" → ")}`;
+    case "relay.accepted":
+      return `relay ${p.relay_id} accepted: ${p.accepted.action_count} steps for ${p.accepted.target_count} targets`;
+    case "relay.done":
+      return `relay ${p.relay_id} ${p.status}${p.summary ? `: ${p.summary}` : ""}`;
+    case "task.updated":
+      return `task of ${name(p.agent_id)} ${p.status}`;
+    case "task.done":
+      return `task of ${name(p.agent_id)} done`;
+    case "loop.suppressed":
+      return `loop stopped (${p.rule}, hop ${p.hop}, limit ${p.limit}): ${name(p.from)} → ${(p.to || []).map(name).join(", ")}, chain ${p.chain_id}`;
+    case "delivery.failed":
+      return `not delivered to ${name(p.dst)}: ${p.reason}`;
+    case "agent.added":
+      return `${p.name || p.id} joined (${p.kind || "agent"})`;
+    case "agent.removed":
+      return `${p.name || p.id} left`;
+    case "agent.updated":
+      return `${p.previous_name || p.id} is now ${p.name}`;
+    case "agent.online":
+    case "agent.offline":
+      return `${name(p.id)} ${env.type.slice(6)}${p.reason ? ` (${p.reason})` : ""}`;
+    default:
+      return "";
+  }
+}
+
+function rowClass(env) {
+  const p = env.payload || {};
+  if (env.type === "loop.suppressed") return "loop";
+  if (env.type.startsWith("relay.") || (env.meta && env.meta.weave && env.meta.weave.relay_id)) return "relay";
+  if (env.type.startsWith("task.")) return "task";
+  if (p.kind === "reply") return "reply";
+  return "";
+}
+
+function renderTimeline() {
+  const ol = $("timeline");
+  const fresh = [];
+  for (const [seq, r] of state.records) {
+    if (drawn.has(`${state.selected}:${seq}`)) continue;
+    drawn.add(`${state.selected}:${seq}`);
+    const env = r.envelope;
+    const li = document.createElement("li");
+    li.dataset.seq = seq;
+    li.dataset.type = env.type;
+    li.dataset.agents = [env.src, env.dst].filter(Boolean).join(" ");
+    li.className = rowClass(env);
+    const from = env.src === "weave" ? "weave" : (state.agents.get(env.src) || {}).name || env.src;
+    const to = env.dst ? ` → ${(state.agents.get(env.dst) || {}).name || env.dst}` : "";
+    const kind = env.payload && env.payload.kind && env.type === "message.send" ? ` (${env.payload.kind})` : "";
+    li.innerHTML = `<span class="seq"></span><span class="kind"></span><span class="who"></span><span class="text"></span>`;
+    li.querySelector(".seq").textContent = seq;
+    li.querySelector(".kind").textContent = env.type + kind;
+    li.querySelector(".who").textContent = from + to;
+    li.querySelector(".text").textContent = describe(env);
+    li.title = r.ts;
+    fresh.push(li);
+  }
+  if (fresh.length) {
+    // Keep the DOM in seq order whatever order records arrived in.
+    const all = [...ol.children, ...fresh].sort((a, b) => Number(a.dataset.seq) - Number(b.dataset.seq));
+    if ($("sort").value === "desc") all.reverse();
+    ol.replaceChildren(...all);
+    applyFilters();
+  }
+}
+
+function applyFilters() {
+  const text = $("filter-text").value.toLowerCase();
+  const kind = $("filter-kind").value;
+  const agent = $("filter-agent").value;
+  for (const li of $("timeline").children) {
+    const ok =
+      (!text || li.textContent.toLowerCase().includes(text)) &&
+      (!kind || li.dataset.type.startsWith(kind)) &&
+      (!agent || li.dataset.agents.split(" ").includes(agent));
+    li.hidden = !ok;
+  }
+}
+for (const id of ["filter-text", "filter-kind", "filter-agent"]) $(id).oninput = applyFilters;
+$("sort").onchange = () => {
+  const ol = $("timeline");
+  ol.replaceChildren(...[...ol.children].reverse());
+};
+
+// ---- agents ---------------------------------------------------------------------------------
+
+async function refreshAgents() {
+  const id = state.selected;
+  const list = await api("GET", `/api/sessions/${id}/agents`);
+  if (state.selected !== id) return;
+  state.agents = new Map(list.agents.map((a) => [a.id, a]));
+  scheduleRender();
+}
+
+function renderAgents() {
+  const ul = $("agents");
+  const agents = [...state.agents.values()];
+  ul.replaceChildren(
+    ...agents.map((a, i) => {
+      const li = document.createElement("li");
+      li.dataset.id = a.id;
+      li.dataset.status = a.status;
+      li.innerHTML = `<span class="name"></span><span class="status ${a.status}">${a.status}</span>
+        <span class="busy"></span><span class="kind-tag count"></span>
+        <span class="tools"><button data-act="rename">rename</button><button data-act="up">↑</button><button data-act="down">↓</button></span>`;
+      li.querySelector(".name").textContent = a.name || a.id;
+      li.querySelector(".kind-tag").textContent = a.kind || "agent";
+      li.querySelector(".busy").textContent = state.busy.has(a.id) ? `busy in ${state.busy.get(a.id)}` : "";
+      li.querySelector('[data-act="rename"]').onclick = async () => {
+        const name = prompt(`New name for ${a.name || a.id}`, a.name || "");
+        if (name) await api("PATCH", `/api/sessions/${state.selected}/agents/${encodeURIComponent(a.id)}`, { name });
+      };
+      const move = (delta) => async () => {
+        const ids = agents.map((x) => x.id);
+        const j = i + delta;
+        if (j < 0 || j >= ids.length) return;
+        [ids[i], ids[j]] = [ids[j], ids[i]];
+        const res = await api("POST", `/api/sessions/${state.selected}/agents/order`, { ids });
+        state.agents = new Map(res.agents.map((x) => [x.id, x]));
+        scheduleRender();
+      };
+      li.querySelector('[data-act="up"]').onclick = move(-1);
+      li.querySelector('[data-act="down"]').onclick = move(1);
+      return li;
+    }),
+  );
+  const select = $("filter-agent");
+  const current = select.value;
+  select.replaceChildren(new Option("all agents", ""), ...agents.map((a) => new Option(a.name || a.id, a.id)));
+  select.value = current;
+}
+
+// ---- the person as an agent of the session -------------------------------------------------
+
+function renderMe() {
+  $("join").hidden = !state.selected || !!state.me;
+  $("send").hidden = !state.me;
+  $("me").hidden = !state.me;
+  if (state.me) $("me").textContent = `You are ${state.me.name} in this session.`;
+}
+
+$("join").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const me = await api("POST", `/api/sessions/${state.selected}/agents`, { name: $("join-name").value, kind: "human" });
+  state.me = { id: me.id, name: me.name };
+  localStorage.setItem(`weave.me.${state.selected}`, JSON.stringify(state.me));
+  renderMe();
+  openInbox();
+};
+
+/// Deliveries to the person arrive on their inbox stream and are acked there; the timeline shows
+/// them through the session's records.
+function openInbox() {
+  const { selected } = state;
+  let last = null;
+  const ack = (e) => {
+    last = Number(e.lastEventId) || last;
+    const delivery = JSON.parse(e.data);
+    api("POST", `/api/sessions/${selected}/agents/${encodeURIComponent(state.me.id)}/inbox/ack`, { ids: [delivery.corr || delivery.id] }).catch(() => {});
+  };
+  inboxStream = liveStream("inbox", `/api/sessions/${selected}/agents/${encodeURIComponent(state.me.id)}/inbox/stream`, () => last, {
+    "message.send": ack,
+    "action.submit": ack,
+  });
+}
+
+/// `#ann #bob text` → targets and text; names match agents' names or ids, case-insensitively.
+function parseAddressed(line) {
+  const targets = [];
+  let rest = line.trim();
+  while (rest.startsWith("#")) {
+    const m = rest.match(/^#(\S+)\s*/);
+    targets.push(m[1]);
+    rest = rest.slice(m[0].length);
+  }
+  return { targets, text: rest };
+}
+
+$("send").onsubmit = async (ev) => {
+  ev.preventDefault();
+  const { targets, text } = parseAddressed($("send-text").value);
+  if (!targets.length) return showError("address agents with #name, e.g. `#bob please review`");
+  if (!text) return showError("nothing to send");
+  const res = await api("POST", `/api/sessions/${state.selected}/messages`, { from: state.me.id, text, agent_ids: targets });
+  for (const f of res.failures) showError(`${f.agent_id}: ${f.code}: ${f.message}`);
+  $("send-text").value = "";
+  $("picker").hidden = true;
+};
+
+// The #name picker: typing `#` offers the session's agents.
+$("send-text").oninput = () => {
+  const value = $("send-text").value;
+  const m = value.match(/#(\S*)$/);
+  const picker = $("picker");
+  if (!m) return (picker.hidden = true);
+  const prefix = m[1].toLowerCase();
+  const names = [...state.agents.values()]
+    .filter((a) => !state.me || a.id !== state.me.id)
+    .map((a) => a.name || a.id)
+    .filter((n) => n.toLowerCase().startsWith(prefix));
+  picker.replaceChildren(
+    ...names.map((n) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = `#${n}`;
+      b.onclick = () => {
+        $("send-text").value = value.slice(0, value.length - m[0].length) + `#${n} `;
+        picker.hidden = true;
+        $("send-text").focus();
+      };
+      return b;
+    }),
+  );
+  picker.hidden = names.length === 0;
+};
