@@ -164,6 +164,7 @@ function select(id) {
   state.busy = new Map();
   state.me = JSON.parse(localStorage.getItem(`weave.me.${id}`) || "null");
   $("timeline").replaceChildren();
+  $("relays").replaceChildren();
   renderSessions();
   renderTitle();
   renderMe();
@@ -234,6 +235,7 @@ function addRecord(record) {
       refreshAgents();
       break;
   }
+  if (/^(relay\.|task\.|action\.)/.test(env.type)) scheduleRelays();
   scheduleRender();
 }
 
@@ -324,9 +326,13 @@ function renderTimeline() {
   if (fresh.length) {
     // Keep the DOM in seq order whatever order records arrived in.
     const all = [...ol.children, ...fresh].sort((a, b) => Number(a.dataset.seq) - Number(b.dataset.seq));
-    if ($("sort").value === "desc") all.reverse();
+    const newestLast = $("sort").value !== "desc";
+    if (!newestLast) all.reverse();
+    // Follow new records when the reader is at the end; leave them be when they scrolled away.
+    const atEnd = ol.scrollTop + ol.clientHeight >= ol.scrollHeight - 40;
     ol.replaceChildren(...all);
     applyFilters();
+    if (newestLast && atEnd) ol.scrollTop = ol.scrollHeight;
   }
 }
 
@@ -347,6 +353,50 @@ $("sort").onchange = () => {
   const ol = $("timeline");
   ol.replaceChildren(...[...ol.children].reverse());
 };
+
+// ---- relays: per-target action states ------------------------------------------------------
+
+let relaysTimer = null;
+function scheduleRelays() {
+  clearTimeout(relaysTimer);
+  relaysTimer = setTimeout(refreshRelays, 100);
+}
+
+async function refreshRelays() {
+  const id = state.selected;
+  const { relays } = await api("GET", `/api/sessions/${id}/relays`);
+  if (state.selected !== id) return;
+  const name = (a) => (state.agents.get(a) || {}).name || a;
+  $("relays").replaceChildren(
+    ...relays.map((r) => {
+      const li = document.createElement("li");
+      li.dataset.relay = r.relay_id;
+      li.dataset.status = r.status;
+      const head = document.createElement("div");
+      head.className = "relay-head";
+      head.textContent = `${r.relay_id} by ${name(r.owner_id)}: ${r.status}`;
+      if (r.status === "active" && state.me && r.owner_id === state.me.id) {
+        const stop = document.createElement("button");
+        stop.textContent = "cancel";
+        stop.onclick = () => api("POST", `/api/sessions/${id}/relays/${encodeURIComponent(r.relay_id)}/cancel`, {});
+        head.append(stop);
+      }
+      li.append(head);
+      for (const t of r.tasks) {
+        for (const a of r.actions.filter((x) => x.target === t.agent_id)) {
+          const step = document.createElement("div");
+          const s = a.answered ? "answered" : a.dispatched ? "dispatched" : "held";
+          step.className = `step ${s}`;
+          step.dataset.target = t.agent_id;
+          step.dataset.state = s;
+          step.textContent = `${name(t.agent_id)} · ${a.plan_step_id || a.type}: ${s} (task ${t.status})`;
+          li.append(step);
+        }
+      }
+      return li;
+    }),
+  );
+}
 
 // ---- agents ---------------------------------------------------------------------------------
 

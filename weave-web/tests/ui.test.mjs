@@ -155,6 +155,23 @@ test("the UI watches and steers a session, and survives a daemon restart without
     }
     assert.equal(refused, "loop_suppressed");
     await page.waitForSelector('#timeline li.loop:has-text("loop stopped (ping_pong")', { timeout: WAIT });
+    // A relay with a wait: its per-target action states are shown and follow the replies.
+    const relay = await term.request("relay.submit", {
+      relay_id: "review", targets: ["ping", "pong"],
+      actions: [
+        { type: "message", dst: "ping", text: "check the tests", plan_step_id: "tests" },
+        { type: "wait", plan_step_id: "wait" },
+        { type: "message", dst: "pong", text: "then ship it", plan_step_id: "ship" },
+      ],
+    });
+    assert.equal(relay.payload.status, "accepted", JSON.stringify(relay));
+    await page.waitForSelector('#relays li[data-relay="review"] .step[data-target="ping"][data-state="dispatched"]', { timeout: WAIT });
+    await page.waitForSelector('#relays li[data-relay="review"] .step[data-target="pong"][data-state="held"]', { timeout: WAIT });
+    const task = await a.next((d) => d.type === "action.submit");
+    await a.message("term", { text: "tests pass", kind: "reply", reply_to_action_id: task.payload.actions[0].action_id });
+    await page.waitForSelector('#relays li[data-relay="review"] .step[data-target="ping"][data-state="answered"]', { timeout: WAIT });
+    await page.waitForSelector('#relays li[data-relay="review"] .step[data-target="pong"][data-state="dispatched"]', { timeout: WAIT });
+    await page.waitForSelector('#agents li[data-id="pong"] .busy:has-text("busy in review")', { timeout: WAIT });
     if (process.env.SCREENSHOTS) {
       mkdirSync(process.env.SCREENSHOTS, { recursive: true });
       await page.screenshot({ path: join(process.env.SCREENSHOTS, "session.png") });
