@@ -11,6 +11,7 @@ mod baseline;
 mod bus;
 mod daemon;
 mod lines;
+mod ops;
 mod stats;
 
 use stats::Latencies;
@@ -58,6 +59,12 @@ pub struct Args {
     /// Messages posted in the HTTP throughput run.
     #[arg(long, default_value_t = 5_000)]
     http_count: usize,
+    /// Idle agent connections in the memory run.
+    #[arg(long, default_value_t = 1_000)]
+    idle_agents: usize,
+    /// Records written before the recovery run (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    recovery_records: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -211,6 +218,20 @@ fn main() {
             met: true,
             check: http_check,
         });
+        eprintln!("cold start…");
+        let (cold, status) = ops::cold_start(&weaved, &weaved.with_file_name("weavectl")).await;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        rows.push(Row { figure: "cold start: weaved launch → socket answers".into(), config: "fresh home, median of 5".into(), bus: ms(cold), baseline: f64::NAN, unit: "ms", target: "< 50 ms".into(), met: ms(cold) < 50.0, check: "—".into() });
+        rows.push(Row { figure: "weavectl status wall time".into(), config: "process start to exit, median of 5".into(), bus: ms(status), baseline: f64::NAN, unit: "ms", target: "—".into(), met: true, check: "—".into() });
+        eprintln!("idle memory with {} agents…", args.idle_agents);
+        let (idle_mb, per_conn_kb) = ops::idle_memory(&bus_bin, args.idle_agents).await;
+        rows.push(Row { figure: "memory per idle agent connection".into(), config: format!("weave-bus, {} agents connected and idle", args.idle_agents), bus: per_conn_kb, baseline: f64::NAN, unit: "KB", target: "< 16 KB".into(), met: per_conn_kb < 16.0, check: format!("RSS idle {idle_mb:.1} MB") });
+        rows.push(Row { figure: "bus RSS, idle".into(), config: "weave-bus, one session, no agents".into(), bus: idle_mb, baseline: f64::NAN, unit: "MB", target: "—".into(), met: true, check: "—".into() });
+        if args.recovery_records > 0 {
+            eprintln!("recovery with {} records…", args.recovery_records);
+            let (took, cfg) = ops::recovery(&bus_bin, args.recovery_records).await;
+            rows.push(Row { figure: "recovery: restart → socket answers".into(), config: cfg, bus: ms(took), baseline: f64::NAN, unit: "ms", target: "< 2,000 ms".into(), met: ms(took) < 2000.0, check: "—".into() });
+        }
         let base_rtt_check = base_pp.check();
         print_table(&args, &rows, &base_rtt_check, &base_tput.check);
     });

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use codex_weave_runtime::{Envelope, ErrorCode};
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::FramedRead;
@@ -258,7 +258,8 @@ async fn serve_connection(
         conn,
         max_buffer / 2,
     ));
-    let mut lines = FramedRead::new(read, NdjsonCodec::new(max_line));
+    // Start the read buffer small: it grows with the lines it meets.
+    let mut lines = FramedRead::with_capacity(read, NdjsonCodec::new(max_line), 1024);
     let mut drain = false;
     loop {
         // A client that does not read its responses does not get to send more requests.
@@ -314,21 +315,15 @@ async fn write_lines(
     conn: ConnId,
     resume_below: usize,
 ) {
-    let mut w = BufWriter::with_capacity(64 * 1024, write);
-    while let Some(line) = lines.recv().await {
-        let mut next = Some(line);
-        let mut written = 0;
-        while let Some(line) = next {
-            if w.write_all(&line).await.is_err() {
-                return;
-            }
-            written += line.len();
-            next = lines.try_recv().ok();
-        }
-        if w.flush().await.is_err() {
+    // No buffer of its own: the engine already hands over one chunk per commit, and an idle
+    // connection should cost as little memory as possible (a 64 KB BufWriter per connection
+    // was most of it).
+    let mut w = write;
+    while let Some(chunk) = lines.recv().await {
+        if w.write_all(&chunk).await.is_err() {
             return;
         }
-        if shared.written(written, resume_below) {
+        if shared.written(chunk.len(), resume_below) {
             bus.writable(conn);
         }
     }
