@@ -34,7 +34,7 @@ fn spawn(bin: &Path, home: &Path, extra: &[&str]) -> Child {
 /// Time from spawning `bin` until its socket accepts a connection and answers a request.
 async fn until_serving(bin: &Path, home: &Path, extra: &[&str]) -> (Child, Duration) {
     let started = Instant::now();
-    let child = spawn(bin, home, extra);
+    let mut child = spawn(bin, home, extra);
     let socket = home.join("coord.sock");
     loop {
         if let Ok((c, _)) = Client::connect(&socket).await {
@@ -50,11 +50,11 @@ async fn until_serving(bin: &Path, home: &Path, extra: &[&str]) -> (Child, Durat
                 return (child, started.elapsed());
             }
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{} never served",
-            bin.display()
-        );
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} never served", bin.display());
+        }
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
