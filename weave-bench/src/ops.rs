@@ -32,6 +32,9 @@ fn spawn(bin: &Path, home: &Path, extra: &[&str]) -> Child {
 }
 
 /// Time from spawning `bin` until its socket accepts a connection and answers a request.
+/// The child is returned to the caller, who stops and waits for it (`stop`); clippy cannot see
+/// through the return.
+#[allow(clippy::zombie_processes)]
 async fn until_serving(bin: &Path, home: &Path, extra: &[&str]) -> (Child, Duration) {
     let started = Instant::now();
     let mut child = spawn(bin, home, extra);
