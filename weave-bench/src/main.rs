@@ -10,6 +10,7 @@
 mod baseline;
 mod bus;
 mod daemon;
+mod fanout;
 mod lines;
 mod ops;
 mod stats;
@@ -62,6 +63,9 @@ pub struct Args {
     /// Idle agent connections in the memory run.
     #[arg(long, default_value_t = 1_000)]
     idle_agents: usize,
+    /// Complete relays timed in the relay fan-out run.
+    #[arg(long, default_value_t = 200)]
+    relays: usize,
     /// Records written before the recovery run (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     recovery_records: usize,
@@ -218,6 +222,45 @@ fn main() {
             met: true,
             check: http_check,
         });
+        {
+            eprintln!("bus (normal): 16 pairs, relay fan-out…");
+            let dir = tempfile::TempDir::new().expect("tmp");
+            let home = dir.path().join("home");
+            let mut child = std::process::Command::new(&bus_bin)
+                .arg("--home")
+                .arg(&home)
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("weave-bus");
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line).expect("ready");
+            let socket = home.join("coord.sock");
+            let (rate, check) = fanout::pairs_throughput(&socket, 16, args.count, args.window).await;
+            rows.push(Row {
+                figure: "throughput, 16 pairs".into(),
+                config: format!("durability=normal, ack=auto, policy=runtime, 16 sender/receiver pairs, {} in flight in all, {} messages", args.window, args.count),
+                bus: rate,
+                baseline: base_tput.rate,
+                unit: "msg/s",
+                target: "—".into(),
+                met: true,
+                check,
+            });
+            let (per, check) = fanout::relay_fanout(&socket, args.relays).await;
+            rows.push(Row {
+                figure: "relay fan-out: time per complete relay".into(),
+                config: format!("owner → 8 agents who each reply, then done; {} relays in a row", args.relays),
+                bus: per.as_secs_f64() * 1000.0,
+                baseline: f64::NAN,
+                unit: "ms",
+                target: "—".into(),
+                met: true,
+                check,
+            });
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         eprintln!("cold start…");
         let (cold, status) = ops::cold_start(&weaved, &weaved.with_file_name("weavectl")).await;
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
