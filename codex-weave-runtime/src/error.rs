@@ -38,25 +38,6 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
-        ErrorCode::BadRequest,
-        ErrorCode::UnsupportedVersion,
-        ErrorCode::UnknownType,
-        ErrorCode::UnknownSession,
-        ErrorCode::SessionClosed,
-        ErrorCode::UnknownAgent,
-        ErrorCode::Forbidden,
-        ErrorCode::NameTaken,
-        ErrorCode::NotOwner,
-        ErrorCode::LoopSuppressed,
-        ErrorCode::FrameTooLarge,
-        ErrorCode::InboxFull,
-        ErrorCode::LimitReached,
-        ErrorCode::StoreUnavailable,
-        ErrorCode::ShuttingDown,
-        ErrorCode::Internal,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "bad_request",

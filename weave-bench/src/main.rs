@@ -18,7 +18,6 @@ mod stats;
 use stats::Latencies;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -334,6 +333,3 @@ fn fmt_num(x: f64) -> String {
 
 /// Round trips are measured in this many blocks, alternating bus and baseline.
 const RTT_BLOCKS: usize = 10;
-
-/// How long a run may take before the bench gives up on it.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(300);

@@ -132,14 +132,6 @@ impl HomeLock {
     }
 }
 
-/// The pid written in a home's lock file, if a bus holds it now.
-pub fn running_bus_pid(home: &Path) -> Option<u32> {
-    match HomeLock::acquire(&home.join("bus.lock")) {
-        Err(HomeError::Locked { pid, .. }) => pid,
-        _ => None,
-    }
-}
-
 /// Removes a dead socket file; refuses when anything answers on it.
 pub fn clear_stale_socket(path: &Path) -> Result<(), HomeError> {
     if fs::symlink_metadata(path).is_err() {

@@ -5,7 +5,7 @@
 //! Layout (one concept per file): `config` (limits), `home` (directory, lock, socket file),
 //! `store` (SQLite), `engine` (the single thread that owns state; `engine/commands` has one
 //! file per request family), `server` (accept loop and connections), `handle` (the in-process
-//! `Bus`), `policy` (refusals), `engine/brain.rs` (where every request meets the runtime).
+//! `Bus`), `refusal` (why a request was refused), `engine/brain.rs` (where every request meets the runtime).
 
 pub mod config;
 pub mod conn;
@@ -13,12 +13,12 @@ pub mod engine;
 pub mod handle;
 pub mod home;
 pub mod metrics;
-pub mod policy;
+pub mod refusal;
 pub mod server;
 pub mod store;
 
 pub use codex_weave_runtime::RuntimeConfig;
 pub use config::{BusConfig, Durability, Limits};
 pub use handle::{Bus, LocalConn, LocalSender};
-pub use policy::Refusal;
+pub use refusal::Refusal;
 pub use server::{BusServer, StartError};

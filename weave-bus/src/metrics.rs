@@ -29,7 +29,7 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn observe_batch(&self, inputs: usize, _took: Duration) {
+    pub fn observe_batch(&self, inputs: usize) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.batched_inputs
             .fetch_add(inputs as u64, Ordering::Relaxed);

@@ -29,7 +29,7 @@ use crate::engine::{response_line, Engine};
 use crate::handle::Bus;
 use crate::home::{self, HomeError, HomeLock};
 use crate::metrics::Metrics;
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 use crate::store::{self, Store, StoreError};
 use codex_weave_transport_uds::{CodecError, NdjsonCodec};
 

@@ -13,7 +13,7 @@ use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::{json, Value};
 
 use super::{bus_envelope, new_id, Engine};
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 use crate::store::StoreError;
 
 /// What the runtime said about a request.

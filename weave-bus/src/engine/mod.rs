@@ -30,7 +30,7 @@ use serde_json::Value;
 use crate::config::BusConfig;
 use crate::conn::{ConnId, ConnOut};
 use crate::metrics::Metrics;
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 use crate::store::{Loaded, Store, StoreError};
 use idempotency::Idempotency;
 use state::{Agent, Conn, Delivery, DeliveryKind, Map, Session};
@@ -250,7 +250,6 @@ impl Engine {
                     Err(_) => break,
                 },
             };
-            let started = Instant::now();
             if let Err(e) = self.store.begin() {
                 self.batch.failed.get_or_insert(e);
             }
@@ -271,7 +270,7 @@ impl Engine {
             }
             self.fire_timers(Instant::now());
             self.finish_batch();
-            self.metrics.observe_batch(applied, started.elapsed());
+            self.metrics.observe_batch(applied);
             if stop {
                 break;
             }

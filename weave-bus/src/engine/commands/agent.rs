@@ -11,7 +11,7 @@ pub const AGENT_KINDS: &[&str] = &["agent", "human", "sdk"];
 use crate::conn::ConnId;
 use crate::engine::state::Agent;
 use crate::engine::{bus_envelope, encode_line, Answer, Engine};
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 
 impl Engine {
     pub(super) fn agent_list(&self, env: &Envelope) -> Reply {

@@ -7,7 +7,7 @@ use super::{payload_bool, payload_u64, Reply};
 use crate::conn::ConnId;
 use crate::engine::records::stored_record_json;
 use crate::engine::{Answer, Engine};
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 
 /// Records per `events.history` page when no `limit` is given.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;

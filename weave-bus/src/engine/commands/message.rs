@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{bad, Reply};
 use crate::conn::ConnId;
 use crate::engine::{Answer, Engine};
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 
 impl Engine {
     /// Records a message and queues it for its target: `dst` (id or name) or `topic`

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::idempotency;
 use super::{now_ms, Answer, Engine, Reply};
 use crate::conn::ConnId;
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 use crate::store::IdempotencyRow;
 
 impl Engine {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{bad, payload_bool, valid_name, Reply};
 use crate::engine::state::Session;
 use crate::engine::{new_id, Answer, Engine};
-use crate::policy::Refusal;
+use crate::refusal::Refusal;
 
 impl Engine {
     pub(super) fn session_list(&self, env: &Envelope) -> Reply {
