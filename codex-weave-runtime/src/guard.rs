@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::AgentId;
 
@@ -34,7 +34,7 @@ impl Rule {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     pub chain: String,
     pub hop: u32,
@@ -66,14 +66,22 @@ pub struct Probe<'a> {
     pub explicit_parent: Option<&'a str>,
 }
 
-#[derive(Debug, Default)]
+/// (chain, lower agent, higher agent): the pair a ping-pong run is counted for.
+type PairKey = (String, AgentId, AgentId);
+
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Guard {
     nodes: HashMap<String, Node>,
     order: VecDeque<String>,
     /// Newest unanswered new-work message delivered to each agent.
     unanswered: HashMap<AgentId, String>,
-    /// (chain, lower agent, higher agent) → (who sent the last new work, run length).
-    runs: HashMap<(String, AgentId, AgentId), (AgentId, u32)>,
+    /// Pair → (who sent the last new work, run length, the update's number in `run_order`).
+    #[serde(with = "crate::pairs")]
+    runs: HashMap<PairKey, (AgentId, u32, u64)>,
+    /// Run updates, oldest first, numbered: past [`MAX_NODES`] the oldest pairs are forgotten
+    /// (a forgotten run starts again at one, as a forgotten parent starts a new chain).
+    run_order: VecDeque<(PairKey, u64)>,
+    run_updates: u64,
 }
 
 impl Guard {
@@ -111,7 +119,7 @@ impl Guard {
             // A message to oneself is not a ping-pong between two agents.
             for to in probe.to.iter().filter(|t| *t != probe.from) {
                 let r = match self.runs.get(&pair_key(&chain, probe.from, to)) {
-                    Some((last_from, r)) if last_from == to => r + 1,
+                    Some((last_from, r, _)) if last_from == to => r + 1,
                     _ => 1,
                 };
                 run = run.max(r);
@@ -141,11 +149,21 @@ impl Guard {
             for to in probe.to.iter().filter(|t| *t != probe.from) {
                 let key = pair_key(&verdict.chain, probe.from, to);
                 let run = match self.runs.get(&key) {
-                    Some((last_from, r)) if last_from == to => r + 1,
+                    Some((last_from, r, _)) if last_from == to => r + 1,
                     _ => 1,
                 };
-                self.runs.insert(key, (probe.from.to_owned(), run));
+                self.run_updates += 1;
+                self.run_order.push_back((key.clone(), self.run_updates));
+                self.runs
+                    .insert(key, (probe.from.to_owned(), run, self.run_updates));
                 self.unanswered.insert(to.clone(), probe.id.to_owned());
+            }
+            while self.run_order.len() > MAX_NODES {
+                if let Some((old, number)) = self.run_order.pop_front() {
+                    if self.runs.get(&old).is_some_and(|r| r.2 == number) {
+                        self.runs.remove(&old);
+                    }
+                }
             }
         }
         let node = Node {
@@ -162,6 +180,11 @@ impl Guard {
                 self.nodes.remove(&old);
             }
         }
+    }
+
+    /// How many pair runs are remembered (bounded by [`MAX_NODES`]).
+    pub fn run_count(&self) -> usize {
+        self.runs.len()
     }
 
     /// Forgets an agent that left (it answers nothing any more).

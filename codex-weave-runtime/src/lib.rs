@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod guard;
 pub mod model;
+mod pairs;
 pub mod relay;
 pub mod runtime;
 pub mod wire;

@@ -41,14 +41,13 @@ impl MessageKind {
 /// A conversation: started by one agent, its single owner, who alone issues follow-ups in it.
 /// Ownership is fixed today; `owner_id` is a field (not derived) so a later transfer command
 /// only has to change it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
     pub context_id: String,
     pub owner_id: AgentId,
     pub task_id: Option<String>,
     pub relay_id: Option<String>,
     /// Latest message of this conversation delivered to each agent (for follow-up chains).
-    #[serde(skip)]
     pub last_to: HashMap<AgentId, String>,
 }
 
@@ -85,7 +84,7 @@ pub enum RelayStatus {
 }
 
 /// One action of a relay, as accepted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {
     pub action_id: String,
     pub action_index: u32,
@@ -95,7 +94,6 @@ pub struct Action {
     pub plan_step_id: String,
     pub target: AgentId,
     /// The action as dispatched to the target (the wire form).
-    #[serde(skip)]
     pub wire: Value,
     pub expects_reply: bool,
     /// Delivered to the target (false while held behind a wait).
@@ -105,7 +103,7 @@ pub struct Action {
 }
 
 /// A step waiting in a relay's plan.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Step {
     /// Index into `Relay::actions`.
     Act(usize),
@@ -117,7 +115,7 @@ pub enum Step {
 }
 
 /// A relay target: its conversation and task with the relay's owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub context_id: String,
     pub task_id: String,
@@ -128,7 +126,7 @@ pub struct Task {
     pub groups: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Relay {
     pub relay_id: String,
     pub owner: AgentId,

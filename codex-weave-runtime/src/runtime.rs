@@ -4,8 +4,9 @@
 //! dispatch, and events to record and deliver. No IO, no clock, no randomness: the same inputs
 //! give the same outputs, which is what the property and snapshot tests rely on.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ErrorCode;
@@ -113,7 +114,7 @@ pub struct Stamp {
 }
 
 /// What an action or message id refers to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ActionRef {
     pub context_id: Option<String>,
     pub relay_id: Option<String>,
@@ -126,14 +127,16 @@ pub const MAX_CONVERSATIONS: usize = 100_000;
 /// Message and action ids remembered per session (for `reply_to_action_id`).
 pub const MAX_ACTION_REFS: usize = 200_000;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Session {
     pub conversations: HashMap<String, Conversation>,
     /// Conversation ids, oldest first, for eviction.
     pub conversation_order: VecDeque<String>,
     /// Action ids, oldest first, for eviction.
     pub action_order: VecDeque<String>,
-    pub relays: HashMap<String, Relay>,
+    /// Ordered by id: whatever walks the relays (an agent leaving) does so in one order,
+    /// so a replay gives the same outputs as the live run.
+    pub relays: BTreeMap<String, Relay>,
     pub guard: Guard,
     /// The conversation an agent answers into when its reply names none.
     pub pending_reply: HashMap<AgentId, String>,
@@ -181,8 +184,9 @@ impl Session {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Runtime {
+    #[serde(skip)]
     pub(crate) cfg: RuntimeConfig,
     pub(crate) sessions: HashMap<String, Session>,
 }
@@ -216,6 +220,21 @@ impl Runtime {
 
     pub fn config(&self) -> &RuntimeConfig {
         &self.cfg
+    }
+
+    /// The whole state, encoded: what [`Runtime::from_snapshot`] takes back. A host stores it
+    /// beside its log so that a restart replays only what followed instead of the whole log.
+    pub fn snapshot(&self) -> Vec<u8> {
+        // Only strings, numbers and maps with string keys: encoding cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A runtime in the state a [`Runtime::snapshot`] captured, with `cfg` (limits are
+    /// configuration, not state).
+    pub fn from_snapshot(cfg: RuntimeConfig, bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let mut runtime: Runtime = serde_json::from_slice(bytes)?;
+        runtime.cfg = cfg;
+        Ok(runtime)
     }
 
     pub fn handle(&mut self, input: Input) -> Vec<Output> {
@@ -254,6 +273,13 @@ impl Runtime {
         self.sessions
             .get(session)
             .map_or(0, |s| s.conversations.len())
+    }
+
+    /// How many ping-pong pair runs the loop guard of `session` remembers.
+    pub fn guard_run_count(&self, session: &str) -> usize {
+        self.sessions
+            .get(session)
+            .map_or(0, |s| s.guard.run_count())
     }
 
     /// Relays of a session, for listings.

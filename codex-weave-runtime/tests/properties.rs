@@ -7,7 +7,7 @@ mod sim;
 
 use std::collections::HashMap;
 
-use codex_weave_runtime::{Input, MessageKind, Output, RelayStatus, RuntimeConfig};
+use codex_weave_runtime::{Input, MessageKind, Output, RelayStatus, Runtime, RuntimeConfig};
 use proptest::prelude::*;
 use serde_json::json;
 use sim::{Msg, Sim, S};
@@ -69,6 +69,113 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Applies one operation; returns what came out, and for a reply the agent it was sent to.
+fn apply(
+    s: &mut Sim,
+    op: &Op,
+    contexts: &[String],
+    ids: &[String],
+) -> (sim::Outcome, Option<&'static str>) {
+    match *op {
+        Op::User {
+            from,
+            to,
+            ctx,
+            parent,
+        } => {
+            let m = Msg {
+                ctx: pick(contexts, ctx),
+                parent: pick(ids, parent),
+                ..Msg::user(AGENTS[from], AGENTS[to])
+            };
+            (s.send(m), None)
+        }
+        Op::Reply {
+            from,
+            to,
+            ctx,
+            reply_to,
+        } => {
+            let m = Msg {
+                ctx: pick(contexts, ctx),
+                reply_to: pick(ids, reply_to),
+                ..Msg::reply(AGENTS[from], AGENTS[to])
+            };
+            (s.send(m), Some(AGENTS[to]))
+        }
+        Op::Relay {
+            from,
+            id,
+            ref targets,
+            wait,
+        } => {
+            let mut actions: Vec<_> = targets
+                .iter()
+                .map(|t| json!({ "type": "message", "dst": AGENTS[*t], "text": "x" }))
+                .collect();
+            if wait {
+                actions.push(json!({ "type": "wait" }));
+                actions
+                    .push(json!({ "type": "message", "dst": AGENTS[targets[0]], "text": "after" }));
+            }
+            let targets: Vec<_> = targets.iter().map(|t| AGENTS[*t]).collect();
+            (
+                s.relay(
+                    AGENTS[from],
+                    json!({ "relay_id": format!("r{id}"), "targets": targets, "actions": actions }),
+                ),
+                None,
+            )
+        }
+        Op::Done { from, id } => {
+            let relay = format!("r{id}");
+            let was_active_owned =
+                s.rt.relay_state(S, &relay)
+                    .is_some_and(|r| r.is_active() && r.owner == AGENTS[from]);
+            let out = s.relay(
+                AGENTS[from],
+                json!({ "relay_id": relay, "done": { "summary": "s" } }),
+            );
+            if was_active_owned {
+                assert_eq!(out.events("relay.done").len(), 1);
+                assert_eq!(
+                    s.rt.relay_state(S, &relay).unwrap().status,
+                    RelayStatus::Done
+                );
+            }
+            (out, None)
+        }
+        Op::Cancel { from, id } => (
+            s.relay(
+                AGENTS[from],
+                json!({ "relay_id": format!("r{id}"), "cancel": true }),
+            ),
+            None,
+        ),
+        Op::Result {
+            from,
+            action,
+            terminal,
+        } => {
+            let action = pick(ids, Some(action)).unwrap_or("none").to_owned();
+            (s.result(AGENTS[from], "a", &action, terminal), None)
+        }
+        Op::Leave { agent } => {
+            let outputs = s.rt.handle(Input::AgentRemoved {
+                session: S.into(),
+                agent: AGENTS[agent].into(),
+            });
+            (
+                sim::Outcome {
+                    id: String::new(),
+                    outputs,
+                },
+                None,
+            )
+        }
+    }
+}
+
 fn pick(list: &[String], i: Option<usize>) -> Option<&str> {
     let i = i?;
     (!list.is_empty()).then(|| list[i % list.len()].as_str())
@@ -86,44 +193,7 @@ proptest! {
         let mut contexts: Vec<String> = Vec::new();
         let mut ids: Vec<String> = Vec::new();
         for op in ops {
-            let (outcome, reply_to_owner) = match op {
-                Op::User { from, to, ctx, parent } => {
-                    let m = Msg { ctx: pick(&contexts, ctx), parent: pick(&ids, parent), ..Msg::user(AGENTS[from], AGENTS[to]) };
-                    (s.send(m), None)
-                }
-                Op::Reply { from, to, ctx, reply_to } => {
-                    let m = Msg { ctx: pick(&contexts, ctx), reply_to: pick(&ids, reply_to), ..Msg::reply(AGENTS[from], AGENTS[to]) };
-                    (s.send(m), Some(AGENTS[to]))
-                }
-                Op::Relay { from, id, targets, wait } => {
-                    let mut actions: Vec<_> = targets.iter().map(|t| json!({ "type": "message", "dst": AGENTS[*t], "text": "x" })).collect();
-                    if wait {
-                        actions.push(json!({ "type": "wait" }));
-                        actions.push(json!({ "type": "message", "dst": AGENTS[targets[0]], "text": "after" }));
-                    }
-                    let targets: Vec<_> = targets.iter().map(|t| AGENTS[*t]).collect();
-                    (s.relay(AGENTS[from], json!({ "relay_id": format!("r{id}"), "targets": targets, "actions": actions })), None)
-                }
-                Op::Done { from, id } => {
-                    let relay = format!("r{id}");
-                    let was_active_owned = s.rt.relay_state(S, &relay).is_some_and(|r| r.is_active() && r.owner == AGENTS[from]);
-                    let out = s.relay(AGENTS[from], json!({ "relay_id": relay, "done": { "summary": "s" } }));
-                    if was_active_owned {
-                        prop_assert_eq!(out.events("relay.done").len(), 1);
-                        prop_assert_eq!(s.rt.relay_state(S, &relay).unwrap().status, RelayStatus::Done);
-                    }
-                    (out, None)
-                }
-                Op::Cancel { from, id } => (s.relay(AGENTS[from], json!({ "relay_id": format!("r{id}"), "cancel": true })), None),
-                Op::Result { from, action, terminal } => {
-                    let action = pick(&ids, Some(action)).unwrap_or("none").to_owned();
-                    (s.result(AGENTS[from], "a", &action, terminal), None)
-                }
-                Op::Leave { agent } => {
-                    let outputs = s.rt.handle(Input::AgentRemoved { session: S.into(), agent: AGENTS[agent].into() });
-                    (sim::Outcome { id: String::new(), outputs }, None)
-                }
-            };
+            let (outcome, reply_to_owner) = apply(&mut s, &op, &contexts, &ids);
             for o in &outcome.outputs {
                 match o {
                     Output::Stamp(st) => {
@@ -159,6 +229,49 @@ proptest! {
         for (relay, owner) in open {
             let out = s.relay(&owner, json!({ "relay_id": relay, "done": {} }));
             prop_assert_eq!(out.events("relay.done").len(), 1);
+        }
+    }
+
+    /// A runtime taken back from a snapshot, at any point, goes on exactly as the original.
+    #[test]
+    fn a_runtime_restored_from_a_snapshot_behaves_as_the_original(
+        ops in proptest::collection::vec(op(), 2..100),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let cfg = RuntimeConfig::default();
+        let at = at.index(ops.len());
+        let mut original = Sim::with(cfg.clone());
+        let mut restored = Sim::with(cfg.clone());
+        for s in [&mut original, &mut restored] {
+            s.agents = AGENTS.iter().map(|a| a.to_string()).collect();
+        }
+        let (mut contexts, mut ids) = (Vec::new(), Vec::new());
+        for (i, op) in ops.iter().enumerate() {
+            if i == at {
+                let bytes = restored.rt.snapshot();
+                restored.rt = Runtime::from_snapshot(cfg.clone(), &bytes).unwrap();
+            }
+            let (a, _) = apply(&mut original, op, &contexts, &ids);
+            let (b, _) = apply(&mut restored, op, &contexts, &ids);
+            prop_assert_eq!(&a.outputs, &b.outputs, "op {} after a snapshot at {}", i, at);
+            for o in &a.outputs {
+                match o {
+                    Output::Stamp(st) => {
+                        if let Some(ctx) = &st.context_id {
+                            if !contexts.contains(ctx) {
+                                contexts.push(ctx.clone());
+                            }
+                        }
+                        ids.push(st.message_id.clone());
+                    }
+                    Output::Dispatch { group, .. } => {
+                        for a in group["actions"].as_array().unwrap() {
+                            ids.push(a["action_id"].as_str().unwrap().to_owned());
+                        }
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 

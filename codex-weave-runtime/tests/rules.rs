@@ -286,10 +286,12 @@ fn limits_are_configurable() {
 }
 
 #[test]
-fn remembered_conversations_are_bounded() {
+fn remembered_conversations_and_guard_runs_are_bounded() {
+    use codex_weave_runtime::guard::MAX_NODES;
     use codex_weave_runtime::{Input, Message, MAX_CONVERSATIONS};
     let mut rt = codex_weave_runtime::Runtime::new(RuntimeConfig::default());
-    for i in 0..MAX_CONVERSATIONS + 100 {
+    let n = MAX_NODES + 100; // each message a new conversation and a new chain
+    for i in 0..n {
         rt.handle(Input::Message(Message {
             session: "s".into(),
             id: format!("m{i}"),
@@ -303,7 +305,6 @@ fn remembered_conversations_are_bounded() {
     }
     assert_eq!(rt.conversation_count("s"), MAX_CONVERSATIONS);
     assert!(rt.conversation(sim::S, "m0").is_none() && rt.conversation("s", "m0").is_none());
-    assert!(rt
-        .conversation("s", &format!("m{}", MAX_CONVERSATIONS + 99))
-        .is_some());
+    assert!(rt.conversation("s", &format!("m{}", n - 1)).is_some());
+    assert_eq!(rt.guard_run_count("s"), MAX_NODES);
 }

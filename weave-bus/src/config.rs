@@ -64,6 +64,9 @@ pub struct Limits {
     /// Records kept per session; older ones are pruned (never one a pending delivery needs).
     /// A cursor below what is kept gets an explicit gap.
     pub retain_events: u64,
+    /// Records written between two snapshots of the runtime's state; a start replays at most
+    /// about this many (after a clean stop, none: a snapshot is taken at shutdown).
+    pub snapshot_every: u64,
 }
 
 impl Default for Limits {
@@ -81,6 +84,7 @@ impl Default for Limits {
             max_idempotency_keys: 1_000_000,
             max_history_page: 10_000,
             retain_events: 1_000_000,
+            snapshot_every: 100_000,
         }
     }
 }

@@ -59,6 +59,9 @@ struct Args {
     /// Records kept per session (older ones are pruned).
     #[arg(long)]
     retain_events: Option<u64>,
+    /// Records written between two snapshots of the runtime's state (bounds replay at start).
+    #[arg(long)]
+    snapshot_every: Option<u64>,
     /// Loop guard: a message at hop max_hops + 1 of its causal chain is stopped.
     #[arg(long, default_value_t = 16)]
     max_hops: u32,
@@ -83,7 +86,8 @@ fn limits(args: &Args) -> Limits {
         max_deliver,
         max_conn_buffer,
         max_idempotency_keys,
-        retain_events
+        retain_events,
+        snapshot_every
     );
     if let Some(s) = args.idempotency_ttl_secs {
         l.idempotency_ttl = Duration::from_secs(s);

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub batched_inputs: AtomicU64,
     pub commit_micros_total: AtomicU64,
     pub commit_micros_max: AtomicU64,
+    /// The runtime's last rebuild (at start, or after a failed commit): 1 if it started from
+    /// a stored snapshot, and how many records it replayed.
+    pub rebuild_from_snapshot: AtomicU64,
+    pub rebuild_replayed: AtomicU64,
 }
 
 impl Metrics {
@@ -61,6 +65,8 @@ impl Metrics {
             "batched_inputs": g(&self.batched_inputs),
             "commit_micros_total": g(&self.commit_micros_total),
             "commit_micros_max": g(&self.commit_micros_max),
+            "rebuild_from_snapshot": g(&self.rebuild_from_snapshot),
+            "rebuild_replayed": g(&self.rebuild_replayed),
         })
     }
 }

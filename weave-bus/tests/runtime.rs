@@ -480,8 +480,38 @@ async fn control_new_then_messages_in_one_group_arrive_together_in_order() {
 }
 
 #[tokio::test]
-async fn after_a_restart_ownership_and_a_waiting_relay_carry_on() {
-    let mut bus = BusProcess::start();
+async fn after_a_kill_ownership_and_a_waiting_relay_carry_on_from_the_whole_log() {
+    let (from_snapshot, replayed) =
+        ownership_and_a_waiting_relay_carry_on(&[], BusProcess::kill9).await;
+    assert_eq!(from_snapshot, 0);
+    assert!(replayed > 5, "{replayed}");
+}
+
+#[tokio::test]
+async fn after_a_kill_ownership_and_a_waiting_relay_carry_on_from_a_snapshot_and_its_tail() {
+    let (from_snapshot, replayed) =
+        ownership_and_a_waiting_relay_carry_on(&["--snapshot-every", "3"], BusProcess::kill9).await;
+    assert_eq!(from_snapshot, 1);
+    assert!(replayed < 3 + 3, "only the tail is replayed: {replayed}");
+}
+
+#[tokio::test]
+async fn after_a_clean_stop_ownership_and_a_waiting_relay_carry_on_from_the_snapshot_alone() {
+    let (from_snapshot, replayed) = ownership_and_a_waiting_relay_carry_on(&[], |bus| {
+        assert_eq!(bus.terminate(), Some(0));
+    })
+    .await;
+    assert_eq!((from_snapshot, replayed), (1, 0));
+}
+
+/// Runs a conversation and a relay waiting for a reply, stops the bus with `stop`, starts it
+/// again, and checks the runtime carries on. Returns the bus's `rebuild_from_snapshot` and
+/// `rebuild_replayed` after the restart.
+async fn ownership_and_a_waiting_relay_carry_on(
+    args: &[&str],
+    stop: impl FnOnce(&mut BusProcess),
+) -> (u64, u64) {
+    let mut bus = BusProcess::start_with(args);
     let (s, c) = team(&bus, &["o", "w", "x"]).await;
     let [o, mut w, _x]: [Conn; 3] = c.try_into().ok().unwrap();
     o.send(&s, "o", "w", "task").await;
@@ -495,8 +525,19 @@ async fn after_a_restart_ownership_and_a_waiting_relay_carry_on() {
         .unwrap()
         .to_owned();
     drop((o, w));
-    bus.restart();
+    stop(&mut bus);
+    bus.spawn().expect("bus restarts");
     let o = bus.connect().await;
+    let stats = o
+        .ok("bus.stats", None, "t", Value::Null)
+        .await
+        .payload
+        .unwrap();
+    let counters = &stats["counters"];
+    let rebuilt = (
+        counters["rebuild_from_snapshot"].as_u64().unwrap(),
+        counters["rebuild_replayed"].as_u64().unwrap(),
+    );
     o.add_agent(&s, "o", "O").await;
     let x = bus.connect().await;
     x.add_agent(&s, "x", "X").await;
@@ -531,6 +572,7 @@ async fn after_a_restart_ownership_and_a_waiting_relay_carry_on() {
             break;
         }
     }
+    rebuilt
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! records it, and applies the effects (events to record and deliver, relay groups to dispatch).
 //!
 //! The runtime keeps its state in memory. Because it is deterministic and `input_for` reads only
-//! what is recorded, replaying the log through it at start-up rebuilds exactly that state.
+//! what is recorded, replaying the log through it rebuilds exactly that state; `snapshot.rs`
+//! keeps the replay short.
 
 use std::collections::HashMap;
 
@@ -14,7 +15,6 @@ use serde_json::{json, Value};
 
 use super::{bus_envelope, new_id, Engine};
 use crate::refusal::Refusal;
-use crate::store::StoreError;
 
 /// What the runtime said about a request.
 #[derive(Debug, Default)]
@@ -205,42 +205,6 @@ impl Engine {
                 Output::Refuse { .. } | Output::Stamp(_) | Output::Reply(_) => {}
             }
         }
-    }
-
-    /// Replays every recorded request through a fresh runtime, session by session, oldest
-    /// first. Outputs are dropped: they are recorded already.
-    pub(super) fn rebuild_runtime(&mut self) -> Result<(), StoreError> {
-        self.runtime = codex_weave_runtime::Runtime::new(self.cfg.runtime.clone());
-        let mut sessions: Vec<(i64, String)> = self
-            .sessions
-            .values()
-            .map(|s| (s.key, s.id.clone()))
-            .collect();
-        sessions.sort();
-        let mut replayed = 0u64;
-        for (key, sid) in sessions {
-            let mut since = 0;
-            loop {
-                let rows = self.store.records_after(key, since, 10_000)?;
-                let Some(last) = rows.last().map(|r| r.seq) else {
-                    break;
-                };
-                for row in rows {
-                    let Ok(env) = serde_json::from_str::<Envelope>(&row.envelope) else {
-                        continue;
-                    };
-                    if let Some(input) = input_for(&sid, &env) {
-                        self.runtime.handle(input);
-                        replayed += 1;
-                    }
-                }
-                since = last;
-            }
-        }
-        if replayed > 0 {
-            tracing::info!(replayed, "runtime state rebuilt from the log");
-        }
-        Ok(())
     }
 }
 

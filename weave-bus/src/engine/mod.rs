@@ -12,6 +12,7 @@ mod commands;
 mod delivery;
 mod idempotency;
 mod records;
+mod snapshot;
 pub(crate) mod state;
 
 use std::cmp::Reverse;
@@ -114,6 +115,8 @@ pub struct Engine {
     idem: Idempotency,
     /// Connections following every session's summary (`sessions.stream`): (conn, request id).
     session_watchers: Vec<(ConnId, String)>,
+    /// Records written since the runtime's last snapshot.
+    since_snapshot: u64,
     batch: Batch,
 }
 
@@ -134,6 +137,8 @@ struct Batch {
     /// Connections that closed during the batch: their last lines (an error for the line that
     /// made the bus close them, say) still go out.
     closing: Map<ConnId, ConnOut>,
+    /// The bus is stopping: snapshot the runtime with this batch.
+    stopping: bool,
 }
 
 impl Engine {
@@ -152,6 +157,7 @@ impl Engine {
             timers: BinaryHeap::new(),
             idem: Idempotency::default(),
             session_watchers: Vec::new(),
+            since_snapshot: 0,
             batch: Batch::default(),
         };
         engine.restore(loaded);
@@ -319,7 +325,10 @@ impl Engine {
                 }
             }
             Input::Closed { conn } => self.on_closed(conn),
-            Input::Shutdown => return true,
+            Input::Shutdown => {
+                self.batch.stopping = true;
+                return true;
+            }
         }
         self.pump_marked();
         false
@@ -338,6 +347,10 @@ impl Engine {
         );
         if let Some(through) = evicted {
             self.write(|s| s.delete_idempotency_through(through));
+        }
+        let due = self.since_snapshot >= self.cfg.limits.snapshot_every.max(1);
+        if due || (self.batch.stopping && self.since_snapshot > 0) {
+            self.write_snapshot();
         }
 
         let started = Instant::now();
@@ -435,6 +448,10 @@ impl Engine {
             .map(|s| (s.id.clone(), std::mem::take(&mut s.watchers)))
             .collect();
         self.restore(loaded);
+        // The runtime took in the batch's requests too: take it back to what was committed.
+        if let Err(e) = self.rebuild_runtime() {
+            tracing::error!(error = %e, "runtime not rebuilt after a failed commit");
+        }
         for (sid, w) in watchers {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.watchers = w;

@@ -31,6 +31,7 @@ impl Engine {
             return (0, Arc::new(env)); // callers only record into known sessions
         };
         session.last_seq += 1;
+        self.since_snapshot += 1;
         let seq = session.last_seq;
         if seq
             >= session.first_seq

@@ -58,6 +58,13 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE agents ADD COLUMN position INTEGER;",
     // 4: a dead letter keeps its own copy of the envelope, so old records can be pruned.
     "ALTER TABLE dead_letters ADD COLUMN envelope TEXT;",
+    // 5: the runtime's state as of the records named in `through` (JSON: session key → seq),
+    // so that a start replays only the records that follow it. At most one row.
+    "CREATE TABLE runtime_snapshot (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        through TEXT NOT NULL,
+        state BLOB NOT NULL
+    );",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

@@ -9,7 +9,7 @@ mod migrations;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::config::Durability;
 
@@ -413,6 +413,27 @@ impl Store {
             .prepare_cached("DELETE FROM idempotency WHERE id <= ?1")?
             .execute([id])?;
         Ok(())
+    }
+
+    /// Replaces the runtime's snapshot: `state` as of `through` (session key → last seq).
+    pub fn put_runtime_snapshot(&self, through: &str, state: &[u8]) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO runtime_snapshot (id, through, state) VALUES (1, ?1, ?2)",
+            )?
+            .execute(params![through, state])?;
+        Ok(())
+    }
+
+    /// The runtime's snapshot, if one was taken: (through, state).
+    pub fn runtime_snapshot(&self) -> StoreResult<Option<(String, Vec<u8>)>> {
+        self.conn
+            .query_row(
+                "SELECT through, state FROM runtime_snapshot WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
     }
 
     /// Records with `seq > since`, oldest first, at most `limit`.

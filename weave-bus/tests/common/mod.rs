@@ -18,6 +18,8 @@ pub struct BusProcess {
     child: Option<Child>,
     pub home: PathBuf,
     args: Vec<String>,
+    /// The size of the tmpfs the home lives on, if any (see [`BusProcess::start_on_tmpfs`]).
+    tmpfs: Option<String>,
     _tmp: Option<TempDir>,
 }
 
@@ -34,21 +36,67 @@ impl BusProcess {
             child: None,
             home,
             args: args.iter().map(|s| s.to_string()).collect(),
+            tmpfs: None,
             _tmp: Some(tmp),
         };
         bus.spawn().expect("bus starts");
         bus
     }
 
+    /// A bus whose home is on its own tmpfs of `size` (e.g. "8m"), mounted in a private user
+    /// and mount namespace (`unshare -rm`) so that the mount vanishes with the process. The
+    /// test reaches that filesystem through `/proc/PID/root` ([`BusProcess::view`]).
+    pub fn start_on_tmpfs(size: &str) -> BusProcess {
+        let tmp = TempDir::new().unwrap();
+        let mut bus = BusProcess {
+            child: None,
+            home: tmp.path().join("home"),
+            args: Vec::new(),
+            tmpfs: Some(size.to_owned()),
+            _tmp: Some(tmp),
+        };
+        bus.spawn().expect("bus starts on a tmpfs");
+        bus
+    }
+
     /// Starts the binary with this bus's home and args; returns the stderr text on failure.
     pub fn spawn(&mut self) -> Result<(), String> {
-        let (child, _) = spawn_bus(&self.home, &self.args)?;
+        let mut cmd = match &self.tmpfs {
+            None => {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_weave-bus"));
+                cmd.arg("--home").arg(&self.home);
+                cmd
+            }
+            Some(size) => {
+                let mut cmd = Command::new("unshare");
+                cmd.args(["-rm", "sh", "-c"])
+                    .arg(r#"d=$2 bin=$3; mount -t tmpfs -o "size=$1" tmpfs "$d" && shift 3 && exec "$bin" --home "$d/home" "$@""#)
+                    .arg("sh")
+                    .arg(size)
+                    .arg(self.home.parent().unwrap())
+                    .arg(env!("CARGO_BIN_EXE_weave-bus"));
+                cmd
+            }
+        };
+        cmd.args(&self.args);
+        let (child, _) = spawn_command(cmd)?;
         self.child = Some(child);
         Ok(())
     }
 
+    /// `path` as the bus process sees it (through its mount namespace when on a tmpfs).
+    pub fn view(&self, path: &Path) -> PathBuf {
+        match self.tmpfs {
+            None => path.to_owned(),
+            Some(_) => {
+                let inside = path.strip_prefix("/").unwrap();
+                PathBuf::from(format!("/proc/{}/root", self.pid())).join(inside)
+            }
+        }
+    }
+
     pub fn socket(&self) -> PathBuf {
-        self.home.join("coord.sock")
+        self.view(&self.home.join("coord.sock"))
     }
 
     pub fn pid(&self) -> u32 {
@@ -93,10 +141,14 @@ impl Drop for BusProcess {
 /// Spawns `weave-bus --home HOME ARGS` and waits for its "listening" line. On failure returns
 /// what it printed on stderr.
 pub fn spawn_bus(home: &Path, args: &[String]) -> Result<(Child, String), String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weave-bus"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weave-bus"));
+    cmd.arg("--home").arg(home).args(args);
+    spawn_command(cmd)
+}
+
+/// Spawns a command that runs the bus and waits for its "listening" line.
+fn spawn_command(mut cmd: Command) -> Result<(Child, String), String> {
+    let mut child = cmd
         .env("RUST_LOG", "weave_bus=warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,175 @@
+//! The store's disk fills up: the bus's home is a small tmpfs, filled by a ballast file while
+//! agents keep sending. Requests fail with `store_unavailable`, the bus stays up and keeps
+//! serving reads, nothing it said `ok` to is lost, nothing it refused is delivered, and once the
+//! ballast is gone it carries on by itself, without a restart.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// What the receiving agent saw: message numbers in order of arrival, and how many came again
+/// unmarked (a redelivery must say so).
+#[derive(Default)]
+struct Seen {
+    arrivals: Vec<u64>,
+    unmarked_repeats: Vec<u64>,
+}
+
+/// Fills the filesystem holding `dir` with a ballast file until it is full.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("ballast");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0xA5u8; 64 * 1024];
+    loop {
+        if let Err(e) = f.write_all(&chunk).and_then(|_| f.sync_all()) {
+            assert_eq!(e.raw_os_error(), Some(nix::libc::ENOSPC), "{e}");
+            break;
+        }
+    }
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_clearly_loses_nothing_and_recovers_by_itself() {
+    let bus = BusProcess::start_on_tmpfs("8m");
+    let c = bus.connect().await;
+    let s = c.create_session("full").await;
+    c.add_agent(&s, "a1", "A").await;
+    let b = bus.connect().await;
+    b.add_agent(&s, "b1", "B").await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let rx = tokio::spawn({
+        let (seen, s) = (seen.clone(), s.clone());
+        let mut b = b;
+        async move {
+            loop {
+                let env = b.next_of("message.send").await;
+                let n: u64 = text_of(&env).split(':').next().unwrap().parse().unwrap();
+                {
+                    let mut seen = seen.lock().unwrap();
+                    let marked = meta_weave(&env, "redelivered") == Some(&Value::Bool(true));
+                    if seen.arrivals.contains(&n) && !marked {
+                        seen.unmarked_repeats.push(n);
+                    }
+                    seen.arrivals.push(n);
+                }
+                b.ack(&s, "b1", &env);
+            }
+        }
+    });
+    let pad = "p".repeat(2000);
+    let mut oked = Vec::new();
+    let mut refused = Vec::new();
+    let mut n = 0u64;
+    let send = |n: u64| message(&s, "a1", "b1", &format!("{n}:{pad}"));
+    for _ in 0..50 {
+        assert_eq!(c.call(send(n)).await.error, None);
+        oked.push(n);
+        n += 1;
+    }
+
+    let ballast = fill(&bus.view(bus.home.parent().unwrap()));
+    let mut first_refusal = None;
+    for _ in 0..20_000 {
+        let resp = c.call(send(n)).await;
+        match resp.error {
+            None => oked.push(n),
+            Some(e) => {
+                assert_eq!(e.code, "store_unavailable", "{}", e.message);
+                refused.push(n);
+                first_refusal.get_or_insert(e.message);
+            }
+        }
+        n += 1;
+        if refused.len() >= 20 {
+            break;
+        }
+    }
+    let message = first_refusal.expect("a full disk refuses writes");
+    assert!(
+        message.contains("full"),
+        "the error says what is wrong: {message}"
+    );
+    // The bus is up and answers what needs no write (a read that shares a batch with a failing
+    // write is refused with it; alone, it is answered).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let stats = loop {
+        let resp = c.req("bus.stats", None, "t", Value::Null).await;
+        match resp.error {
+            None => break resp.payload.unwrap(),
+            Some(e) => assert_eq!(e.code, "store_unavailable"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reads never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(stats["counters"]["store_errors"].as_u64().unwrap() > 0);
+
+    // Space returns: the bus carries on by itself.
+    std::fs::remove_file(&ballast).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let resp = c.call(send(n)).await;
+        n += 1;
+        match resp.error {
+            None => {
+                oked.push(n - 1);
+                break;
+            }
+            Some(e) => {
+                assert_eq!(e.code, "store_unavailable");
+                refused.push(n - 1);
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..50 {
+        assert_eq!(c.call(send(n)).await.error, None);
+        oked.push(n);
+        n += 1;
+    }
+
+    // Everything said ok arrives, in order of sending; nothing refused ever arrives.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let firsts = {
+            let seen = seen.lock().unwrap();
+            let mut firsts: Vec<u64> = Vec::new();
+            for &m in &seen.arrivals {
+                if !firsts.contains(&m) {
+                    firsts.push(m);
+                }
+            }
+            firsts
+        };
+        if firsts == oked {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivered {} of {} ok'd messages, refused {}; first arrivals {firsts:?}",
+            firsts.len(),
+            oked.len(),
+            refused.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rx.abort();
+    let seen = seen.lock().unwrap();
+    assert!(refused.iter().all(|r| !seen.arrivals.contains(r)));
+    assert_eq!(seen.unmarked_repeats, Vec::<u64>::new());
+    eprintln!(
+        "disk full: {} ok, {} refused store_unavailable, {} deliveries",
+        oked.len(),
+        refused.len(),
+        seen.arrivals.len()
+    );
+}
