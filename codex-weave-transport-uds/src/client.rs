@@ -5,6 +5,7 @@
 //! waits on the socket) and a reader that routes each decoded line.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -93,7 +94,17 @@ impl Client {
 
     /// Sends a request and waits for the line whose `corr` is its id. Fills `v`, `id` and `ts`
     /// when empty. Returns the response whatever its status; see [`Client::call`].
-    pub async fn request(&self, mut env: Envelope) -> Result<Envelope, ClientError> {
+    pub async fn request(&self, env: Envelope) -> Result<Envelope, ClientError> {
+        self.submit(env)?.await
+    }
+
+    /// Sends a request now and returns the future of its response: requests submitted one
+    /// after another go out in that order, however their responses are awaited (pipelining).
+    pub fn submit(
+        &self,
+        mut env: Envelope,
+    ) -> Result<impl Future<Output = Result<Envelope, ClientError>> + Send + 'static, ClientError>
+    {
         fill(&mut env);
         let (tx, rx) = oneshot::channel();
         match self.pending.lock().unwrap().as_mut() {
@@ -106,7 +117,7 @@ impl Client {
             }
             return Err(e);
         }
-        rx.await.map_err(|_| ClientError::Closed)
+        Ok(async move { rx.await.map_err(|_| ClientError::Closed) })
     }
 
     /// Like [`Client::request`], but an error response becomes [`ClientError::Refused`].

@@ -180,6 +180,20 @@ pub async fn recovery(bus: &Path, records: usize) -> (Duration, Duration, String
     for t in tasks {
         let _ = t.await;
     }
+    let stats = Envelope::new("bus.stats", String::new(), String::new(), "w");
+    let stats = c
+        .request(stats)
+        .await
+        .expect("bus.stats")
+        .payload
+        .unwrap_or_default();
+    let counters = &stats["counters"];
+    let snapshots = format!(
+        "{} snapshots while writing, the last {:.0} MB, the longest {:.0} ms",
+        counters["snapshots"],
+        counters["snapshot_bytes"].as_f64().unwrap_or(0.0) / 1e6,
+        counters["snapshot_micros_max"].as_f64().unwrap_or(0.0) / 1e3
+    );
     let mut child = child;
     let _ = child.kill();
     let _ = child.wait();
@@ -193,6 +207,6 @@ pub async fn recovery(bus: &Path, records: usize) -> (Duration, Duration, String
     (
         after_kill,
         after_stop,
-        format!("{records} records, store {db_mb:.0} MB"),
+        format!("{records} records, store {db_mb:.0} MB; {snapshots}"),
     )
 }

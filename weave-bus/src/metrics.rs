@@ -26,6 +26,10 @@ pub struct Metrics {
     /// a stored snapshot, and how many records it replayed.
     pub rebuild_from_snapshot: AtomicU64,
     pub rebuild_replayed: AtomicU64,
+    /// Runtime snapshots written, the size of the last one, and the longest it took.
+    pub snapshots: AtomicU64,
+    pub snapshot_bytes: AtomicU64,
+    pub snapshot_micros_max: AtomicU64,
 }
 
 impl Metrics {
@@ -67,6 +71,9 @@ impl Metrics {
             "commit_micros_max": g(&self.commit_micros_max),
             "rebuild_from_snapshot": g(&self.rebuild_from_snapshot),
             "rebuild_replayed": g(&self.rebuild_replayed),
+            "snapshots": g(&self.snapshots),
+            "snapshot_bytes": g(&self.snapshot_bytes),
+            "snapshot_micros_max": g(&self.snapshot_micros_max),
         })
     }
 }

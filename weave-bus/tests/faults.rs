@@ -261,3 +261,37 @@ async fn a_consumer_that_stops_reading_slows_nobody_and_its_backlog_waits_up_to_
         }
     }
 }
+
+#[tokio::test]
+async fn a_half_written_line_then_a_disconnect_is_dropped_and_harms_nobody() {
+    let bus = BusProcess::start();
+    let c = bus.connect().await;
+    let s = c.create_session("s").await;
+    c.add_agent(&s, "a1", "A").await;
+    let mut b = bus.connect().await;
+    b.add_agent(&s, "b1", "B").await;
+    for cut in [1, 20, 60] {
+        let line = format!("{{\"v\":1,\"type\":\"message.send\",\"id\":\"half-{cut}\",\"session\":\"{s}\",\"src\":\"a1\",\"dst\":\"b1\",\"payload\":{{\"text\":\"never\"}}}}\n");
+        let mut raw = UnixStream::connect(bus.socket()).await.unwrap();
+        raw.write_all(&line.as_bytes()[..cut.min(line.len() - 1)])
+            .await
+            .unwrap();
+        drop(raw); // gone mid-line
+    }
+    c.send(&s, "a1", "b1", "whole").await;
+    // Only the whole message arrives: no half line was taken for a request.
+    assert_eq!(text_of(&b.next_of("message.send").await), "whole");
+    b.none_of("message.send", Duration::from_millis(200)).await;
+    let history = c
+        .ok("events.history", Some(&s), "t", json!({}))
+        .await
+        .payload
+        .unwrap();
+    let sends = history["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["envelope"]["type"] == "message.send")
+        .count();
+    assert_eq!(sends, 1);
+}

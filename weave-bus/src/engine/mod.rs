@@ -38,6 +38,14 @@ use state::{Agent, Conn, Delivery, DeliveryKind, Map, Session};
 
 /// Most inputs applied in one store transaction.
 pub const MAX_BATCH: usize = 1024;
+/// A due runtime snapshot waits for this long a pause in the traffic...
+const SNAPSHOT_IDLE: Duration = Duration::from_millis(50);
+/// ...unless this many times `snapshot_every` records went by without one.
+const SNAPSHOT_FORCE: u64 = 3;
+/// After a failed commit, held deliveries are retried after this long, doubling up to
+/// [`STORE_RETRY_MAX`] while the store keeps failing.
+const STORE_RETRY_MIN: Duration = Duration::from_millis(100);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// What connections tell the engine.
 #[derive(Debug)]
@@ -117,6 +125,11 @@ pub struct Engine {
     session_watchers: Vec<(ConnId, String)>,
     /// Records written since the runtime's last snapshot.
     since_snapshot: u64,
+    /// After a failed commit: agents whose deliveries wait for `retry_at` (sending them sooner
+    /// would fail every batch, reads included, while the store cannot write).
+    held: Vec<(String, String)>,
+    retry_at: Option<Instant>,
+    retry_backoff: Duration,
     batch: Batch,
 }
 
@@ -139,6 +152,8 @@ struct Batch {
     closing: Map<ConnId, ConnOut>,
     /// The bus is stopping: snapshot the runtime with this batch.
     stopping: bool,
+    /// The batch began after a pause in the traffic.
+    quiet: bool,
 }
 
 impl Engine {
@@ -158,6 +173,9 @@ impl Engine {
             idem: Idempotency::default(),
             session_watchers: Vec::new(),
             since_snapshot: 0,
+            held: Vec::new(),
+            retry_at: None,
+            retry_backoff: STORE_RETRY_MIN,
             batch: Batch::default(),
         };
         engine.restore(loaded);
@@ -242,25 +260,38 @@ impl Engine {
     /// Runs until [`Input::Shutdown`] or until every sender is gone.
     pub fn run(mut self, inputs: Receiver<Input>) {
         loop {
-            let first = match self.timers.peek() {
-                Some(Reverse((deadline, _, _))) => {
-                    let wait = deadline.saturating_duration_since(Instant::now());
-                    match inputs.recv_timeout(wait) {
-                        Ok(input) => Some(input),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                }
+            let timer = self.timers.peek().map(|Reverse((deadline, _, _))| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+            let snapshot_due = self.since_snapshot >= self.cfg.limits.snapshot_every.max(1);
+            let idle = snapshot_due.then_some(SNAPSHOT_IDLE);
+            let retry = self
+                .retry_at
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            let first = match timer.into_iter().chain(idle).chain(retry).min() {
+                Some(wait) => match inputs.recv_timeout(wait) {
+                    Ok(input) => Some(input),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
                 None => match inputs.recv() {
                     Ok(input) => Some(input),
                     Err(_) => break,
                 },
             };
+            // Nothing came for SNAPSHOT_IDLE: a good moment for a due snapshot.
+            self.batch.quiet =
+                first.is_none() && idle.is_some_and(|i| timer.is_none_or(|t| i <= t));
             if let Err(e) = self.store.begin() {
                 self.batch.failed.get_or_insert(e);
             }
             let mut stop = false;
             let mut applied = 0;
+            if self.retry_at.is_some_and(|at| at <= Instant::now()) {
+                self.retry_at = None;
+                self.batch.pump.append(&mut self.held);
+                self.pump_marked();
+            }
             if let Some(input) = first {
                 stop = self.apply(input);
                 applied += 1;
@@ -348,7 +379,9 @@ impl Engine {
         if let Some(through) = evicted {
             self.write(|s| s.delete_idempotency_through(through));
         }
-        let due = self.since_snapshot >= self.cfg.limits.snapshot_every.max(1);
+        let every = self.cfg.limits.snapshot_every.max(1);
+        let due = (self.since_snapshot >= every && self.batch.quiet)
+            || self.since_snapshot >= every.saturating_mul(SNAPSHOT_FORCE);
         if due || (self.batch.stopping && self.since_snapshot > 0) {
             self.write_snapshot();
         }
@@ -364,7 +397,10 @@ impl Engine {
         self.metrics.observe_commit(started.elapsed());
         let batch = std::mem::take(&mut self.batch);
         match result {
-            Ok(()) => self.release(batch.lines, batch.closing),
+            Ok(()) => {
+                self.retry_backoff = STORE_RETRY_MIN;
+                self.release(batch.lines, batch.closing)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "store commit failed; batch refused");
                 self.metrics.inc(&self.metrics.store_errors);
@@ -473,9 +509,13 @@ impl Engine {
                 .and_then(|s| s.agents.get_mut(&aid))
             {
                 agent.conn = Some(conn);
-                self.batch.pump.push((sid, aid));
+                self.held.push((sid, aid));
             }
         }
+        self.held.sort();
+        self.held.dedup();
+        self.retry_at = Some(Instant::now() + self.retry_backoff);
+        self.retry_backoff = (self.retry_backoff * 2).min(STORE_RETRY_MAX);
     }
 
     /// Runs a store write; the first failure fails the whole batch.

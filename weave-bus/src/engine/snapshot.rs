@@ -31,7 +31,13 @@ impl Engine {
         let bytes = state.len();
         self.write(|s| s.put_runtime_snapshot(&through, &state));
         self.since_snapshot = 0;
-        tracing::debug!(bytes, took = ?started.elapsed(), "runtime snapshot written");
+        let took = started.elapsed();
+        let m = &self.metrics;
+        m.snapshots.fetch_add(1, Ordering::Relaxed);
+        m.snapshot_bytes.store(bytes as u64, Ordering::Relaxed);
+        m.snapshot_micros_max
+            .fetch_max(took.as_micros() as u64, Ordering::Relaxed);
+        tracing::debug!(bytes, ?took, "runtime snapshot written");
     }
 
     /// Takes the stored snapshot back (if any) and replays, session by session, the recorded
