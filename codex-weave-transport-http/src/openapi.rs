@@ -131,17 +131,78 @@ pub const ROUTES: &[(&str, &str, &str, bool)] = &[
     ("post", "/api/logout", "Revoke the session cookie.", true),
 ];
 
+/// The success status of a route and the media type of its body (none for 204).
+fn success(method: &str, path: &str) -> (&'static str, Option<&'static str>) {
+    match (method, path) {
+        ("post", "/api/sessions" | "/api/sessions/{id}/agents") => {
+            ("201", Some("application/json"))
+        }
+        ("post", "/api/sessions/{id}/messages") => ("202", Some("application/json")),
+        ("post", "/api/logout") => ("204", None),
+        (_, "/metrics") => ("200", Some("text/plain")),
+        (_, p) if p.ends_with("/stream") => ("200", Some("text/event-stream")),
+        _ => ("200", Some("application/json")),
+    }
+}
+
+/// The JSON body a route requires, as a schema (what its handler checks).
+fn request_body(method: &str, path: &str) -> Option<Value> {
+    let text = json!({ "type": "string", "minLength": 1 });
+    let ids = json!({ "type": "array", "items": { "type": "string" } });
+    let object = |required: &[&str], properties: Value| json!({ "type": "object", "required": required, "properties": properties });
+    Some(match (method, path) {
+        ("post", "/api/sessions") => object(&[], json!({ "name": { "type": "string" } })),
+        ("post", "/api/sessions/{id}/agents") => object(
+            &["name"],
+            json!({ "name": text, "kind": { "enum": ["human", "sdk"] }, "id": text }),
+        ),
+        ("patch", "/api/sessions/{id}/agents/{agent_id}") => {
+            object(&["name"], json!({ "name": text }))
+        }
+        ("post", "/api/sessions/{id}/agents/order") => object(&["ids"], json!({ "ids": ids })),
+        ("post", "/api/sessions/{id}/agents/{agent_id}/inbox/ack") => {
+            object(&["ids"], json!({ "ids": ids }))
+        }
+        ("post", "/api/sessions/{id}/messages") => object(
+            &["from", "text", "agent_ids"],
+            json!({ "from": text, "text": text,
+                    "agent_ids": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+                    "kind": { "enum": ["user", "reply", "control"] }, "parent_message_id": { "type": "string" } }),
+        ),
+        ("post", "/api/sessions/{id}/relays") => object(
+            &["from", "relay_id"],
+            json!({ "from": text, "relay_id": text, "targets": ids, "actions": { "type": "array" } }),
+        ),
+        ("post", "/api/sessions/{id}/relays/{relay_id}/done") => object(
+            &[],
+            json!({ "summary": { "type": "string" }, "from": text }),
+        ),
+        ("post", "/api/sessions/{id}/relays/{relay_id}/cancel") => {
+            object(&[], json!({ "reason": { "type": "string" }, "from": text }))
+        }
+        _ => return None,
+    })
+}
+
 pub fn document() -> Value {
     let mut paths = Map::new();
     for (method, path, summary, auth) in ROUTES {
         let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        let (status, media) = success(method, path);
+        let mut ok = json!({ "description": "Success" });
+        if let Some(media) = media {
+            ok["content"] = json!({ media: {} });
+        }
         let mut op = json!({
             "summary": summary,
             "responses": {
-                "200": { "description": "OK" },
+                status: ok,
                 "default": { "description": "Problem", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }
             }
         });
+        if let Some(schema) = request_body(method, path) {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+        }
         if !auth {
             op["security"] = json!([]);
         }

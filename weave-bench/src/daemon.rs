@@ -15,10 +15,10 @@ use tokio::sync::Semaphore;
 
 use crate::stats::Latencies;
 
-struct Daemon {
-    child: Child,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
     _dir: tempfile::TempDir,
-    home: std::path::PathBuf,
+    pub(crate) home: std::path::PathBuf,
     base: String,
     token: String,
 }
@@ -31,7 +31,7 @@ impl Drop for Daemon {
 }
 
 impl Daemon {
-    fn start(bin: &Path) -> Daemon {
+    pub(crate) fn start(bin: &Path) -> Daemon {
         let dir = tempfile::TempDir::new().expect("tmp");
         let home = dir.path().join("home");
         let mut child = Command::new(bin)
@@ -69,7 +69,7 @@ impl Daemon {
         }
     }
 
-    fn rss_mb(&self) -> f64 {
+    pub(crate) fn rss_mb(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status

@@ -13,6 +13,7 @@ mod daemon;
 mod fanout;
 mod lines;
 mod ops;
+mod soak;
 mod stats;
 
 use stats::Latencies;
@@ -74,6 +75,16 @@ pub struct Args {
 enum Cmd {
     /// Run the baseline forwarder on SOCKET (used by the bench itself).
     Forwarder { socket: PathBuf },
+    /// Soak: agents in sessions exchanging messages and relays against `weaved` for a while,
+    /// sampling RSS, open file descriptors and store size.
+    Soak {
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        #[arg(long, default_value_t = 20)]
+        sessions: usize,
+        #[arg(long, default_value_t = 10)]
+        agents_per_session: usize,
+    },
 }
 
 /// One row of the table.
@@ -103,6 +114,18 @@ fn main() {
             .expect("own path")
             .with_file_name("weave-bus")
     });
+    if let Some(Cmd::Soak {
+        seconds,
+        sessions,
+        agents_per_session,
+    }) = args.cmd
+    {
+        let weaved = args
+            .weaved
+            .clone()
+            .unwrap_or_else(|| bus_bin.with_file_name("weaved"));
+        return rt.block_on(soak::run(&weaved, seconds, sessions, agents_per_session));
+    }
     rt.block_on(async move {
         let text = "x".repeat(args.size);
         eprintln!("baseline: throughput…");
