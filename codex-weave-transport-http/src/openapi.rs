@@ -149,15 +149,18 @@ fn success(method: &str, path: &str) -> (&'static str, Option<&'static str>) {
 fn request_body(method: &str, path: &str) -> Option<Value> {
     let text = json!({ "type": "string", "minLength": 1 });
     let ids = json!({ "type": "array", "items": { "type": "string" } });
+    // A display name as the bus checks it: 1–64 characters, not only spaces, no controls.
+    let name = json!({ "type": "string", "maxLength": 64,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$" });
     let object = |required: &[&str], properties: Value| json!({ "type": "object", "required": required, "properties": properties });
     Some(match (method, path) {
-        ("post", "/api/sessions") => object(&[], json!({ "name": { "type": "string" } })),
+        ("post", "/api/sessions") => object(&[], json!({ "name": name })),
         ("post", "/api/sessions/{id}/agents") => object(
             &["name"],
-            json!({ "name": text, "kind": { "enum": ["human", "sdk"] }, "id": text }),
+            json!({ "name": name, "kind": { "enum": ["human", "sdk"] }, "id": text }),
         ),
         ("patch", "/api/sessions/{id}/agents/{agent_id}") => {
-            object(&["name"], json!({ "name": text }))
+            object(&["name"], json!({ "name": name }))
         }
         ("post", "/api/sessions/{id}/agents/order") => object(&["ids"], json!({ "ids": ids })),
         ("post", "/api/sessions/{id}/agents/{agent_id}/inbox/ack") => {
