@@ -67,11 +67,8 @@ async fn receive(
                 if *count == 1 {
                     seen.first_order.push(n);
                     let marked = meta_weave(&env, "redelivered").is_some();
-                    seen.notes.push(format!(
-                        "{n}{}@{}",
-                        if marked { "R" } else { "" },
-                        env.seq.unwrap_or(0)
-                    ));
+                    seen.notes
+                        .push(format!("{n}{}", if marked { " (redelivered)" } else { "" }));
                 }
             }
             let mut ack = envelope("message.ack", Some(&s), "b1", Value::Null);
