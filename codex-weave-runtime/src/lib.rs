@@ -10,6 +10,7 @@ pub mod event;
 pub mod guard;
 pub mod model;
 mod pairs;
+pub mod pb;
 pub mod relay;
 pub mod runtime;
 pub mod wire;

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientError, Events};
+use crate::frame::Framing;
 
 /// How to join a session as an agent.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct AgentOptions {
     pub auto_ack: bool,
     /// Reconnect and re-add the agent when the connection drops.
     pub reconnect: bool,
+    /// NDJSON (the default) or protobuf frames.
+    pub framing: Framing,
 }
 
 impl AgentOptions {
@@ -36,6 +39,7 @@ impl AgentOptions {
             name: None,
             auto_ack: true,
             reconnect: true,
+            framing: Framing::Ndjson,
         }
     }
 
@@ -196,7 +200,7 @@ fn ack_for(opts: &AgentOptions, delivery: &Delivery) -> Envelope {
 }
 
 async fn join(opts: &AgentOptions) -> Result<(Client, Events), ClientError> {
-    let (client, events) = Client::connect(&opts.socket)
+    let (client, events) = Client::connect_with(&opts.socket, opts.framing)
         .await
         .map_err(ClientError::Io)?;
     let mut add = Envelope::new("agent.add", String::new(), String::new(), opts.id.clone());

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use codex_weave_runtime::{Envelope, ErrorBody, Status};
 use futures::StreamExt;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
-use crate::codec::{NdjsonCodec, DEFAULT_MAX_LINE};
+use crate::codec::DEFAULT_MAX_LINE;
+use crate::frame::{Framing, PREAMBLE};
 use crate::time::now_rfc3339;
 
 /// Lines that are not responses to this client's requests, in arrival order. Ends when the
@@ -64,32 +65,74 @@ type Pending = Arc<Mutex<Option<HashMap<String, oneshot::Sender<Envelope>>>>>;
 /// and the bus has nothing more to send.
 #[derive(Clone, Debug)]
 pub struct Client {
+    /// Complete frames for the writer task.
     out: mpsc::UnboundedSender<Bytes>,
     pending: Pending,
+    framing: Framing,
 }
 
 impl Client {
-    /// Connects to the bus socket at `path`.
+    /// Connects to the bus socket at `path` (NDJSON framing).
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<(Client, Events)> {
-        let stream = UnixStream::connect(path).await?;
-        Ok(Self::from_stream(stream))
+        Self::connect_with(path, Framing::Ndjson).await
     }
 
-    /// Wraps an already connected stream.
+    /// Connects with the given framing. For protobuf frames it sends the preamble and waits for
+    /// the bus to echo it; a bus that answers anything else (a full bus's `limit_reached` line,
+    /// an older bus) fails the connect with what it said.
+    pub async fn connect_with(
+        path: impl AsRef<Path>,
+        framing: Framing,
+    ) -> io::Result<(Client, Events)> {
+        let mut stream = UnixStream::connect(path).await?;
+        if framing == Framing::Protobuf {
+            stream.write_all(&PREAMBLE).await?;
+            let mut answer = [0u8; PREAMBLE.len()];
+            let n = read_up_to(&mut stream, &mut answer).await?;
+            if answer[..n] != PREAMBLE {
+                let mut said = answer[..n].to_vec();
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    (&mut stream).take(4096).read_to_end(&mut rest),
+                )
+                .await;
+                said.extend_from_slice(&rest);
+                let said = String::from_utf8_lossy(&said);
+                return Err(io::Error::other(format!(
+                    "the bus did not accept binary framing; it said: {}",
+                    said.trim()
+                )));
+            }
+        }
+        Ok(Self::from_stream_framed(stream, framing))
+    }
+
+    /// Wraps an already connected stream (NDJSON framing).
     pub fn from_stream(stream: UnixStream) -> (Client, Events) {
+        Self::from_stream_framed(stream, Framing::Ndjson)
+    }
+
+    /// Wraps a connected stream whose framing is already agreed on.
+    pub fn from_stream_framed(stream: UnixStream, framing: Framing) -> (Client, Events) {
         let (read, write) = stream.into_split();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
-        tokio::spawn(write_lines(write, out_rx));
-        tokio::spawn(read_lines(read, pending.clone(), events_tx));
+        tokio::spawn(write_frames(write, out_rx));
+        tokio::spawn(read_frames(read, framing, pending.clone(), events_tx));
         (
             Client {
                 out: out_tx,
                 pending,
+                framing,
             },
             events_rx,
         )
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// Sends a request and waits for the line whose `corr` is its id. Fills `v`, `id` and `ts`
@@ -134,16 +177,20 @@ impl Client {
         }
     }
 
-    /// Sends a line without waiting for anything (e.g. `message.ack`).
+    /// Sends an envelope without waiting for anything (e.g. `message.ack`).
     pub fn send(&self, mut env: Envelope) -> Result<(), ClientError> {
         fill(&mut env);
-        let line = serde_json::to_vec(&env).map_err(|e| ClientError::Io(e.into()))?;
-        self.send_raw(Bytes::from(line))
+        self.send_frame(self.framing.encode(&env))
     }
 
-    /// Sends one raw line (without its `\n`); for tests of bad input.
-    pub fn send_raw(&self, line: Bytes) -> Result<(), ClientError> {
-        self.out.send(line).map_err(|_| ClientError::Closed)
+    /// Sends raw content in one frame: a line (given without its `\n`) or a message body (given
+    /// without its length). For tests of bad input.
+    pub fn send_raw(&self, content: Bytes) -> Result<(), ClientError> {
+        self.send_frame(self.framing.wrap(&content))
+    }
+
+    fn send_frame(&self, frame: Bytes) -> Result<(), ClientError> {
+        self.out.send(frame).map_err(|_| ClientError::Closed)
     }
 
     /// `true` once the connection is gone.
@@ -162,18 +209,30 @@ fn fill(env: &mut Envelope) {
     }
 }
 
-async fn write_lines(
+/// Reads until `buf` is full or the stream ends; returns how much was read.
+async fn read_up_to(stream: &mut UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match stream.read(&mut buf[n..]).await? {
+            0 => break,
+            read => n += read,
+        }
+    }
+    Ok(n)
+}
+
+async fn write_frames(
     write: tokio::net::unix::OwnedWriteHalf,
-    mut lines: mpsc::UnboundedReceiver<Bytes>,
+    mut frames: mpsc::UnboundedReceiver<Bytes>,
 ) {
     let mut w = BufWriter::new(write);
-    while let Some(line) = lines.recv().await {
-        let mut next = Some(line);
-        while let Some(line) = next {
-            if w.write_all(&line).await.is_err() || w.write_all(b"\n").await.is_err() {
+    while let Some(frame) = frames.recv().await {
+        let mut next = Some(frame);
+        while let Some(frame) = next {
+            if w.write_all(&frame).await.is_err() {
                 return;
             }
-            next = lines.try_recv().ok();
+            next = frames.try_recv().ok();
         }
         if w.flush().await.is_err() {
             return;
@@ -182,15 +241,16 @@ async fn write_lines(
     let _ = w.shutdown().await;
 }
 
-async fn read_lines(
+async fn read_frames(
     read: tokio::net::unix::OwnedReadHalf,
+    framing: Framing,
     pending: Pending,
     events: mpsc::UnboundedSender<Envelope>,
 ) {
-    let mut lines = FramedRead::new(read, NdjsonCodec::new(DEFAULT_MAX_LINE * 16));
-    while let Some(Ok(line)) = lines.next().await {
-        let Ok(env) = serde_json::from_slice::<Envelope>(&line) else {
-            tracing::warn!("ignoring a line that is not an envelope");
+    let mut frames = FramedRead::new(read, framing.codec(DEFAULT_MAX_LINE * 16));
+    while let Some(Ok(frame)) = frames.next().await {
+        let Ok(env) = framing.decode(&frame) else {
+            tracing::warn!("ignoring a frame that is not an envelope");
             continue;
         };
         let waiter = match (&env.status, &env.corr) {

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use codex_weave_transport_uds::Framing;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
@@ -67,7 +68,8 @@ async fn call(
     w.line(&env).await;
     w.flush().await;
     loop {
-        let got = lines::parse(&r.next().await.expect("response"));
+        let frame = r.next().await.expect("response");
+        let got = r.parse(&frame);
         if got.corr.as_deref() == Some(id.as_str()) && got.status.is_some() {
             assert!(got.error.is_none(), "refused: {:?}", got.error);
             return got;
@@ -75,8 +77,11 @@ async fn call(
     }
 }
 
-/// A session with agents `a` and `b`, each on its own connection.
-async fn setup(bus: &RunningBus) -> (String, (Reader, Writer), (Reader, Writer), (Reader, Writer)) {
+/// A session with agents `a` and `b`, each on its own connection in `framing`.
+async fn setup(
+    bus: &RunningBus,
+    framing: Framing,
+) -> (String, (Reader, Writer), (Reader, Writer), (Reader, Writer)) {
     let (mut r, mut w) = lines::connect(&bus.socket()).await;
     let mut create = lines::request("session.create", None, "bench");
     create.payload = Some(json!({ "name": "bench" }));
@@ -90,9 +95,9 @@ async fn setup(bus: &RunningBus) -> (String, (Reader, Writer), (Reader, Writer),
         add
     };
     let (add_a, add_b) = (agent("a"), agent("b"));
-    let (mut ar, mut aw) = lines::connect(&bus.socket()).await;
+    let (mut ar, mut aw) = lines::connect_framed(&bus.socket(), framing).await;
     call(&mut ar, &mut aw, add_a).await;
-    let (mut br, mut bw) = lines::connect(&bus.socket()).await;
+    let (mut br, mut bw) = lines::connect_framed(&bus.socket(), framing).await;
     call(&mut br, &mut bw, add_b).await;
     (s, (r, w), (ar, aw), (br, bw))
 }
@@ -110,15 +115,15 @@ pub struct PingPong {
 }
 
 impl PingPong {
-    pub async fn start(bin: &Path, durability: &str) -> PingPong {
+    pub async fn start(bin: &Path, durability: &str, framing: Framing) -> PingPong {
         let bus = start(bin, durability);
-        let (s, admin, (ar, aw), (mut br, mut bw)) = setup(&bus).await;
+        let (s, admin, (ar, aw), (mut br, mut bw)) = setup(&bus, framing).await;
         let sb = s.clone();
         let echo = tokio::spawn(async move {
             let mut seen = HashSet::new();
             let mut dups = 0usize;
             while let Some(line) = br.next().await {
-                let got = lines::parse(&line);
+                let got = br.parse(&line);
                 if got.kind != "message.send" {
                     continue;
                 }
@@ -155,7 +160,8 @@ impl PingPong {
                 .await;
             self.aw.flush().await;
             let reply = loop {
-                let got = lines::parse(&self.ar.next().await.expect("bus alive"));
+                let frame = self.ar.next().await.expect("bus alive");
+                let got = self.ar.parse(&frame);
                 if got.kind == "message.send" {
                     break got;
                 }
@@ -185,12 +191,13 @@ impl PingPong {
 pub async fn throughput(
     bin: &Path,
     durability: &str,
+    framing: Framing,
     text: &str,
     count: usize,
     window: usize,
 ) -> Throughput {
     let bus = start(bin, durability);
-    let (s, (mut r, mut w), (mut ar, mut aw), (mut br, mut bw)) = setup(&bus).await;
+    let (s, (mut r, mut w), (mut ar, mut aw), (mut br, mut bw)) = setup(&bus, framing).await;
     let sb = s.clone();
     let receiver = tokio::spawn(async move {
         let mut seen = HashSet::with_capacity(count);
@@ -202,7 +209,7 @@ pub async fn throughput(
                 batch.push(l);
             }
             for line in batch {
-                let got = lines::parse(&line);
+                let got = br.parse(&line);
                 if got.kind != "message.send" {
                     continue;
                 }
@@ -228,7 +235,7 @@ pub async fn throughput(
                     batch.push(l);
                 }
                 for line in batch {
-                    let got = lines::parse(&line);
+                    let got = ar.parse(&line);
                     if got.status.is_some() {
                         if got.error.is_some() {
                             refused += 1;

@@ -1,36 +1,56 @@
-//! A lean line connection for the bench's clients: framed reads, buffered writes flushed once
-//! per burst, and envelope builders. Both the bus runs and the baseline use it, so both pay the
-//! same client costs.
+//! A lean connection for the bench's clients: framed reads, buffered writes flushed once per
+//! burst, and envelope builders. Both the bus runs and the baseline use it, so both pay the
+//! same client costs. NDJSON by default; the bus runs also use it with protobuf frames.
 
 use std::path::Path;
 
 use bytes::BytesMut;
 use codex_weave_runtime::Envelope;
-use codex_weave_transport_uds::NdjsonCodec;
+use codex_weave_transport_uds::{FrameCodec, Framing, PREAMBLE};
 use futures::{FutureExt, StreamExt};
 use serde_json::json;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio_util::codec::FramedRead;
 
-pub struct Reader(FramedRead<OwnedReadHalf, NdjsonCodec>);
-pub struct Writer(BufWriter<OwnedWriteHalf>);
+pub struct Reader(FramedRead<OwnedReadHalf, FrameCodec>, Framing);
+pub struct Writer(BufWriter<OwnedWriteHalf>, Framing);
 
 pub async fn connect(path: &Path) -> (Reader, Writer) {
-    let stream = UnixStream::connect(path).await.expect("connect");
-    split(stream)
+    connect_framed(path, Framing::Ndjson).await
+}
+
+/// Connects in `framing` (sending the preamble and reading its echo for protobuf).
+pub async fn connect_framed(path: &Path, framing: Framing) -> (Reader, Writer) {
+    let mut stream = UnixStream::connect(path).await.expect("connect");
+    if framing == Framing::Protobuf {
+        stream.write_all(&PREAMBLE).await.expect("preamble");
+        let mut echo = [0u8; PREAMBLE.len()];
+        stream.read_exact(&mut echo).await.expect("preamble echo");
+        assert_eq!(echo, PREAMBLE, "the bus refused binary framing");
+    }
+    split_framed(stream, framing)
 }
 
 pub fn split(stream: UnixStream) -> (Reader, Writer) {
+    split_framed(stream, Framing::Ndjson)
+}
+
+fn split_framed(stream: UnixStream, framing: Framing) -> (Reader, Writer) {
     let (r, w) = stream.into_split();
     (
-        Reader(FramedRead::new(r, NdjsonCodec::new(64 << 20))),
-        Writer(BufWriter::with_capacity(256 << 10, w)),
+        Reader(FramedRead::new(r, framing.codec(64 << 20)), framing),
+        Writer(BufWriter::with_capacity(256 << 10, w), framing),
     )
 }
 
 impl Reader {
+    /// The envelope in a frame this reader returned.
+    pub fn parse(&self, frame: &[u8]) -> Envelope {
+        self.1.decode(frame).expect("an envelope")
+    }
+
     /// The next line, waiting for it.
     pub async fn next(&mut self) -> Option<BytesMut> {
         self.0.next().await.map(|r| r.expect("framing"))
@@ -48,9 +68,8 @@ impl Reader {
 
 impl Writer {
     pub async fn line(&mut self, env: &Envelope) {
-        let mut buf = serde_json::to_vec(env).expect("encode");
-        buf.push(b'\n');
-        self.0.write_all(&buf).await.expect("write");
+        let frame = self.1.encode(env);
+        self.0.write_all(&frame).await.expect("write");
     }
 
     pub async fn flush(&mut self) {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use codex_weave_transport_uds::Framing;
 use tokio::sync::{mpsc, Notify};
 
 /// Identifies a connection for the life of the bus process.
@@ -51,6 +52,8 @@ pub struct ConnOut {
     /// The socket itself (a duplicate of the connection's descriptor, non-blocking), for direct
     /// writes while the writer is idle. `None` for in-process connections.
     direct: Option<StdUnixStream>,
+    /// How the engine encodes what it sends here.
+    framing: Framing,
 }
 
 impl ConnOut {
@@ -59,7 +62,17 @@ impl ConnOut {
             tx,
             shared,
             direct: None,
+            framing: Framing::Ndjson,
         }
+    }
+
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     pub fn with_socket(mut self, socket: StdUnixStream) -> Self {
@@ -67,7 +80,7 @@ impl ConnOut {
         self
     }
 
-    /// Sends encoded lines: written at once when the writer is idle, else queued behind it.
+    /// Sends encoded frames: written at once when the writer is idle, else queued behind it.
     pub fn push_all(&mut self, mut bytes: Bytes) {
         if self.shared.queued() == 0 {
             if let Some(socket) = self.direct.as_mut() {
@@ -86,7 +99,7 @@ impl ConnOut {
         self.push(bytes);
     }
 
-    /// Queues one encoded line (ending in `\n`). A closed connection swallows it: the engine
+    /// Queues encoded frames. A closed connection swallows it: the engine
     /// learns of the close through its own input and requeues what was not acked.
     pub fn push(&self, line: Bytes) {
         // Count before sending: the writer may take the line and subtract before we return.

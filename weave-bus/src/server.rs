@@ -1,9 +1,10 @@
 //! The socket server: takes the home, opens the store, starts the engine thread, then accepts
 //! connections on `<home>/coord.sock` until shut down.
 //!
-//! Each connection gets a reader task (decode a line, parse it, hand it to the engine) and a
-//! writer task (drain the lines the engine queued). A connection from another uid is refused;
-//! past `max_connections` a new one gets one `limit_reached` line and is closed.
+//! Each connection gets a reader task (decode a frame, parse it, hand it to the engine) and a
+//! writer task (drain the frames the engine queued). A connection's first byte picks its
+//! framing: NUL starts the binary preamble, anything else is NDJSON. A connection from another
+//! uid is refused; past `max_connections` a new one gets one `limit_reached` line and is closed.
 
 use std::future::Future;
 use std::io;
@@ -14,9 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use codex_weave_runtime::{Envelope, ErrorCode};
+use codex_weave_runtime::ErrorCode;
 use futures::StreamExt;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -25,13 +25,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::BusConfig;
 use crate::conn::{ConnId, ConnOut, ConnShared};
-use crate::engine::{response_line, Engine};
+use crate::engine::{response, Engine};
 use crate::handle::Bus;
 use crate::home::{self, HomeError, HomeLock};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use crate::store::{self, Store, StoreError};
-use codex_weave_transport_uds::{CodecError, NdjsonCodec};
+use codex_weave_transport_uds::{CodecError, Framing, PREAMBLE};
 
 /// Why the bus could not start.
 #[derive(Debug)]
@@ -211,18 +211,55 @@ async fn linger(mut read: impl tokio::io::AsyncRead + Unpin) {
     .await;
 }
 
-async fn refuse_full(mut stream: UnixStream, limit: usize) {
-    let line = response_line(
-        "",
-        None,
-        Err(Refusal::new(
-            ErrorCode::LimitReached,
-            format!("the bus serves at most {limit} connections"),
-        )),
+/// Answers a connection the bus will not serve with one NDJSON error line, then closes it.
+async fn refuse(
+    mut read: impl tokio::io::AsyncRead + Unpin,
+    mut write: impl tokio::io::AsyncWrite + Unpin,
+    refusal: Refusal,
+) {
+    let line = Framing::Ndjson.encode(&response("", None, Err(refusal)));
+    let _ = tokio::time::timeout(Duration::from_secs(1), write.write_all(&line)).await;
+    let _ = write.shutdown().await;
+    linger(&mut read).await;
+}
+
+async fn refuse_full(stream: UnixStream, limit: usize) {
+    let refusal = Refusal::new(
+        ErrorCode::LimitReached,
+        format!("the bus serves at most {limit} connections"),
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
-    let _ = stream.shutdown().await;
-    linger(stream).await;
+    let (read, write) = stream.into_split();
+    refuse(read, write, refusal).await;
+}
+
+/// Reads a connection's first bytes (at most the preamble's length, so an idle connection
+/// keeps no read-ahead buffer) and picks its framing: NUL starts the binary preamble, anything
+/// else is NDJSON. Returns the framing and the bytes read that belong to the first frame;
+/// `Ok(None)` when the peer closed without sending anything; `Err` for a NUL not followed by
+/// the preamble.
+async fn negotiate(
+    read: &mut (impl tokio::io::AsyncRead + Unpin),
+) -> io::Result<Option<(Framing, Vec<u8>)>> {
+    let mut first = [0u8; PREAMBLE.len()];
+    let mut n = 0;
+    loop {
+        if n > 0 {
+            if first[0] != PREAMBLE[0] {
+                return Ok(Some((Framing::Ndjson, first[..n].to_vec())));
+            }
+            if first[..n] != PREAMBLE[..n] {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad preamble"));
+            }
+            if n == PREAMBLE.len() {
+                return Ok(Some((Framing::Protobuf, Vec::new())));
+            }
+        }
+        match read.read(&mut first[n..]).await? {
+            0 if n == 0 => return Ok(None),
+            0 => return Err(io::Error::new(io::ErrorKind::InvalidData, "cut preamble")),
+            read => n += read,
+        }
+    }
 }
 
 async fn serve_connection(
@@ -235,6 +272,17 @@ async fn serve_connection(
     let metrics = bus.metrics();
     metrics.inc(&metrics.connections_total);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+    serve_framed(stream, &bus, stop, max_line, max_buffer).await;
+    metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn serve_framed(
+    stream: UnixStream,
+    bus: &Bus,
+    stop: CancellationToken,
+    max_line: usize,
+    max_buffer: usize,
+) {
     // A duplicate of the descriptor lets the engine write to the socket directly while the
     // writer task is idle.
     let direct = stream
@@ -242,10 +290,32 @@ async fn serve_connection(
         .try_clone_to_owned()
         .ok()
         .map(std::os::unix::net::UnixStream::from);
-    let (read, write) = stream.into_split();
+    let (mut read, mut write) = stream.into_split();
+    let negotiated = tokio::select! {
+        _ = stop.cancelled() => return,
+        negotiated = negotiate(&mut read) => negotiated,
+    };
+    let (framing, first) = match negotiated {
+        Ok(Some(picked)) => picked,
+        Ok(None) => return,
+        Err(e) => {
+            let refusal = Refusal::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "{e}: a binary-framing client opens with the 8 bytes {PREAMBLE:02x?}; \
+                     an NDJSON client sends JSON lines"
+                ),
+            );
+            bus.metrics().inc(&bus.metrics().bad_requests);
+            return refuse(read, write, refusal).await;
+        }
+    };
+    if framing == Framing::Protobuf && write.write_all(&PREAMBLE).await.is_err() {
+        return;
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(ConnShared::default());
-    let mut out = ConnOut::new(tx, shared.clone());
+    let mut out = ConnOut::new(tx, shared.clone()).with_framing(framing);
     if let Some(socket) = direct {
         out = out.with_socket(socket);
     }
@@ -258,8 +328,9 @@ async fn serve_connection(
         conn,
         max_buffer / 2,
     ));
-    // Start the read buffer small: it grows with the lines it meets.
-    let mut lines = FramedRead::with_capacity(read, NdjsonCodec::new(max_line), 1024);
+    // What negotiation read comes first; the read buffer grows with the frames it meets.
+    let read = AsyncReadExt::chain(std::io::Cursor::new(first), read);
+    let mut lines = FramedRead::with_capacity(read, framing.codec(max_line), 1024);
     let mut drain = false;
     loop {
         // A client that does not read its responses does not get to send more requests.
@@ -279,16 +350,20 @@ async fn serve_connection(
         };
         match next {
             None => break,
-            Some(Ok(line)) => match parse(&line) {
+            Some(Ok(frame)) => match framing.decode(&frame) {
                 Ok(env) => bus.request(conn, env),
-                Err((corr, message)) => bus.invalid(conn, corr, ErrorCode::BadRequest, message),
+                Err(bad) => bus.invalid(conn, bad.corr, ErrorCode::BadRequest, bad.message),
             },
             Some(Err(CodecError::FrameTooLarge { limit })) => {
+                let what = match framing {
+                    Framing::Ndjson => "line",
+                    Framing::Protobuf => "frame",
+                };
                 bus.invalid(
                     conn,
                     None,
                     ErrorCode::FrameTooLarge,
-                    format!("line longer than {limit} bytes; closing"),
+                    format!("{what} longer than {limit} bytes; closing"),
                 );
                 drain = true;
                 break;
@@ -304,7 +379,6 @@ async fn serve_connection(
         linger(lines.into_inner()).await;
     }
     let _ = writer.await;
-    metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn write_lines(
@@ -328,18 +402,4 @@ async fn write_lines(
         }
     }
     let _ = w.shutdown().await;
-}
-
-/// Parses one line. On failure: the line's `id` when it has one (for `corr`), and why.
-fn parse(line: &[u8]) -> Result<Envelope, (Option<String>, String)> {
-    serde_json::from_slice::<Envelope>(line).map_err(|e| {
-        match serde_json::from_slice::<Value>(line) {
-            Err(_) => (None, format!("not valid JSON (or not UTF-8): {e}")),
-            Ok(Value::Object(map)) => {
-                let corr = map.get("id").and_then(Value::as_str).map(str::to_owned);
-                (corr, format!("invalid envelope: {e}"))
-            }
-            Ok(_) => (None, "a line must be a JSON object".to_owned()),
-        }
-    })
 }

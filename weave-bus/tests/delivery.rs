@@ -343,12 +343,12 @@ async fn action_groups_reach_each_target_filtered_and_are_acked_by_any_result() 
 
 #[tokio::test]
 async fn reconnecting_agent_client_resumes_and_receives_what_it_missed() {
-    use codex_weave_transport_uds::{Agent, AgentOptions};
+    use codex_weave_transport_uds::Agent;
     let mut bus = BusProcess::start();
     let admin = bus.connect().await;
     let s = admin.create_session("s").await;
     admin.add_agent(&s, "a1", "Alice").await;
-    let mut bob = Agent::connect(AgentOptions::new(bus.socket(), &s, "b1").name("Bob"))
+    let mut bob = Agent::connect(agent_options(&bus.socket(), &s, "b1").name("Bob"))
         .await
         .unwrap();
     admin.send(&s, "a1", "b1", "before").await;

@@ -89,7 +89,7 @@ async fn agents_dropping_and_reconnecting_mid_relay_and_the_relay_completes() {
     let s = o.create_session("s").await;
     o.add_agent(&s, "o", "Owner").await;
     let mut o = o;
-    let opts = |id: &str| AgentOptions::new(bus.socket(), &s, id).name(id);
+    let opts = |id: &str| agent_options(&bus.socket(), &s, id).name(id);
     let w1 = Agent::connect(opts("w1")).await.unwrap();
     let w2 = Agent::connect(opts("w2")).await.unwrap();
     let accepted = o

@@ -14,7 +14,8 @@ use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::{json, Value};
 
 use super::state::{actions_for, Delivery, DeliveryKind};
-use super::{encode_line, new_delivery, new_id, Engine};
+use super::{new_delivery, new_id, Engine};
+use codex_weave_transport_uds::Framing;
 
 impl Engine {
     /// Queues record `seq` (envelope `env`) of session `sid` for agent `target`.
@@ -93,7 +94,7 @@ impl Engine {
             if d.count > 1 {
                 self.metrics.inc(&self.metrics.redeliveries);
             }
-            let line = delivered_line(d);
+            let line = delivered_line(d, conn.out.framing());
             let (ack_mode, timeout, kind, count) = (d.ack_mode, d.timeout_ms, d.kind, d.count);
             if ack_mode == AckMode::None {
                 self.forget(did);
@@ -106,7 +107,7 @@ impl Engine {
             }
             self.batch.dirty.push(did);
             self.metrics.inc(&self.metrics.deliveries);
-            self.send(conn_id, line);
+            self.send_encoded(conn_id, line);
         }
     }
 
@@ -274,7 +275,7 @@ impl Engine {
 /// The line a target receives for a delivery: the recorded envelope with a fresh `id` and `ts`,
 /// `corr` = the original id (what the receiver acks), `dst` = the target, an action group
 /// filtered to the target's actions, and redelivery marks in `meta.weave`.
-fn delivered_line(d: &Delivery) -> bytes::Bytes {
+fn delivered_line(d: &Delivery, framing: Framing) -> bytes::Bytes {
     let src = &*d.envelope;
     // `meta.weave.seq`: the record delivered (a stable cursor, e.g. for an HTTP inbox).
     let mut meta = src
@@ -321,5 +322,5 @@ fn delivered_line(d: &Delivery) -> bytes::Bytes {
         error: None,
         ack: src.ack.clone(),
     };
-    encode_line(&env)
+    framing.encode(&env)
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use codex_weave_runtime::{AckMode, Envelope, ErrorBody, ErrorCode, Status, BUS_SRC};
 use codex_weave_transport_uds::time::now_rfc3339;
+use codex_weave_transport_uds::Framing;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -411,7 +412,11 @@ impl Engine {
                 let lines = batch
                     .requests
                     .into_iter()
-                    .map(|(conn, id)| (conn, response_line(&id, None, Err(refusal.clone()))))
+                    .map(|(conn, id)| {
+                        let framing = self.framing_of(conn, &batch.closing);
+                        let env = response(&id, None, Err(refusal.clone()));
+                        (conn, framing.encode(&env))
+                    })
                     .collect();
                 self.release(lines, batch.closing);
                 self.reload_after_failure();
@@ -527,9 +532,23 @@ impl Engine {
         }
     }
 
-    /// Queues a line for a connection, released at commit.
-    fn send(&mut self, conn: ConnId, line: Bytes) {
-        self.batch.lines.push((conn, line));
+    /// Queues an envelope for a connection, encoded in its framing, released at commit.
+    fn send<P: Serialize>(&mut self, conn: ConnId, env: &Envelope<P>) {
+        let frame = self.framing_of(conn, &self.batch.closing).encode(env);
+        self.send_encoded(conn, frame);
+    }
+
+    /// Queues a frame already encoded in the connection's framing.
+    fn send_encoded(&mut self, conn: ConnId, frame: Bytes) {
+        self.batch.lines.push((conn, frame));
+    }
+
+    /// The framing of a connection, open or closing in this batch.
+    fn framing_of(&self, conn: ConnId, closing: &Map<ConnId, ConnOut>) -> Framing {
+        match self.conns.get(&conn) {
+            Some(c) => c.out.framing(),
+            None => closing.get(&conn).map(ConnOut::framing).unwrap_or_default(),
+        }
     }
 
     fn respond(&mut self, conn: ConnId, corr: &str, session: Option<&str>, reply: Reply) {
@@ -537,8 +556,8 @@ impl Engine {
             self.metrics.inc(&self.metrics.errors);
         }
         self.batch.requests.push((conn, corr.to_owned()));
-        let line = response_line(corr, session, reply);
-        self.send(conn, line);
+        let env = response(corr, session, reply);
+        self.send(conn, &env);
     }
 
     fn session_by_key_mut(&mut self, key: i64) -> Option<&mut Session> {
@@ -578,20 +597,9 @@ fn new_delivery(
     }
 }
 
-/// Encodes an envelope as one line, `\n` included.
-pub fn encode_line<P: Serialize>(env: &Envelope<P>) -> Bytes {
-    let mut buf = serde_json::to_vec(env).unwrap_or_else(|e| {
-        // Serializing our own types cannot fail; keep the connection's framing intact anyway.
-        tracing::error!(error = %e, "failed to encode a line");
-        br#"{"v":1,"type":"error","id":"","ts":"","src":"weave"}"#.to_vec()
-    });
-    buf.push(b'\n');
-    Bytes::from(buf)
-}
-
-/// A response line: `type: "response"`, `corr` = the request's id, `status`, and the answer or
-/// the error.
-pub fn response_line(corr: &str, session: Option<&str>, reply: Reply) -> Bytes {
+/// A response: `type: "response"`, `corr` = the request's id, `status`, and the answer or the
+/// error.
+pub fn response(corr: &str, session: Option<&str>, reply: Reply) -> Envelope<Box<RawValue>> {
     let mut env: Envelope<Box<RawValue>> = bus_envelope("response", session);
     if !corr.is_empty() {
         env.corr = Some(corr.to_owned());
@@ -609,7 +617,7 @@ pub fn response_line(corr: &str, session: Option<&str>, reply: Reply) -> Bytes {
             env.error = Some(ErrorBody::new(refusal.code, refusal.message));
         }
     }
-    encode_line(&env)
+    env
 }
 
 /// A new envelope originated by the bus (`src: "weave"`).

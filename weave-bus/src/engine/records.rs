@@ -8,7 +8,7 @@ use codex_weave_runtime::Envelope;
 use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::value::RawValue;
 
-use super::{bus_envelope, encode_line, Engine};
+use super::{bus_envelope, Engine};
 use crate::conn::ConnId;
 use crate::store::StoredRecord;
 
@@ -89,8 +89,7 @@ impl Engine {
         env.corr = Some(corr.to_owned());
         env.seq = Some(seq);
         env.payload = Some(raw);
-        let line = encode_line(&env);
-        self.send(conn, line);
+        self.send(conn, &env);
     }
 
     /// Sends the session's summary to every `sessions.stream` follower.
@@ -102,8 +101,7 @@ impl Engine {
             let mut env: Envelope = bus_envelope("sessions.changed", Some(sid));
             env.corr = Some(corr);
             env.payload = Some(summary.clone());
-            let line = encode_line(&env);
-            self.send(conn, line);
+            self.send(conn, &env);
         }
     }
 }

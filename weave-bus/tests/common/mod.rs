@@ -1,5 +1,8 @@
 //! Test harness: starts the real `weave-bus` binary on a temporary home and talks to it over
 //! its socket with the transport's client. Every bus a test starts is killed when dropped.
+//!
+//! `WEAVE_TEST_FRAMING=protobuf` runs the whole suite with binary frames (`scripts/test` runs
+//! it both ways); tests that write raw bytes speak NDJSON whatever it says.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -7,12 +10,28 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use codex_weave_transport_uds::{Client, Envelope};
+use codex_weave_transport_uds::{AgentOptions, Client, Envelope, Framing};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The framing the suite's clients use: `WEAVE_TEST_FRAMING` (`ndjson`, the default, or
+/// `protobuf`).
+pub fn framing() -> Framing {
+    match std::env::var("WEAVE_TEST_FRAMING") {
+        Ok(s) => Framing::parse(&s).expect("WEAVE_TEST_FRAMING is ndjson or protobuf"),
+        Err(_) => Framing::Ndjson,
+    }
+}
+
+/// Agent options in the suite's framing.
+pub fn agent_options(socket: &Path, session: &str, id: &str) -> AgentOptions {
+    let mut opts = AgentOptions::new(socket, session, id);
+    opts.framing = framing();
+    opts
+}
 
 pub struct BusProcess {
     child: Option<Child>,
@@ -175,7 +194,9 @@ pub struct Conn {
 
 impl Conn {
     pub async fn open(socket: &Path) -> Conn {
-        let (client, events) = Client::connect(socket).await.expect("connect");
+        let (client, events) = Client::connect_with(socket, framing())
+            .await
+            .expect("connect");
         Conn { client, events }
     }
 

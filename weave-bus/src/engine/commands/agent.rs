@@ -10,7 +10,7 @@ use super::{bad, payload_str, valid_name, Reply, MAX_ID_BYTES};
 pub const AGENT_KINDS: &[&str] = &["agent", "human", "sdk"];
 use crate::conn::ConnId;
 use crate::engine::state::Agent;
-use crate::engine::{bus_envelope, encode_line, Answer, Engine};
+use crate::engine::{bus_envelope, Answer, Engine};
 use crate::refusal::Refusal;
 
 impl Engine {
@@ -125,8 +125,7 @@ impl Engine {
             "id": id,
             "reason": "the agent was added on another connection; this one gets nothing more for it",
         }));
-        let line = encode_line(&notice);
-        self.send(old_conn, line);
+        self.send(old_conn, &notice);
         self.record_event(
             sid,
             "agent.offline",
@@ -155,7 +154,6 @@ impl Engine {
             json!({ "id": id, "name": name, "previous_name": old }),
         );
         // Others in the session see the rename live (clients show names, not ids).
-        let line = encode_line(&*env);
         let others: Vec<ConnId> = self.sessions[sid]
             .agents
             .values()
@@ -166,7 +164,7 @@ impl Engine {
         for conn in others {
             if !sent.contains(&conn) {
                 sent.push(conn);
-                self.send(conn, line.clone());
+                self.send(conn, &*env);
             }
         }
     }
