@@ -7,15 +7,12 @@
 //! after receiving work answers it); else, for a follow-up in an existing conversation, the
 //! newest message of that conversation delivered to the sender. No parent: a new chain, hop 1.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::memory::Fresh;
 use crate::model::AgentId;
-
-/// Message nodes remembered per session; the oldest are forgotten first (a forgotten parent
-/// simply starts a new chain).
-pub const MAX_NODES: usize = 200_000;
 
 /// Which rule stopped a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,20 +64,18 @@ pub struct Probe<'a> {
 }
 
 /// (chain, lower agent, higher agent): the pair a ping-pong run is counted for.
-type PairKey = (String, AgentId, AgentId);
+pub(crate) type PairKey = (String, AgentId, AgentId);
 
+/// The guard of one session. What it remembers (nodes, pair runs) is bounded by the runtime's
+/// memory budget: a forgotten parent starts a new chain, a forgotten run starts again at one.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Guard {
     nodes: HashMap<String, Node>,
-    order: VecDeque<String>,
     /// Newest unanswered new-work message delivered to each agent.
     unanswered: HashMap<AgentId, String>,
-    /// Pair → (who sent the last new work, run length, the update's number in `run_order`).
+    /// Pair → (who sent the last new work, run length, the number of the update that set it).
     #[serde(with = "crate::pairs")]
     runs: HashMap<PairKey, (AgentId, u32, u64)>,
-    /// Run updates, oldest first, numbered: past [`MAX_NODES`] the oldest pairs are forgotten
-    /// (a forgotten run starts again at one, as a forgotten parent starts a new chain).
-    run_order: VecDeque<(PairKey, u64)>,
     run_updates: u64,
 }
 
@@ -141,8 +136,8 @@ impl Guard {
         }
     }
 
-    /// Records an admitted message.
-    pub fn commit(&mut self, probe: &Probe<'_>, verdict: &Verdict) {
+    /// Records an admitted message; what it now remembers goes to `fresh`.
+    pub(crate) fn commit(&mut self, probe: &Probe<'_>, verdict: &Verdict, fresh: &mut Vec<Fresh>) {
         // The first thing an agent sends after receiving work answers it.
         self.unanswered.remove(probe.from);
         if probe.new_work {
@@ -153,17 +148,10 @@ impl Guard {
                     _ => 1,
                 };
                 self.run_updates += 1;
-                self.run_order.push_back((key.clone(), self.run_updates));
+                fresh.push(Fresh::Run(key.clone(), self.run_updates));
                 self.runs
                     .insert(key, (probe.from.to_owned(), run, self.run_updates));
                 self.unanswered.insert(to.clone(), probe.id.to_owned());
-            }
-            while self.run_order.len() > MAX_NODES {
-                if let Some((old, number)) = self.run_order.pop_front() {
-                    if self.runs.get(&old).is_some_and(|r| r.2 == number) {
-                        self.runs.remove(&old);
-                    }
-                }
             }
         }
         let node = Node {
@@ -173,18 +161,29 @@ impl Guard {
             conversation: probe.conversation.map(str::to_owned),
         };
         if self.nodes.insert(probe.id.to_owned(), node).is_none() {
-            self.order.push_back(probe.id.to_owned());
-        }
-        while self.order.len() > MAX_NODES {
-            if let Some(old) = self.order.pop_front() {
-                self.nodes.remove(&old);
-            }
+            fresh.push(Fresh::Node(probe.id.to_owned()));
         }
     }
 
-    /// How many pair runs are remembered (bounded by [`MAX_NODES`]).
+    pub(crate) fn forget_node(&mut self, id: &str) {
+        self.nodes.remove(id);
+    }
+
+    /// Forgets a pair run unless a later update set it again.
+    pub(crate) fn forget_run(&mut self, key: &PairKey, number: u64) {
+        if self.runs.get(key).is_some_and(|r| r.2 == number) {
+            self.runs.remove(key);
+        }
+    }
+
+    /// How many pair runs are remembered.
     pub fn run_count(&self) -> usize {
         self.runs.len()
+    }
+
+    /// How many message nodes are remembered.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// Forgets an agent that left (it answers nothing any more).

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod event;
 pub mod guard;
+mod memory;
 pub mod model;
 mod pairs;
 pub mod pb;
@@ -17,8 +18,7 @@ pub mod wire;
 
 pub use error::ErrorCode;
 pub use event::{EventRecord, RuntimeEvent};
+pub use memory::DEFAULT_MEMORY_BUDGET;
 pub use model::{AgentId, Conversation, MessageKind, Relay, RelayStatus, TaskStatus};
-pub use runtime::{
-    Input, Message, Output, Runtime, RuntimeConfig, Stamp, MAX_ACTION_REFS, MAX_CONVERSATIONS,
-};
+pub use runtime::{Input, Message, Output, Runtime, RuntimeConfig, Stamp};
 pub use wire::{Ack, AckMode, Envelope, ErrorBody, Record, Status, BUS_SRC, WIRE_VERSION};

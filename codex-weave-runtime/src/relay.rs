@@ -289,17 +289,20 @@ impl Runtime {
         }
 
         // Apply: the relay, its targets' conversations and tasks, the steps.
-        let relay = st.relays.entry(relay_id.clone()).or_insert_with(|| Relay {
-            relay_id: relay_id.clone(),
-            owner: from.to_owned(),
-            status: RelayStatus::Active,
-            targets: BTreeMap::new(),
-            target_order: Vec::new(),
-            actions: Vec::new(),
-            queue: VecDeque::new(),
-            submits: 0,
-            summary: None,
-        });
+        if !st.relays.contains_key(&relay_id) {
+            st.add_relay(Relay {
+                relay_id: relay_id.clone(),
+                owner: from.to_owned(),
+                status: RelayStatus::Active,
+                targets: BTreeMap::new(),
+                target_order: Vec::new(),
+                actions: Vec::new(),
+                queue: VecDeque::new(),
+                submits: 0,
+                summary: None,
+            });
+        }
+        let relay = st.relays.get_mut(&relay_id).expect("just added");
         relay.submits = submit_no;
         let mut new_targets = Vec::new();
         for t in &targets {

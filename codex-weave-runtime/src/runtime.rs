@@ -4,7 +4,8 @@
 //! dispatch, and events to record and deliver. No IO, no clock, no randomness: the same inputs
 //! give the same outputs, which is what the property and snapshot tests rely on.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,6 +13,7 @@ use serde_json::Value;
 use crate::error::ErrorCode;
 use crate::event::{LoopSuppressed, RuntimeEvent};
 use crate::guard::{Guard, Probe, Rule, Verdict};
+use crate::memory::{Entry, Fresh, Memory};
 use crate::model::{AgentId, Conversation, MessageKind, Relay};
 
 /// Limits of the loop guard and the relay scheduler.
@@ -24,6 +26,9 @@ pub struct RuntimeConfig {
     pub max_ping_pong: u32,
     /// Suggested wait before retrying a blocked relay.
     pub blocked_retry_ms: u64,
+    /// Conversations, action references, guard nodes and runs, and relays remembered across
+    /// all sessions; past it the oldest are forgotten (see [`crate::memory`]).
+    pub memory_budget: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -32,6 +37,7 @@ impl Default for RuntimeConfig {
             max_hops: 16,
             max_ping_pong: 6,
             blocked_retry_ms: 2_000,
+            memory_budget: crate::memory::DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -121,19 +127,12 @@ pub(crate) struct ActionRef {
     pub target: Option<AgentId>,
 }
 
-/// Conversations remembered per session; past this the oldest are forgotten (those of active
-/// relays excepted). A follow-up in a forgotten conversation starts a new one.
-pub const MAX_CONVERSATIONS: usize = 100_000;
-/// Message and action ids remembered per session (for `reply_to_action_id`).
-pub const MAX_ACTION_REFS: usize = 200_000;
-
+/// One session's state. Conversations, action references, guard nodes and runs, and relays
+/// are remembered within the runtime's memory budget (see [`crate::memory`]): a follow-up in a
+/// forgotten conversation starts a new one; a reply to a forgotten action is a plain reply.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Session {
     pub conversations: HashMap<String, Conversation>,
-    /// Conversation ids, oldest first, for eviction.
-    pub conversation_order: VecDeque<String>,
-    /// Action ids, oldest first, for eviction.
-    pub action_order: VecDeque<String>,
     /// Ordered by id: whatever walks the relays (an agent leaving) does so in one order,
     /// so a replay gives the same outputs as the live run.
     pub relays: BTreeMap<String, Relay>,
@@ -141,46 +140,61 @@ pub(crate) struct Session {
     /// The conversation an agent answers into when its reply names none.
     pub pending_reply: HashMap<AgentId, String>,
     pub actions: HashMap<String, ActionRef>,
+    /// What this input made the session remember, for the runtime's memory queue (always empty
+    /// between two inputs).
+    #[serde(skip)]
+    pub fresh: Vec<Fresh>,
 }
 
 impl Session {
-    /// Starts remembering a conversation, forgetting the oldest past [`MAX_CONVERSATIONS`].
     pub(crate) fn add_conversation(&mut self, conv: Conversation) {
         let id = conv.context_id.clone();
         if self.conversations.insert(id.clone(), conv).is_none() {
-            self.conversation_order.push_back(id);
-        }
-        let mut spared = 0;
-        while self.conversations.len() > MAX_CONVERSATIONS && spared < self.conversation_order.len()
-        {
-            let Some(old) = self.conversation_order.pop_front() else {
-                break;
-            };
-            let active_relay = self
-                .conversations
-                .get(&old)
-                .and_then(|c| c.relay_id.as_ref())
-                .is_some_and(|r| self.relays.get(r).is_some_and(Relay::is_active));
-            if active_relay {
-                self.conversation_order.push_back(old);
-                spared += 1;
-            } else {
-                self.conversations.remove(&old);
-            }
+            self.fresh.push(Fresh::Conversation(id));
         }
     }
 
-    /// Remembers what an action or message id refers to, forgetting the oldest past
-    /// [`MAX_ACTION_REFS`].
+    /// Remembers what an action or message id refers to.
     pub(crate) fn add_action(&mut self, id: String, action: ActionRef) {
         if self.actions.insert(id.clone(), action).is_none() {
-            self.action_order.push_back(id);
+            self.fresh.push(Fresh::Action(id));
         }
-        while self.action_order.len() > MAX_ACTION_REFS {
-            if let Some(old) = self.action_order.pop_front() {
-                self.actions.remove(&old);
+    }
+
+    pub(crate) fn add_relay(&mut self, relay: Relay) {
+        let id = relay.relay_id.clone();
+        if self.relays.insert(id.clone(), relay).is_none() {
+            self.fresh.push(Fresh::Relay(id));
+        }
+    }
+
+    /// Forgets one remembered thing; `false` when it is still in use (an active relay or its
+    /// conversation) and must stay.
+    fn forget(&mut self, what: &Fresh) -> bool {
+        let active = |relays: &BTreeMap<String, Relay>, id: Option<&String>| {
+            id.is_some_and(|r| relays.get(r).is_some_and(Relay::is_active))
+        };
+        match what {
+            Fresh::Conversation(id) => {
+                let relay = self.conversations.get(id).and_then(|c| c.relay_id.as_ref());
+                if active(&self.relays, relay) {
+                    return false;
+                }
+                self.conversations.remove(id);
             }
+            Fresh::Relay(id) => {
+                if active(&self.relays, Some(id)) {
+                    return false;
+                }
+                self.relays.remove(id);
+            }
+            Fresh::Action(id) => {
+                self.actions.remove(id);
+            }
+            Fresh::Node(id) => self.guard.forget_node(id),
+            Fresh::Run(key, number) => self.guard.forget_run(key, *number),
         }
+        true
     }
 }
 
@@ -189,6 +203,7 @@ pub struct Runtime {
     #[serde(skip)]
     pub(crate) cfg: RuntimeConfig,
     pub(crate) sessions: HashMap<String, Session>,
+    memory: Memory,
 }
 
 /// A message the runtime has checked and may apply.
@@ -215,6 +230,7 @@ impl Runtime {
         Self {
             cfg,
             sessions: HashMap::new(),
+            memory: Memory::default(),
         }
     }
 
@@ -234,10 +250,34 @@ impl Runtime {
     pub fn from_snapshot(cfg: RuntimeConfig, bytes: &[u8]) -> Result<Self, serde_json::Error> {
         let mut runtime: Runtime = serde_json::from_slice(bytes)?;
         runtime.cfg = cfg;
+        // One shared name per session again (decoding gave each entry its own copy).
+        let mut shared: HashMap<String, Arc<str>> = HashMap::new();
+        for entry in &mut runtime.memory.queue {
+            let name = shared
+                .entry(entry.session.to_string())
+                .or_insert_with(|| entry.session.clone());
+            entry.session = name.clone();
+        }
+        runtime.forget_past_budget();
         Ok(runtime)
     }
 
     pub fn handle(&mut self, input: Input) -> Vec<Output> {
+        let session = match &input {
+            Input::Message(send) => send.session.clone(),
+            Input::Group { sends, .. } => {
+                sends.first().map(|s| s.session.clone()).unwrap_or_default()
+            }
+            Input::Result { session, .. }
+            | Input::Relay { session, .. }
+            | Input::AgentRemoved { session, .. } => session.clone(),
+        };
+        let out = self.dispatch(input);
+        self.remember(&session);
+        out
+    }
+
+    fn dispatch(&mut self, input: Input) -> Vec<Output> {
         match input {
             Input::Message(send) => self.group(vec![send]),
             Input::Group { sends, .. } => self.group(sends),
@@ -280,6 +320,57 @@ impl Runtime {
         self.sessions
             .get(session)
             .map_or(0, |s| s.guard.run_count())
+    }
+
+    /// How many message nodes the loop guard of `session` remembers.
+    pub fn guard_node_count(&self, session: &str) -> usize {
+        self.sessions
+            .get(session)
+            .map_or(0, |s| s.guard.node_count())
+    }
+
+    /// Entries remembered across all sessions (bounded by `memory_budget`).
+    pub fn remembered(&self) -> usize {
+        self.memory.len()
+    }
+
+    /// Moves what the last input made `session` remember into the memory queue, then forgets
+    /// the oldest entries past the budget.
+    fn remember(&mut self, session: &str) {
+        let Some(st) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if st.fresh.is_empty() {
+            return;
+        }
+        let name: Arc<str> = match self.memory.queue.back() {
+            Some(e) if &*e.session == session => e.session.clone(),
+            _ => Arc::from(session),
+        };
+        for what in st.fresh.drain(..) {
+            self.memory.queue.push_back(Entry {
+                session: name.clone(),
+                what,
+            });
+        }
+        self.forget_past_budget();
+    }
+
+    fn forget_past_budget(&mut self) {
+        let mut spared = 0;
+        while self.memory.len() > self.cfg.memory_budget && spared < self.memory.len() {
+            let Some(entry) = self.memory.queue.pop_front() else {
+                break;
+            };
+            let forgotten = self
+                .sessions
+                .get_mut(&*entry.session)
+                .is_none_or(|st| st.forget(&entry.what));
+            if !forgotten {
+                self.memory.queue.push_back(entry);
+                spared += 1;
+            }
+        }
     }
 
     /// Relays of a session, for listings.
@@ -525,7 +616,7 @@ pub(crate) fn apply(
         follow_up: p.follow_up,
         explicit_parent: p.explicit_parent.as_deref(),
     };
-    st.guard.commit(&probe, &p.verdict);
+    st.guard.commit(&probe, &p.verdict, &mut st.fresh);
     let relay_id = p
         .context_id
         .as_ref()

@@ -238,7 +238,8 @@ proptest! {
         ops in proptest::collection::vec(op(), 2..100),
         at in any::<prop::sample::Index>(),
     ) {
-        let cfg = RuntimeConfig::default();
+        // A small memory budget, so forgetting is part of what must survive a snapshot.
+        let cfg = RuntimeConfig { memory_budget: 40, ..RuntimeConfig::default() };
         let at = at.index(ops.len());
         let mut original = Sim::with(cfg.clone());
         let mut restored = Sim::with(cfg.clone());

@@ -273,6 +273,7 @@ fn limits_are_configurable() {
         max_hops: 3,
         max_ping_pong: 100,
         blocked_retry_ms: 5,
+        ..RuntimeConfig::default()
     });
     s.agents = vec!["o".into(), "w".into()];
     let first = s.send(Msg::user("o", "w"));
@@ -286,14 +287,16 @@ fn limits_are_configurable() {
 }
 
 #[test]
-fn remembered_conversations_and_guard_runs_are_bounded() {
-    use codex_weave_runtime::guard::MAX_NODES;
-    use codex_weave_runtime::{Input, Message, MAX_CONVERSATIONS};
-    let mut rt = codex_weave_runtime::Runtime::new(RuntimeConfig::default());
-    let n = MAX_NODES + 100; // each message a new conversation and a new chain
-    for i in 0..n {
-        rt.handle(Input::Message(Message {
-            session: "s".into(),
+fn what_the_runtime_remembers_is_bounded_across_all_sessions() {
+    use codex_weave_runtime::{Input, Message};
+    let budget = 1_000;
+    let mut rt = codex_weave_runtime::Runtime::new(RuntimeConfig {
+        memory_budget: budget,
+        ..RuntimeConfig::default()
+    });
+    let send = |session: &str, i: usize| {
+        Input::Message(Message {
+            session: session.into(),
             id: format!("m{i}"),
             from: "o".into(),
             to: vec!["w".into()],
@@ -301,10 +304,51 @@ fn remembered_conversations_and_guard_runs_are_bounded() {
             context_id: None,
             parent_message_id: None,
             reply_to_action_id: None,
-        }));
+        })
+    };
+    // Each message: a new conversation, a new chain (node and pair run), an action reference.
+    rt.handle(send("old", 0));
+    for i in 1..=2 * budget {
+        rt.handle(send(&format!("s{}", i % 20), i));
     }
-    assert_eq!(rt.conversation_count("s"), MAX_CONVERSATIONS);
-    assert!(rt.conversation(sim::S, "m0").is_none() && rt.conversation("s", "m0").is_none());
-    assert!(rt.conversation("s", &format!("m{}", n - 1)).is_some());
-    assert_eq!(rt.guard_run_count("s"), MAX_NODES);
+    assert_eq!(rt.remembered(), budget, "one budget for every session");
+    assert!(
+        rt.conversation("old", "m0").is_none(),
+        "the oldest is forgotten"
+    );
+    assert_eq!(rt.guard_node_count("old"), 0);
+    assert_eq!(rt.guard_run_count("old"), 0);
+    let last = 2 * budget;
+    assert!(rt
+        .conversation(&format!("s{}", last % 20), &format!("m{last}"))
+        .is_some());
+    let total: usize = (0..20)
+        .map(|s| {
+            let s = format!("s{s}");
+            rt.conversation_count(&s) + rt.guard_node_count(&s) + rt.guard_run_count(&s)
+        })
+        .sum();
+    assert!(total <= budget, "{total}");
+}
+
+#[test]
+fn an_active_relay_and_its_conversations_outlive_the_budget() {
+    let mut s = sim::Sim::with(RuntimeConfig {
+        memory_budget: 50,
+        ..RuntimeConfig::default()
+    });
+    s.agents = vec!["o".into(), "w".into(), "x".into()];
+    let relay = s.relay(
+        "o",
+        json!({ "relay_id": "r1", "targets": ["w"], "actions": [{ "type": "message", "dst": "w", "text": "go", "expects_reply": true }] }),
+    );
+    assert!(relay.refused().is_none(), "{:?}", relay.outputs);
+    for _ in 0..200 {
+        assert!(s.send(Msg::user("x", "o")).ok());
+    }
+    assert!(s
+        .rt
+        .relay_state(sim::S, "r1")
+        .is_some_and(|r| r.is_active()));
+    assert!(s.rt.conversation(sim::S, "r1:w").is_some());
 }

@@ -21,6 +21,25 @@ struct Counts {
     received: AtomicU64,
     relays_done: AtomicU64,
     errors: AtomicU64,
+    /// Requests not answered within [`ANSWER_WITHIN`] (also counted in `errors`).
+    timeouts: AtomicU64,
+}
+
+/// How long an agent waits for a response before counting it lost and going on.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+/// `true` when the request was answered `ok` in time.
+async fn answered(
+    request: impl std::future::Future<Output = Result<Envelope, codex_weave_transport_uds::ClientError>>,
+    counts: &Counts,
+) -> bool {
+    match tokio::time::timeout(ANSWER_WITHIN, request).await {
+        Ok(resp) => resp.is_ok_and(|r| r.error.is_none()),
+        Err(_) => {
+            counts.timeouts.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
 }
 
 struct Sample {
@@ -31,6 +50,10 @@ struct Sample {
     sent: u64,
     received: u64,
     relays: u64,
+    /// From `bus.stats`: deliveries not yet acked, runtime memory entries, idempotency keys.
+    pending: u64,
+    remembered: u64,
+    idem_keys: u64,
 }
 
 fn fds(pid: u32) -> usize {
@@ -85,8 +108,29 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
     );
     let started = Instant::now();
     let mut samples = Vec::new();
-    let sample = |at: u64| Sample {
+    let (stats_client, _) = codex_weave_transport_uds::Client::connect(&socket)
+        .await
+        .expect("connect");
+    let bus_stats = || async {
+        let stats = Envelope::new("bus.stats", String::new(), String::new(), "soak");
+        let payload = tokio::time::timeout(ANSWER_WITHIN, stats_client.call(stats))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|r| r.payload)
+            .unwrap_or_default();
+        let n = |k: &str| payload[k].as_u64().unwrap_or(0);
+        (
+            n("pending_deliveries"),
+            n("runtime_remembered"),
+            n("idempotency_keys"),
+        )
+    };
+    let sample = |at: u64, (pending, remembered, idem_keys): (u64, u64, u64)| Sample {
         at,
+        pending,
+        remembered,
+        idem_keys,
         rss_mb: daemon.rss_mb(),
         fds: fds(daemon.child.id()),
         store_mb: store_mb(&daemon.home),
@@ -94,13 +138,13 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
         received: counts.received.load(Ordering::Relaxed),
         relays: counts.relays_done.load(Ordering::Relaxed),
     };
-    samples.push(sample(0));
+    samples.push(sample(0, bus_stats().await));
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(30).min(deadline - Instant::now())).await;
-        let s = sample(started.elapsed().as_secs());
+        let s = sample(started.elapsed().as_secs(), bus_stats().await);
         eprintln!(
-            "  {:>4} s: RSS {:.1} MB, {} fds, store {:.1} MB, {} sent, {} received, {} relays",
-            s.at, s.rss_mb, s.fds, s.store_mb, s.sent, s.received, s.relays
+            "  {:>4} s: RSS {:.1} MB, {} fds, store {:.1} MB, {} sent, {} received, {} relays, {} pending",
+            s.at, s.rss_mb, s.fds, s.store_mb, s.sent, s.received, s.relays, s.pending
         );
         samples.push(s);
     }
@@ -109,12 +153,21 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
     }
     println!("weave-bench soak: `cargo run --release -p weave-bench -- soak --seconds {seconds} --sessions {sessions} --agents-per-session {per_session}`");
     println!();
-    println!("| t (s) | RSS (MB) | fds | store (MB) | sent | received | relays done |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| t (s) | RSS (MB) | fds | store (MB) | sent | received | relays done | pending deliveries | runtime entries | idempotency keys |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in &samples {
         println!(
-            "| {} | {:.1} | {} | {:.1} | {} | {} | {} |",
-            s.at, s.rss_mb, s.fds, s.store_mb, s.sent, s.received, s.relays
+            "| {} | {:.1} | {} | {:.1} | {} | {} | {} | {} | {} | {} |",
+            s.at,
+            s.rss_mb,
+            s.fds,
+            s.store_mb,
+            s.sent,
+            s.received,
+            s.relays,
+            s.pending,
+            s.remembered,
+            s.idem_keys
         );
     }
     let (first, warm, last) = (
@@ -127,7 +180,7 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
     println!(
         "RSS {:.1} → {:.1} MB after the first sample (warm-up) → {:.1} MB at the end; fds {} → {} → {}; \
          store {:.1} → {:.1} MB ({:.0} bytes per message sent, records and their deliveries included); \
-         errors {}",
+         errors {} ({} unanswered within {} s)",
         first.rss_mb,
         warm.rss_mb,
         last.rss_mb,
@@ -137,7 +190,9 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
         first.store_mb,
         last.store_mb,
         (last.store_mb - first.store_mb) * 1e6 / records,
-        counts.errors.load(Ordering::Relaxed)
+        counts.errors.load(Ordering::Relaxed),
+        counts.timeouts.load(Ordering::Relaxed),
+        ANSWER_WITHIN.as_secs()
     );
 }
 
@@ -160,10 +215,7 @@ async fn agent_loop(
     while Instant::now() < deadline {
         tick.tick().await;
         let to = &peers[(me + 1 + next(peers.len() as u64 - 1) as usize) % peers.len()];
-        let ok = agent
-            .send_text(to, "soak")
-            .await
-            .is_ok_and(|r| r.error.is_none());
+        let ok = answered(agent.send_text(to, "soak"), &counts).await;
         counts.sent.fetch_add(u64::from(ok), Ordering::Relaxed);
         counts.errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
         if me == 0 && next(10) == 0 {
@@ -173,7 +225,7 @@ async fn agent_loop(
                 done.payload = Some(
                     json!({ "relay_id": format!("{}-r{}", agent.id(), relay - 1), "done": {} }),
                 );
-                if agent.request(done).await.is_ok_and(|r| r.error.is_none()) {
+                if answered(agent.request(done), &counts).await {
                     counts.relays_done.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -186,7 +238,7 @@ async fn agent_loop(
             submit.payload = Some(
                 json!({ "relay_id": format!("{}-r{relay}", agent.id()), "targets": targets, "actions": actions }),
             );
-            let ok = agent.request(submit).await.is_ok_and(|r| r.error.is_none());
+            let ok = answered(agent.request(submit), &counts).await;
             counts.errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
             relay += 1;
         }
@@ -206,9 +258,11 @@ async fn agent_loop(
                 reply.payload = Some(
                     json!({ "text": "done", "kind": "reply", "reply_to_action_id": a["action_id"] }),
                 );
-                let ok = agent.request(reply).await.is_ok_and(|r| r.error.is_none());
+                let ok = answered(agent.request(reply), &counts).await;
                 counts.errors.fetch_add(u64::from(!ok), Ordering::Relaxed);
             }
+            // Handled: a step is acked once answered, as a real agent does.
+            let _ = agent.ack(&d);
         }
     }
 }

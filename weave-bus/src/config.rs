@@ -81,7 +81,7 @@ impl Default for Limits {
             max_deliver: 5,
             max_conn_buffer: 8 * 1024 * 1024,
             idempotency_ttl: Duration::from_secs(24 * 3600),
-            max_idempotency_keys: 1_000_000,
+            max_idempotency_keys: 100_000,
             max_history_page: 10_000,
             retain_events: 1_000_000,
             snapshot_every: 100_000,

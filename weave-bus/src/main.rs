@@ -69,6 +69,10 @@ struct Args {
     /// agents in one chain is stopped.
     #[arg(long, default_value_t = 6)]
     max_ping_pong: u32,
+    /// Conversations, message references, loop-guard nodes and runs, and relays the runtime
+    /// remembers across all sessions; past it the oldest are forgotten.
+    #[arg(long, default_value_t = codex_weave_runtime::DEFAULT_MEMORY_BUDGET)]
+    runtime_memory: usize,
 }
 
 fn limits(args: &Args) -> Limits {
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
     cfg.limits = limits(&args);
     cfg.runtime.max_hops = args.max_hops;
     cfg.runtime.max_ping_pong = args.max_ping_pong;
+    cfg.runtime.memory_budget = args.runtime_memory;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -642,3 +642,63 @@ async fn two_owners_relaying_work_at_each_other_are_stopped_by_ping_pong() {
     let (i, resp) = stopped.expect("stopped");
     assert_eq!((i + 1, code(&resp)), (6, Some("loop_suppressed")));
 }
+
+/// The runtime's memory budget is shared by all sessions, and a restart replays the sessions'
+/// logs merged in commit order: a conversation opened last in the first session survives,
+/// where replaying session after session would have let the second session's older traffic
+/// push it out.
+#[tokio::test]
+async fn after_a_kill_the_shared_memory_budget_keeps_the_most_recent_conversations() {
+    let mut bus = BusProcess::start_with(&["--runtime-memory", "60"]);
+    let (first, c1) = team(&bus, &["o", "w", "x"]).await;
+    let (second, c2) = team(&bus, &["p", "q"]).await;
+    // Older traffic in the second session: 4 entries a message, more than the budget holds.
+    for i in 0..20 {
+        let resp = c2[0]
+            .call(msg(
+                &second,
+                "p",
+                "q",
+                json!({ "text": format!("old {i}") }),
+            ))
+            .await;
+        assert_eq!(code(&resp), None);
+    }
+    // Then, last of all, a conversation in the first session.
+    let [o, mut w, x]: [Conn; 3] = c1.try_into().ok().unwrap();
+    o.send(&first, "o", "w", "recent work").await;
+    let ctx = ctx_of(&w.next_of("message.send").await);
+    let follow_up = msg(
+        &first,
+        "x",
+        "w",
+        json!({ "text": "mine now", "context_id": ctx }),
+    );
+    assert_eq!(
+        code(&x.call(follow_up.clone()).await),
+        Some("not_owner"),
+        "remembered live"
+    );
+    drop((o, w, x, c2));
+    bus.restart();
+    let x = bus.connect().await;
+    x.add_agent(&first, "x", "X").await;
+    let mut again = follow_up;
+    again.id = String::new();
+    assert_eq!(
+        code(&x.call(again).await),
+        Some("not_owner"),
+        "still remembered after replaying the whole log"
+    );
+    let stats = bus
+        .connect()
+        .await
+        .ok("bus.stats", None, "t", Value::Null)
+        .await
+        .payload
+        .unwrap();
+    assert!(
+        stats["runtime_remembered"].as_u64().unwrap() <= 60,
+        "{stats}"
+    );
+}

@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub max_queue_per_agent: Option<usize>,
     pub retain_events: Option<u64>,
+    pub runtime_memory: Option<usize>,
 }
 
 /// What the flags said (unset: `None`).
@@ -87,6 +88,9 @@ pub fn resolve(flags: &Flags) -> Result<DaemonConfig, String> {
     }
     if let Some(v) = file.retain_events {
         bus.limits.retain_events = v;
+    }
+    if let Some(v) = file.runtime_memory {
+        bus.runtime.memory_budget = v;
     }
     Ok(DaemonConfig { bus, http_addr })
 }

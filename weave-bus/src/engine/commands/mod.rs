@@ -157,6 +157,7 @@ impl Engine {
             "connections": self.conns.len(),
             "pending_deliveries": pending,
             "idempotency_keys": self.idem.len(),
+            "runtime_remembered": self.runtime.remembered(),
             "counters": self.metrics.snapshot(),
         }))
     }
