@@ -7,7 +7,7 @@
 //! after receiving work answers it); else, for a follow-up in an existing conversation, the
 //! newest message of that conversation delivered to the sender. No parent: a new chain, hop 1.
 
-use std::collections::HashMap;
+use crate::memory::Map;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,12 +70,12 @@ pub(crate) type PairKey = (String, AgentId, AgentId);
 /// memory budget: a forgotten parent starts a new chain, a forgotten run starts again at one.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Guard {
-    nodes: HashMap<String, Node>,
+    nodes: Map<String, Node>,
     /// Newest unanswered new-work message delivered to each agent.
-    unanswered: HashMap<AgentId, String>,
+    unanswered: Map<AgentId, String>,
     /// Pair → (who sent the last new work, run length, the number of the update that set it).
     #[serde(with = "crate::pairs")]
-    runs: HashMap<PairKey, (AgentId, u32, u64)>,
+    runs: Map<PairKey, (AgentId, u32, u64)>,
     run_updates: u64,
 }
 

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::guard::PairKey;
 
+/// The runtime's internal hash map: foldhash, seeded per process, instead of SipHash (whose
+/// hashing showed in the engine's profile). Iteration order is never relied upon.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Entries remembered across all sessions by default (about 4 per message: its guard node,
 /// its action reference, a pair run, often a conversation).
 pub const DEFAULT_MEMORY_BUDGET: usize = 100_000;

@@ -1,12 +1,13 @@
 //! Serde for maps whose keys are not strings: written as a list of `[key, value]` pairs (JSON
 //! object keys must be strings).
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub fn serialize<K, V, S>(map: &HashMap<K, V>, serializer: S) -> Result<S::Ok, S::Error>
+use crate::memory::Map;
+
+pub fn serialize<K, V, S>(map: &Map<K, V>, serializer: S) -> Result<S::Ok, S::Error>
 where
     K: Serialize,
     V: Serialize,
@@ -15,7 +16,7 @@ where
     serializer.collect_seq(map.iter())
 }
 
-pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<HashMap<K, V>, D::Error>
+pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<Map<K, V>, D::Error>
 where
     K: Deserialize<'de> + Eq + Hash,
     V: Deserialize<'de>,

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::error::ErrorCode;
 use crate::event::{LoopSuppressed, RuntimeEvent};
 use crate::guard::{Guard, Probe, Rule, Verdict};
-use crate::memory::{Entry, Fresh, Memory};
+use crate::memory::{Entry, Fresh, Map, Memory};
 use crate::model::{AgentId, Conversation, MessageKind, Relay};
 
 /// Limits of the loop guard and the relay scheduler.
@@ -132,14 +132,14 @@ pub(crate) struct ActionRef {
 /// forgotten conversation starts a new one; a reply to a forgotten action is a plain reply.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Session {
-    pub conversations: HashMap<String, Conversation>,
+    pub conversations: Map<String, Conversation>,
     /// Ordered by id: whatever walks the relays (an agent leaving) does so in one order,
     /// so a replay gives the same outputs as the live run.
     pub relays: BTreeMap<String, Relay>,
     pub guard: Guard,
     /// The conversation an agent answers into when its reply names none.
-    pub pending_reply: HashMap<AgentId, String>,
-    pub actions: HashMap<String, ActionRef>,
+    pub pending_reply: Map<AgentId, String>,
+    pub actions: Map<String, ActionRef>,
     /// What this input made the session remember, for the runtime's memory queue (always empty
     /// between two inputs).
     #[serde(skip)]
@@ -202,7 +202,7 @@ impl Session {
 pub struct Runtime {
     #[serde(skip)]
     pub(crate) cfg: RuntimeConfig,
-    pub(crate) sessions: HashMap<String, Session>,
+    pub(crate) sessions: Map<String, Session>,
     memory: Memory,
 }
 
@@ -229,7 +229,7 @@ impl Runtime {
     pub fn new(cfg: RuntimeConfig) -> Self {
         Self {
             cfg,
-            sessions: HashMap::new(),
+            sessions: Map::default(),
             memory: Memory::default(),
         }
     }

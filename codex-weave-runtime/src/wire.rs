@@ -197,6 +197,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Found by the `envelope` fuzz target: a long integer literal parsed to one float and,
+    /// written back, parsed to its neighbour, so a payload number could change by a unit in the
+    /// last place each time the bus re-encoded it. Correctly rounded parsing keeps it.
+    #[test]
+    fn a_payload_number_survives_encoding_and_parsing_unchanged() {
+        let line =
+            br#"{"payload":[[[888888888888888888888888888888888888888888888888888188888888888]]]}"#;
+        let env: Envelope = serde_json::from_slice(line).unwrap();
+        let again: Envelope = serde_json::from_slice(&serde_json::to_vec(&env).unwrap()).unwrap();
+        assert_eq!(again.payload, env.payload);
+    }
+
     #[test]
     fn absent_options_are_omitted_and_unknown_fields_tolerated() {
         let line = r#"{"v":1,"type":"session.list","id":"a","ts":"t","src":"x","future":42}"#;

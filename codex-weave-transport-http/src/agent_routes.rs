@@ -39,16 +39,20 @@ pub async fn register(
 ) -> Result<Response, Problem> {
     let body = object_body(&body)?;
     let name = text_field(&body, "name")?;
-    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("human");
+    let kind = match body.get("kind") {
+        None => "human",
+        Some(v) => v.as_str().unwrap_or_default(),
+    };
     if !matches!(kind, "human" | "sdk") {
         return Err(Problem::new(
             "bad_request",
             "`kind` is `human` or `sdk` (terminal agents join over the socket)",
         ));
     }
-    let id = match body.get("id").and_then(Value::as_str) {
-        Some(id) => id.to_owned(),
+    let id = match body.get("id") {
+        Some(Value::String(id)) => id.to_owned(),
         None => uuid::Uuid::new_v4().to_string(),
+        Some(_) => return Err(Problem::new("bad_request", "`id` is a string")),
     };
     if st.links.get(&session, &id).is_some()
         || crate::links::http_agent(&st.bus, &session, &id)
@@ -376,8 +380,9 @@ pub async fn inbox_ack(
             )
         })?
         .iter()
-        .filter_map(|v| v.as_str().map(str::to_owned))
-        .collect();
+        .map(|v| v.as_str().map(str::to_owned))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Problem::new("bad_request", "`ids` holds strings (delivery corr ids)"))?;
     let link = st.links.bind(&st.bus, &session, &agent, None).await?;
     let unknown = link.ack(&ids);
     Ok(json_response(

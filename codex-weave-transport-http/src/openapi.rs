@@ -204,7 +204,9 @@ pub fn document() -> Value {
             }
         });
         if let Some(schema) = request_body(method, path) {
-            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+            // A body without required fields may be left out: it is read as `{}`.
+            let required = schema["required"].as_array().is_some_and(|r| !r.is_empty());
+            op["requestBody"] = json!({ "required": required, "content": { "application/json": { "schema": schema } } });
         }
         if !auth {
             op["security"] = json!([]);

@@ -98,13 +98,11 @@ pub async fn create_session(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let body = object_body(&body)?;
-    let resp = call(
-        &st,
-        "session.create",
-        None,
-        json!({ "name": body.get("name") }),
-    )
-    .await?;
+    let name = match body.get("name") {
+        None | Some(Value::String(_)) => body.get("name"),
+        Some(_) => return Err(Problem::new("bad_request", "`name` is a string")),
+    };
+    let resp = call(&st, "session.create", None, json!({ "name": name })).await?;
     Ok(json_response(
         StatusCode::CREATED,
         payload_of(&resp).to_string(),

@@ -23,6 +23,8 @@ struct Counts {
     errors: AtomicU64,
     /// Requests not answered within [`ANSWER_WITHIN`] (also counted in `errors`).
     timeouts: AtomicU64,
+    /// Error responses by code.
+    refused: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// How long an agent waits for a response before counting it lost and going on.
@@ -34,7 +36,14 @@ async fn answered(
     counts: &Counts,
 ) -> bool {
     match tokio::time::timeout(ANSWER_WITHIN, request).await {
-        Ok(resp) => resp.is_ok_and(|r| r.error.is_none()),
+        Ok(Ok(resp)) => match resp.error {
+            None => true,
+            Some(e) => {
+                *counts.refused.lock().unwrap().entry(e.code).or_default() += 1;
+                false
+            }
+        },
+        Ok(Err(_)) => false,
         Err(_) => {
             counts.timeouts.fetch_add(1, Ordering::Relaxed);
             false
@@ -180,7 +189,7 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
     println!(
         "RSS {:.1} → {:.1} MB after the first sample (warm-up) → {:.1} MB at the end; fds {} → {} → {}; \
          store {:.1} → {:.1} MB ({:.0} bytes per message sent, records and their deliveries included); \
-         errors {} ({} unanswered within {} s)",
+         errors {} ({} unanswered within {} s; refused by code: {:?})",
         first.rss_mb,
         warm.rss_mb,
         last.rss_mb,
@@ -192,8 +201,33 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
         (last.store_mb - first.store_mb) * 1e6 / records,
         counts.errors.load(Ordering::Relaxed),
         counts.timeouts.load(Ordering::Relaxed),
-        ANSWER_WITHIN.as_secs()
+        ANSWER_WITHIN.as_secs(),
+        counts.refused.lock().unwrap()
     );
+    // Flat apart from the data kept: over the second half of the run, memory per message
+    // exchanged, and descriptors. A soak that stalled or leaked fails (exit status 1).
+    let half = &samples[samples.len() / 2];
+    let per_100k = (last.rss_mb - half.rss_mb) * 1e5 / (last.sent - half.sent).max(1) as f64;
+    let stalled = last.sent <= half.sent;
+    let leaked_fds = last.fds > first.fds + 5;
+    let lost = counts.timeouts.load(Ordering::Relaxed);
+    println!(
+        "second half: RSS {:.1} → {:.1} MB ({per_100k:+.1} MB per 100,000 messages), pending deliveries {} → {}, fds {} → {}{}",
+        half.rss_mb,
+        last.rss_mb,
+        half.pending,
+        last.pending,
+        half.fds,
+        last.fds,
+        if stalled || leaked_fds || lost > 0 {
+            " — FAILED (stalled, descriptors leaked or requests unanswered)"
+        } else {
+            ""
+        }
+    );
+    if stalled || leaked_fds || lost > 0 {
+        std::process::exit(1);
+    }
 }
 
 async fn agent_loop(

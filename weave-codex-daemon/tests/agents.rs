@@ -348,3 +348,57 @@ async fn the_operator_orders_agents_and_the_order_survives_a_restart() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+/// What schemathesis found: fields of the wrong type were read as absent and accepted. Each is
+/// now refused with a problem naming the field; a body without required fields may be left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_of_the_wrong_type_are_refused_and_an_optional_body_may_be_left_out() {
+    let d = Weaved::start();
+    let s = session(&d).await;
+    let status = |path: String, body: Value| {
+        let req = d.post(&path, body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        status("/api/sessions".into(), json!({ "name": null })).await,
+        400
+    );
+    assert_eq!(
+        status("/api/sessions".into(), json!({ "name": 7 })).await,
+        400
+    );
+    let agents = format!("/api/sessions/{s}/agents");
+    assert_eq!(
+        status(agents.clone(), json!({ "name": "A", "kind": {} })).await,
+        400
+    );
+    assert_eq!(
+        status(agents.clone(), json!({ "name": "A", "id": 5 })).await,
+        400
+    );
+    let id = register(&d, &s, "Ack").await;
+    let ack = format!("/api/sessions/{s}/agents/{id}/inbox/ack");
+    assert_eq!(status(ack.clone(), json!({ "ids": [{}] })).await, 400);
+    assert_eq!(
+        status(ack, json!({ "ids": ["nothing-pending"] })).await,
+        200
+    );
+    // No body at all: an unnamed session.
+    let resp = reqwest::Client::new()
+        .post(d.url("/api/sessions"))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    // The document says so: only a body with required fields is itself required.
+    let doc = d.json("/api/openapi.json").await;
+    assert_eq!(
+        doc["paths"]["/api/sessions"]["post"]["requestBody"]["required"],
+        false
+    );
+    assert_eq!(
+        doc["paths"]["/api/sessions/{id}/agents"]["post"]["requestBody"]["required"],
+        true
+    );
+}
