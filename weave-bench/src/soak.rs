@@ -39,6 +39,9 @@ async fn answered(
         Ok(Ok(resp)) => match resp.error {
             None => true,
             Some(e) => {
+                if std::env::var_os("SOAK_DEBUG").is_some() {
+                    eprintln!("refused: {}: {}", e.code, e.message);
+                }
                 *counts.refused.lock().unwrap().entry(e.code).or_default() += 1;
                 false
             }
@@ -84,6 +87,7 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
     let counts = Arc::new(Counts::default());
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
+    let mut joined = Vec::new();
     for s in 0..sessions {
         let (admin, mut events) = codex_weave_transport_uds::Client::connect(&socket)
             .await
@@ -98,17 +102,25 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
             .session
             .expect("id");
         let ids: Vec<String> = (0..per_session).map(|i| format!("s{s}a{i}")).collect();
-        for (i, id) in ids.iter().enumerate() {
+        for id in &ids {
             let opts = AgentOptions::new(&socket, &sid, id).name(id);
-            let agent = Agent::connect(opts).await.expect("agent joins");
-            tasks.push(tokio::spawn(agent_loop(
-                agent,
+            joined.push((
+                Agent::connect(opts).await.expect("agent joins"),
                 ids.clone(),
-                i,
-                counts.clone(),
-                deadline,
-            )));
+            ));
         }
+    }
+    // Everyone has joined before anyone sends: a message to an agent not yet added would be
+    // refused `unknown_agent`, rightly, and count as an error of the soak itself.
+    for (agent, ids) in joined {
+        let me = ids.iter().position(|i| i == agent.id()).expect("own id");
+        tasks.push(tokio::spawn(agent_loop(
+            agent,
+            ids,
+            me,
+            counts.clone(),
+            deadline,
+        )));
     }
     eprintln!(
         "soak: {} agents in {sessions} sessions on {} for {seconds} s",
@@ -206,7 +218,7 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
     );
     // Flat apart from the data kept: over the second half of the run, memory per message
     // exchanged, and descriptors. A soak that stalled or leaked fails (exit status 1).
-    let half = &samples[samples.len() / 2];
+    let half = &samples[(samples.len() - 1) / 2];
     let per_100k = (last.rss_mb - half.rss_mb) * 1e5 / (last.sent - half.sent).max(1) as f64;
     let stalled = last.sent <= half.sent;
     let leaked_fds = last.fds > first.fds + 5;
