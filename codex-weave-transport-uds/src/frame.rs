@@ -45,8 +45,8 @@ impl Framing {
     /// `"ndjson"` or `"protobuf"`.
     pub fn parse(s: &str) -> Option<Framing> {
         match s {
-            "ndjson" | "json" => Some(Framing::Ndjson),
-            "protobuf" | "pb" | "binary" => Some(Framing::Protobuf),
+            "ndjson" => Some(Framing::Ndjson),
+            "protobuf" => Some(Framing::Protobuf),
             _ => None,
         }
     }

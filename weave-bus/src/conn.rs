@@ -99,7 +99,7 @@ impl ConnOut {
         self.push(bytes);
     }
 
-    /// Queues encoded frames. A closed connection swallows it: the engine
+    /// Queues encoded frames. A closed connection swallows them: the engine
     /// learns of the close through its own input and requeues what was not acked.
     pub fn push(&self, line: Bytes) {
         // Count before sending: the writer may take the line and subtract before we return.

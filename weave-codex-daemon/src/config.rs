@@ -116,13 +116,14 @@ mod tests {
         );
         std::fs::write(
             home.join("config.toml"),
-            "http_addr = \"127.0.0.1:7001\"\ndurability = \"fsync\"\nmax_hops = 9\n",
+            "http_addr = \"127.0.0.1:7001\"\ndurability = \"fsync\"\nmax_hops = 9\nruntime_memory = 5000\n",
         )
         .unwrap();
         let from_file = resolve(&flags(None)).unwrap();
         assert_eq!(from_file.http_addr.to_string(), "127.0.0.1:7001");
         assert_eq!(from_file.bus.durability, Durability::Fsync);
         assert_eq!(from_file.bus.runtime.max_hops, 9);
+        assert_eq!(from_file.bus.runtime.memory_budget, 5000);
         std::env::set_var("WEAVE_HTTP_ADDR", "127.0.0.1:7002");
         assert_eq!(
             resolve(&flags(None)).unwrap().http_addr.to_string(),
