@@ -7,12 +7,9 @@
 //! after receiving work answers it); else, for a follow-up in an existing conversation, the
 //! newest message of that conversation delivered to the sender. No parent: a new chain, hop 1.
 
-use crate::memory::Map;
-
 use serde::{Deserialize, Serialize};
 
-use crate::memory::Fresh;
-use crate::model::AgentId;
+use crate::memory::{Fresh, Id, Map};
 
 /// Which rule stopped a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,21 +30,28 @@ impl Rule {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
-    pub chain: String,
+    pub chain: Id,
     pub hop: u32,
-    pub from: AgentId,
-    pub conversation: Option<String>,
+    pub from: Id,
+    pub conversation: Option<Id>,
 }
 
 /// What the guard decided for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    pub chain: String,
+    /// The chain joined; `None`: a new chain named after the message itself.
+    pub chain: Option<Id>,
     pub hop: u32,
-    pub parent: Option<String>,
     /// Length of the strict alternation this message extends (new work only).
     pub run: u32,
     pub stop: Option<Rule>,
+}
+
+impl Verdict {
+    /// The chain's id: the one joined, or `id` (the message's own) for a new chain.
+    pub fn chain_id<'a>(&'a self, id: &'a str) -> &'a str {
+        self.chain.as_deref().unwrap_or(id)
+    }
 }
 
 /// A message as the guard sees it.
@@ -55,7 +59,7 @@ pub struct Verdict {
 pub struct Probe<'a> {
     pub id: &'a str,
     pub from: &'a str,
-    pub to: &'a [AgentId],
+    pub to: &'a [String],
     pub new_work: bool,
     pub conversation: Option<&'a str>,
     /// The conversation existed before this message (a follow-up).
@@ -63,19 +67,38 @@ pub struct Probe<'a> {
     pub explicit_parent: Option<&'a str>,
 }
 
+/// An admitted message, with its ids shared (see [`crate::memory::Id`]).
+pub(crate) struct Admitted<'a> {
+    pub id: &'a Id,
+    pub from: &'a Id,
+    pub to: &'a [Id],
+    pub new_work: bool,
+    pub conversation: Option<&'a Id>,
+}
+
 /// (chain, lower agent, higher agent): the pair a ping-pong run is counted for.
-pub(crate) type PairKey = (String, AgentId, AgentId);
+pub(crate) type PairKey = (Id, Id, Id);
+
+/// A [`PairKey`] borrowed: hashes as the tuple does (field by field, in order).
+#[derive(Hash)]
+struct PairRef<'a>(&'a str, &'a str, &'a str);
+
+impl hashbrown::Equivalent<PairKey> for PairRef<'_> {
+    fn equivalent(&self, key: &PairKey) -> bool {
+        (self.0, self.1, self.2) == (&*key.0, &*key.1, &*key.2)
+    }
+}
 
 /// The guard of one session. What it remembers (nodes, pair runs) is bounded by the runtime's
 /// memory budget: a forgotten parent starts a new chain, a forgotten run starts again at one.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Guard {
-    nodes: Map<String, Node>,
+    nodes: Map<Id, Node>,
     /// Newest unanswered new-work message delivered to each agent.
-    unanswered: Map<AgentId, String>,
+    unanswered: Map<Id, Id>,
     /// Pair → (who sent the last new work, run length, the number of the update that set it).
     #[serde(with = "crate::pairs")]
-    runs: Map<PairKey, (AgentId, u32, u64)>,
+    runs: Map<PairKey, (Id, u32, u64)>,
     run_updates: u64,
 }
 
@@ -98,7 +121,7 @@ impl Guard {
                 .is_some_and(|n| n.conversation.as_deref() == probe.conversation)
         });
         let parent = explicit
-            .or_else(|| self.unanswered.get(probe.from).map(String::as_str))
+            .or_else(|| self.unanswered.get(probe.from).map(|p| &**p))
             .or(if probe.follow_up {
                 conversation_tip
             } else {
@@ -106,15 +129,16 @@ impl Guard {
             })
             .filter(|p| self.nodes.contains_key(*p));
         let (chain, hop) = match parent.and_then(|p| self.nodes.get(p)) {
-            Some(n) => (n.chain.clone(), n.hop + 1),
-            None => (probe.id.to_owned(), 1),
+            Some(n) => (Some(n.chain.clone()), n.hop + 1),
+            None => (None, 1),
         };
         let mut run = 0;
         if probe.new_work {
+            let chain_id = chain.as_deref().unwrap_or(probe.id);
             // A message to oneself is not a ping-pong between two agents.
             for to in probe.to.iter().filter(|t| *t != probe.from) {
-                let r = match self.runs.get(&pair_key(&chain, probe.from, to)) {
-                    Some((last_from, r, _)) if last_from == to => r + 1,
+                let r = match self.run(chain_id, probe.from, to) {
+                    Some((last_from, r, _)) if **last_from == **to => r + 1,
                     _ => 1,
                 };
                 run = run.max(r);
@@ -130,42 +154,53 @@ impl Guard {
         Verdict {
             chain,
             hop,
-            parent: parent.map(str::to_owned),
             run,
             stop,
         }
     }
 
+    /// The run of the pair `a`, `b` in `chain`, looked up without building its key.
+    fn run(&self, chain: &str, a: &str, b: &str) -> Option<&(Id, u32, u64)> {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        self.runs.get(&PairRef(chain, lo, hi))
+    }
+
     /// Records an admitted message; what it now remembers goes to `fresh`.
-    pub(crate) fn commit(&mut self, probe: &Probe<'_>, verdict: &Verdict, fresh: &mut Vec<Fresh>) {
+    pub(crate) fn commit(&mut self, m: &Admitted<'_>, verdict: &Verdict, fresh: &mut Vec<Fresh>) {
         // The first thing an agent sends after receiving work answers it.
-        self.unanswered.remove(probe.from);
-        if probe.new_work {
-            for to in probe.to.iter().filter(|t| *t != probe.from) {
-                let key = pair_key(&verdict.chain, probe.from, to);
-                let run = match self.runs.get(&key) {
+        self.unanswered.remove(&**m.from);
+        let chain = verdict.chain.as_ref().unwrap_or(m.id);
+        if m.new_work {
+            for to in m.to.iter().filter(|t| *t != m.from) {
+                let (lo, hi) = if m.from <= to {
+                    (m.from, to)
+                } else {
+                    (to, m.from)
+                };
+                let run = match self.run(chain, lo, hi) {
                     Some((last_from, r, _)) if last_from == to => r + 1,
                     _ => 1,
                 };
                 self.run_updates += 1;
+                let key: PairKey = (chain.clone(), lo.clone(), hi.clone());
                 fresh.push(Fresh::Run(key.clone(), self.run_updates));
                 self.runs
-                    .insert(key, (probe.from.to_owned(), run, self.run_updates));
-                self.unanswered.insert(to.clone(), probe.id.to_owned());
+                    .insert(key, (m.from.clone(), run, self.run_updates));
+                self.unanswered.insert(to.clone(), m.id.clone());
             }
         }
         let node = Node {
-            chain: verdict.chain.clone(),
+            chain: chain.clone(),
             hop: verdict.hop,
-            from: probe.from.to_owned(),
-            conversation: probe.conversation.map(str::to_owned),
+            from: m.from.clone(),
+            conversation: m.conversation.cloned(),
         };
-        if self.nodes.insert(probe.id.to_owned(), node).is_none() {
-            fresh.push(Fresh::Node(probe.id.to_owned()));
+        if self.nodes.insert(m.id.clone(), node).is_none() {
+            fresh.push(Fresh::Node(m.id.clone()));
         }
     }
 
-    pub(crate) fn forget_node(&mut self, id: &str) {
+    pub(crate) fn forget_node(&mut self, id: &Id) {
         self.nodes.remove(id);
     }
 
@@ -190,9 +225,4 @@ impl Guard {
     pub fn forget_agent(&mut self, agent: &str) {
         self.unanswered.remove(agent);
     }
-}
-
-fn pair_key(chain: &str, a: &str, b: &str) -> (String, AgentId, AgentId) {
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    (chain.to_owned(), lo.to_owned(), hi.to_owned())
 }

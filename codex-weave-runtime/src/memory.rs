@@ -13,8 +13,16 @@ use serde::{Deserialize, Serialize};
 use crate::guard::PairKey;
 
 /// The runtime's internal hash map: foldhash, seeded per process, instead of SipHash (whose
-/// hashing showed in the engine's profile). Iteration order is never relied upon.
-pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// hashing showed in the engine's profile). Iteration order is never relied upon. hashbrown's
+/// own map for [`hashbrown::Equivalent`]: a pair run is looked up by borrowed strings.
+pub(crate) type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A message, action, conversation or agent id as the runtime remembers it: one allocation
+/// shared by every map and queue entry that names it. A message is remembered in four places
+/// (its guard node, its action reference, its pair run, often its conversation); with owned
+/// strings that was some twenty allocations per message, each freed cold when the budget let
+/// it go, which dominated the runtime's time under load.
+pub type Id = Arc<str>;
 
 /// Entries remembered across all sessions by default (about 4 per message: its guard node,
 /// its action reference, a pair run, often a conversation).
@@ -23,9 +31,9 @@ pub const DEFAULT_MEMORY_BUDGET: usize = 100_000;
 /// One remembered thing of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Fresh {
-    Conversation(String),
-    Action(String),
-    Node(String),
+    Conversation(Id),
+    Action(Id),
+    Node(Id),
     /// A pair run and the number of the update that set it (a later update supersedes it).
     Run(PairKey, u64),
     Relay(String),
@@ -33,7 +41,8 @@ pub(crate) enum Fresh {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Entry {
-    pub session: Arc<str>,
+    /// The session's slot (see `Runtime::slots`).
+    pub session: u32,
     pub what: Fresh,
 }
 

@@ -1,9 +1,11 @@
 //! The runtime's nouns: message kinds, conversations, relays and their per-target tasks.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use crate::memory::Id;
 
 pub type AgentId = String;
 
@@ -43,12 +45,30 @@ impl MessageKind {
 /// only has to change it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
-    pub context_id: String,
-    pub owner_id: AgentId,
+    pub context_id: Id,
+    pub owner_id: Id,
     pub task_id: Option<String>,
     pub relay_id: Option<String>,
-    /// Latest message of this conversation delivered to each agent (for follow-up chains).
-    pub last_to: HashMap<AgentId, String>,
+    /// Latest message of this conversation delivered to each agent (for follow-up chains):
+    /// (agent, message). A list: a conversation involves a few agents.
+    pub last_to: Vec<(Id, Id)>,
+}
+
+impl Conversation {
+    /// The latest message of this conversation delivered to `agent`.
+    pub fn last_to(&self, agent: &str) -> Option<&Id> {
+        self.last_to
+            .iter()
+            .find(|(a, _)| **a == *agent)
+            .map(|(_, m)| m)
+    }
+
+    pub(crate) fn set_last_to(&mut self, agent: &Id, message: &Id) {
+        match self.last_to.iter_mut().find(|(a, _)| a == agent) {
+            Some((_, m)) => *m = message.clone(),
+            None => self.last_to.push((agent.clone(), message.clone())),
+        }
+    }
 }
 
 /// State of a relay target's task.

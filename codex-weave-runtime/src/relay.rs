@@ -51,7 +51,7 @@ impl Runtime {
         resolve: &HashMap<String, AgentId>,
     ) -> Vec<Output> {
         let cfg = self.cfg.clone();
-        let st = self.sessions.entry(session.to_owned()).or_default();
+        let st = crate::runtime::open(&mut self.sessions, &mut self.slots, session);
         let Some(relay_id) = text_field(payload, "relay_id").filter(|r| !r.is_empty()) else {
             return vec![refuse(
                 ErrorCode::BadRequest,
@@ -323,13 +323,14 @@ impl Runtime {
         }
         for t in new_targets {
             let ctx = context_of(&relay_id, &t);
-            if !st.conversations.contains_key(&ctx) {
+            if !st.conversations.contains_key(ctx.as_str()) {
+                let owner_id = st.intern(from);
                 st.add_conversation(Conversation {
-                    context_id: ctx,
-                    owner_id: from.to_owned(),
+                    context_id: ctx.into(),
+                    owner_id,
                     task_id: Some(format!("{relay_id}:task:{t}")),
                     relay_id: Some(relay_id.clone()),
-                    last_to: HashMap::new(),
+                    last_to: Vec::new(),
                 });
             }
         }
@@ -647,8 +648,12 @@ fn finish(st: &mut Session, relay_id: &str, status: &str, summary: Option<String
             to: vec![relay.owner.clone(), t.clone()],
         });
         let ctx = target.context_id.clone();
-        if st.pending_reply.get(&t) == Some(&ctx) {
-            st.pending_reply.remove(&t);
+        if st
+            .pending_reply
+            .get(t.as_str())
+            .is_some_and(|c| **c == *ctx)
+        {
+            st.pending_reply.remove(t.as_str());
         }
     }
     out.insert(

@@ -5,15 +5,14 @@
 //! give the same outputs, which is what the property and snapshot tests rely on.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ErrorCode;
 use crate::event::{LoopSuppressed, RuntimeEvent};
-use crate::guard::{Guard, Probe, Rule, Verdict};
-use crate::memory::{Entry, Fresh, Map, Memory};
+use crate::guard::{Admitted, Guard, Probe, Rule, Verdict};
+use crate::memory::{Entry, Fresh, Id, Map, Memory};
 use crate::model::{AgentId, Conversation, MessageKind, Relay};
 
 /// Limits of the loop guard and the relay scheduler.
@@ -122,9 +121,9 @@ pub struct Stamp {
 /// What an action or message id refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ActionRef {
-    pub context_id: Option<String>,
+    pub context_id: Option<Id>,
     pub relay_id: Option<String>,
-    pub target: Option<AgentId>,
+    pub target: Option<Id>,
 }
 
 /// One session's state. Conversations, action references, guard nodes and runs, and relays
@@ -132,14 +131,19 @@ pub(crate) struct ActionRef {
 /// forgotten conversation starts a new one; a reply to a forgotten action is a plain reply.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Session {
-    pub conversations: Map<String, Conversation>,
+    /// Where the runtime's memory queue finds this session (`Runtime::slots`).
+    pub slot: u32,
+    pub conversations: Map<Id, Conversation>,
     /// Ordered by id: whatever walks the relays (an agent leaving) does so in one order,
     /// so a replay gives the same outputs as the live run.
     pub relays: BTreeMap<String, Relay>,
     pub guard: Guard,
     /// The conversation an agent answers into when its reply names none.
-    pub pending_reply: Map<AgentId, String>,
-    pub actions: Map<String, ActionRef>,
+    pub pending_reply: Map<Id, Id>,
+    pub actions: Map<Id, ActionRef>,
+    /// One shared [`Id`] per agent id seen (rebuilt as agents are seen again after a restart).
+    #[serde(skip)]
+    pub agents: hashbrown::HashSet<Id, foldhash::fast::RandomState>,
     /// What this input made the session remember, for the runtime's memory queue (always empty
     /// between two inputs).
     #[serde(skip)]
@@ -147,6 +151,16 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The shared id of agent `agent`.
+    pub(crate) fn intern(&mut self, agent: &str) -> Id {
+        if let Some(id) = self.agents.get(agent) {
+            return id.clone();
+        }
+        let id: Id = agent.into();
+        self.agents.insert(id.clone());
+        id
+    }
+
     pub(crate) fn add_conversation(&mut self, conv: Conversation) {
         let id = conv.context_id.clone();
         if self.conversations.insert(id.clone(), conv).is_none() {
@@ -155,7 +169,7 @@ impl Session {
     }
 
     /// Remembers what an action or message id refers to.
-    pub(crate) fn add_action(&mut self, id: String, action: ActionRef) {
+    pub(crate) fn add_action(&mut self, id: Id, action: ActionRef) {
         if self.actions.insert(id.clone(), action).is_none() {
             self.fresh.push(Fresh::Action(id));
         }
@@ -203,6 +217,8 @@ pub struct Runtime {
     #[serde(skip)]
     pub(crate) cfg: RuntimeConfig,
     pub(crate) sessions: Map<String, Session>,
+    /// Session ids by slot: memory entries name their session by slot, not by a copy of its id.
+    pub(crate) slots: Vec<String>,
     memory: Memory,
 }
 
@@ -212,9 +228,6 @@ pub(crate) struct Planned {
     /// The conversation is created by this message.
     new_conversation: bool,
     owner: Option<AgentId>,
-    probe_conversation: Option<String>,
-    follow_up: bool,
-    explicit_parent: Option<String>,
     verdict: Verdict,
 }
 
@@ -230,6 +243,7 @@ impl Runtime {
         Self {
             cfg,
             sessions: Map::default(),
+            slots: Vec::new(),
             memory: Memory::default(),
         }
     }
@@ -250,14 +264,6 @@ impl Runtime {
     pub fn from_snapshot(cfg: RuntimeConfig, bytes: &[u8]) -> Result<Self, serde_json::Error> {
         let mut runtime: Runtime = serde_json::from_slice(bytes)?;
         runtime.cfg = cfg;
-        // One shared name per session again (decoding gave each entry its own copy).
-        let mut shared: HashMap<String, Arc<str>> = HashMap::new();
-        for entry in &mut runtime.memory.queue {
-            let name = shared
-                .entry(entry.session.to_string())
-                .or_insert_with(|| entry.session.clone());
-            entry.session = name.clone();
-        }
         runtime.forget_past_budget();
         Ok(runtime)
     }
@@ -340,16 +346,9 @@ impl Runtime {
         let Some(st) = self.sessions.get_mut(session) else {
             return;
         };
-        if st.fresh.is_empty() {
-            return;
-        }
-        let name: Arc<str> = match self.memory.queue.back() {
-            Some(e) if &*e.session == session => e.session.clone(),
-            _ => Arc::from(session),
-        };
         for what in st.fresh.drain(..) {
             self.memory.queue.push_back(Entry {
-                session: name.clone(),
+                session: st.slot,
                 what,
             });
         }
@@ -363,8 +362,9 @@ impl Runtime {
                 break;
             };
             let forgotten = self
-                .sessions
-                .get_mut(&*entry.session)
+                .slots
+                .get(entry.session as usize)
+                .and_then(|name| self.sessions.get_mut(name.as_str()))
                 .is_none_or(|st| st.forget(&entry.what));
             if !forgotten {
                 self.memory.queue.push_back(entry);
@@ -386,8 +386,7 @@ impl Runtime {
         let Some(first) = sends.first() else {
             return Vec::new();
         };
-        let session = first.session.clone();
-        let st = self.sessions.entry(session.clone()).or_default();
+        let st = open(&mut self.sessions, &mut self.slots, &first.session);
         let mut plans = Vec::with_capacity(sends.len());
         for send in &sends {
             match plan(&self.cfg, st, send) {
@@ -410,7 +409,7 @@ impl Runtime {
         action_id: &str,
         terminal: bool,
     ) -> Vec<Output> {
-        let st = self.sessions.entry(session.to_owned()).or_default();
+        let st = open(&mut self.sessions, &mut self.slots, session);
         let Some(action) = st.actions.get(action_id).cloned() else {
             return Vec::new();
         };
@@ -419,7 +418,7 @@ impl Runtime {
             .as_ref()
             .and_then(|c| st.conversations.get(c))
         {
-            if conv.owner_id != to && conv.owner_id != from {
+            if *conv.owner_id != *to && *conv.owner_id != *from {
                 return vec![refuse(
                     ErrorCode::Forbidden,
                     format!(
@@ -472,7 +471,7 @@ impl Runtime {
 fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Vec<Output>> {
     let referenced = send
         .reply_to_action_id
-        .as_ref()
+        .as_deref()
         .and_then(|a| st.actions.get(a));
     let (context_id, new_conversation, owner) = match send.kind {
         MessageKind::System => {
@@ -482,8 +481,8 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
             )]);
         }
         MessageKind::User | MessageKind::Control => match &send.context_id {
-            Some(ctx) => match st.conversations.get(ctx) {
-                Some(conv) if conv.owner_id != send.from => {
+            Some(ctx) => match st.conversations.get(ctx.as_str()) {
+                Some(conv) if *conv.owner_id != *send.from => {
                     return Err(vec![refuse(
                         ErrorCode::NotOwner,
                         format!(
@@ -492,7 +491,7 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
                         ),
                     )]);
                 }
-                Some(conv) => (Some(ctx.clone()), false, Some(conv.owner_id.clone())),
+                Some(conv) => (Some(ctx.clone()), false, Some(conv.owner_id.to_string())),
                 None => (Some(ctx.clone()), true, Some(send.from.clone())),
             },
             None => (Some(send.id.clone()), true, Some(send.from.clone())),
@@ -501,11 +500,16 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
             let ctx = send
                 .context_id
                 .clone()
-                .or_else(|| referenced.and_then(|r| r.context_id.clone()))
-                .or_else(|| st.pending_reply.get(&send.from).cloned());
-            match ctx.as_ref().and_then(|c| st.conversations.get(c)) {
+                .or_else(|| referenced.and_then(|r| r.context_id.as_deref().map(str::to_owned)))
+                .or_else(|| {
+                    st.pending_reply
+                        .get(send.from.as_str())
+                        .map(|c| c.to_string())
+                });
+            match ctx.as_ref().and_then(|c| st.conversations.get(c.as_str())) {
                 Some(conv) => {
-                    if conv.owner_id == send.from || send.to.iter().any(|t| *t != conv.owner_id) {
+                    if *conv.owner_id == *send.from || send.to.iter().any(|t| **t != *conv.owner_id)
+                    {
                         return Err(vec![refuse(
                             ErrorCode::Forbidden,
                             format!(
@@ -514,7 +518,7 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
                             ),
                         )]);
                     }
-                    (ctx, false, Some(conv.owner_id.clone()))
+                    (ctx, false, Some(conv.owner_id.to_string()))
                 }
                 None => (None, false, None),
             }
@@ -522,14 +526,14 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
     };
     let explicit_parent = send
         .parent_message_id
-        .clone()
-        .or_else(|| send.reply_to_action_id.clone());
+        .as_deref()
+        .or(send.reply_to_action_id.as_deref());
     let follow_up = !new_conversation && context_id.is_some();
     let tip = context_id
         .as_ref()
-        .and_then(|c| st.conversations.get(c))
-        .and_then(|c| c.last_to.get(&send.from))
-        .map(String::as_str);
+        .and_then(|c| st.conversations.get(c.as_str()))
+        .and_then(|c| c.last_to(&send.from))
+        .map(|m| &**m);
     let probe = Probe {
         id: &send.id,
         from: &send.from,
@@ -537,7 +541,7 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
         new_work: send.kind == MessageKind::User,
         conversation: context_id.as_deref(),
         follow_up,
-        explicit_parent: explicit_parent.as_deref(),
+        explicit_parent,
     };
     let verdict = st
         .guard
@@ -554,7 +558,7 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
             to: send.to.clone(),
             owner_id: owner.clone(),
             context_id: context_id.clone(),
-            chain_id: verdict.chain.clone(),
+            chain_id: verdict.chain_id(&send.id).to_owned(),
             hop: verdict.hop,
             rule: rule.as_str().to_owned(),
             limit,
@@ -566,19 +570,16 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
                     "stopped by the loop guard ({}: hop {} of chain {}, limit {limit}); not delivered",
                     rule.as_str(),
                     verdict.hop,
-                    verdict.chain
+                    verdict.chain_id(&send.id)
                 ),
             ),
             Output::Emit { event: RuntimeEvent::LoopSuppressed(event), to: vec![owner] },
         ]);
     }
     Ok(Planned {
-        probe_conversation: context_id.clone(),
         context_id,
         new_conversation,
         owner,
-        follow_up,
-        explicit_parent,
         verdict,
     })
 }
@@ -590,74 +591,82 @@ pub(crate) fn apply(
     send: &Message,
     p: Planned,
 ) -> Vec<Output> {
+    let id: Id = send.id.as_str().into();
+    let from = st.intern(&send.from);
+    let to: Vec<Id> = send.to.iter().map(|t| st.intern(t)).collect();
+    // The conversation's shared id: the message's own for a conversation it starts.
+    let ctx: Option<Id> = p.context_id.as_deref().map(|c| {
+        if c == send.id {
+            id.clone()
+        } else {
+            st.conversations
+                .get_key_value(c)
+                .map_or_else(|| c.into(), |(k, _)| k.clone())
+        }
+    });
     if p.new_conversation {
         // A relay creates its targets' conversations itself (with the relay id).
         if let (Some(ctx), Some(owner)) = (
-            p.context_id
-                .as_ref()
-                .filter(|c| !st.conversations.contains_key(*c)),
+            ctx.as_ref()
+                .filter(|c| !st.conversations.contains_key(&***c)),
             &p.owner,
         ) {
+            let owner_id = st.intern(owner);
             st.add_conversation(Conversation {
                 context_id: ctx.clone(),
-                owner_id: owner.clone(),
+                owner_id,
                 task_id: None,
                 relay_id: None,
-                last_to: HashMap::new(),
+                last_to: Vec::new(),
             });
         }
     }
-    let probe = Probe {
-        id: &send.id,
-        from: &send.from,
-        to: &send.to,
-        new_work: send.kind == MessageKind::User,
-        conversation: p.probe_conversation.as_deref(),
-        follow_up: p.follow_up,
-        explicit_parent: p.explicit_parent.as_deref(),
+    let new_work = send.kind == MessageKind::User;
+    let admitted = Admitted {
+        id: &id,
+        from: &from,
+        to: &to,
+        new_work,
+        conversation: ctx.as_ref(),
     };
-    st.guard.commit(&probe, &p.verdict, &mut st.fresh);
-    let relay_id = p
-        .context_id
-        .as_ref()
-        .and_then(|c| st.conversations.get(c))
-        .and_then(|c| c.relay_id.clone());
-    if let Some(conv) = p
-        .context_id
-        .as_ref()
-        .and_then(|c| st.conversations.get_mut(c))
-    {
-        for to in &send.to {
-            conv.last_to.insert(to.clone(), send.id.clone());
+    st.guard.commit(&admitted, &p.verdict, &mut st.fresh);
+    let mut relay_id = None;
+    if let Some(conv) = ctx.as_ref().and_then(|c| st.conversations.get_mut(c)) {
+        relay_id = conv.relay_id.clone();
+        for t in &to {
+            conv.set_last_to(t, &id);
         }
     }
-    if send.kind == MessageKind::User {
+    if new_work {
         // Work given in a conversation: that is where the receiver's replies go now, not to
         // whoever gave it work before.
-        if let Some(ctx) = &p.context_id {
-            for to in &send.to {
-                st.pending_reply.insert(to.clone(), ctx.clone());
+        if let Some(ctx) = &ctx {
+            for t in &to {
+                st.pending_reply.insert(t.clone(), ctx.clone());
             }
         }
     }
     st.add_action(
-        send.id.clone(),
+        id,
         ActionRef {
-            context_id: p.context_id.clone(),
-            relay_id: relay_id.clone(),
-            target: send.to.first().cloned(),
+            context_id: ctx,
+            relay_id,
+            target: to.first().cloned(),
         },
     );
     let mut out = vec![Output::Stamp(Stamp {
         message_id: send.id.clone(),
-        context_id: p.context_id.clone(),
-        owner_id: p.owner.clone(),
-        chain_id: p.verdict.chain.clone(),
+        chain_id: p.verdict.chain_id(&send.id).to_owned(),
+        context_id: p.context_id,
+        owner_id: p.owner,
         hop: p.verdict.hop,
     })];
     if send.kind == MessageKind::Reply {
         if let Some(action_id) = &send.reply_to_action_id {
-            let relay = st.actions.get(action_id).and_then(|a| a.relay_id.clone());
+            let relay = st
+                .actions
+                .get(action_id.as_str())
+                .and_then(|a| a.relay_id.clone());
             if let Some(relay_id) = relay {
                 out.extend(crate::relay::answered(
                     cfg, st, &relay_id, &send.from, action_id,
@@ -666,6 +675,21 @@ pub(crate) fn apply(
         }
     }
     out
+}
+
+/// The state of session `name`, created (with the next slot) on first use.
+pub(crate) fn open<'a>(
+    sessions: &'a mut Map<String, Session>,
+    slots: &mut Vec<String>,
+    name: &str,
+) -> &'a mut Session {
+    sessions.entry_ref(name).or_insert_with(|| {
+        slots.push(name.to_owned());
+        Session {
+            slot: (slots.len() - 1) as u32,
+            ..Session::default()
+        }
+    })
 }
 
 /// Checks one relay action as a message from the owner (used by the relay module).

@@ -220,7 +220,7 @@ proptest! {
             }
             for (ctx, owner) in &owners {
                 if let Some(conv) = s.rt.conversation(S, ctx) {
-                    prop_assert_eq!(&conv.owner_id, owner);
+                    prop_assert_eq!(&*conv.owner_id, owner.as_str());
                 }
             }
         }

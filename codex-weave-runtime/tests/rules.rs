@@ -47,7 +47,7 @@ fn only_the_owner_follows_up_and_replies_go_to_the_owner() {
         Some("forbidden")
     );
     // Ownership never moves.
-    assert_eq!(s.rt.conversation(sim::S, &ctx).unwrap().owner_id, "o");
+    assert_eq!(&*s.rt.conversation(sim::S, &ctx).unwrap().owner_id, "o");
 }
 
 #[test]

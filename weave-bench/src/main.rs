@@ -86,6 +86,14 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         agents_per_session: usize,
     },
+    /// Only the 1-pair throughput row: the baseline, then the bus (`--count`, `--window`,
+    /// `--size`), `rounds` times each, alternating. For profiling and quick comparisons.
+    Throughput {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value = "ndjson")]
+        framing: String,
+    },
 }
 
 /// One row of the table.
@@ -126,6 +134,10 @@ fn main() {
             .clone()
             .unwrap_or_else(|| bus_bin.with_file_name("weaved"));
         return rt.block_on(soak::run(&weaved, seconds, sessions, agents_per_session));
+    }
+    if let Some(Cmd::Throughput { rounds, framing }) = &args.cmd {
+        let framing = Framing::parse(framing).expect("--framing ndjson|protobuf");
+        return rt.block_on(throughput_only(&args, &bus_bin, *rounds, framing));
     }
     rt.block_on(async move {
         let text = "x".repeat(args.size);
@@ -309,6 +321,24 @@ fn main() {
         let base_rtt_check = base_pp.check();
         print_table(&args, &rows, &base_rtt_check, &base_tput.check);
     });
+}
+
+/// `weave-bench throughput`: baseline and bus throughput in alternating rounds.
+async fn throughput_only(args: &Args, bus_bin: &std::path::Path, rounds: usize, framing: Framing) {
+    #![allow(clippy::print_stdout)]
+    let text = "x".repeat(args.size);
+    for round in 1..=rounds {
+        let base = baseline::throughput(&text, args.count, args.window).await;
+        let bus = bus::throughput(bus_bin, "normal", framing, &text, args.count, args.window).await;
+        println!(
+            "round {round}: bus {} msg/s, baseline {} msg/s, ratio {:.2}× ({}; {})",
+            fmt_num(bus.rate),
+            fmt_num(base.rate),
+            bus.rate / base.rate,
+            bus.check,
+            base.check
+        );
+    }
 }
 
 fn print_table(args: &Args, rows: &[Row], base_rtt_check: &str, base_tput_check: &str) {
