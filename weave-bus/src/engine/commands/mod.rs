@@ -79,7 +79,7 @@ impl Engine {
                 };
                 match self.store.put_idempotency(&row) {
                     Ok(id) => self.idem.put(
-                        (row.session, row.src, row.key),
+                        &(row.session, row.src, row.key),
                         row.response,
                         created_ms,
                         id,
