@@ -26,6 +26,8 @@ pub struct ConnShared {
     queued: AtomicUsize,
     /// Set by the engine when it held deliveries back for this connection.
     stalled: AtomicBool,
+    /// A direct write failed: leave the socket to the writer task (which will see the error).
+    direct_broken: AtomicBool,
     /// Woken each time the writer drains, for a reader waiting for room.
     pub drained: Notify,
 }
@@ -44,14 +46,15 @@ impl ConnShared {
     }
 }
 
-/// The sending side of a connection, owned by the engine.
-#[derive(Debug)]
+/// The sending side of a connection, held by the engine. A clone goes with each committed
+/// batch to whichever thread releases it.
+#[derive(Debug, Clone)]
 pub struct ConnOut {
     tx: mpsc::UnboundedSender<Bytes>,
     shared: Arc<ConnShared>,
     /// The socket itself (a duplicate of the connection's descriptor, non-blocking), for direct
     /// writes while the writer is idle. `None` for in-process connections.
-    direct: Option<StdUnixStream>,
+    direct: Option<Arc<StdUnixStream>>,
     /// How the engine encodes what it sends here.
     framing: Framing,
 }
@@ -76,14 +79,18 @@ impl ConnOut {
     }
 
     pub fn with_socket(mut self, socket: StdUnixStream) -> Self {
-        self.direct = Some(socket);
+        self.direct = Some(Arc::new(socket));
         self
     }
 
     /// Sends encoded frames: written at once when the writer is idle, else queued behind it.
-    pub fn push_all(&mut self, mut bytes: Bytes) {
+    pub fn push_all(&self, mut bytes: Bytes) {
+        let direct = self
+            .direct
+            .as_deref()
+            .filter(|_| !self.shared.direct_broken.load(Ordering::Acquire));
         if self.shared.queued() == 0 {
-            if let Some(socket) = self.direct.as_mut() {
+            if let Some(mut socket) = direct {
                 match socket.write(&bytes) {
                     Ok(n) if n == bytes.len() => return,
                     Ok(n) => {
@@ -92,7 +99,8 @@ impl ConnOut {
                     Err(e)
                         if e.kind() == ErrorKind::WouldBlock
                             || e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => self.direct = None, // the writer will see the error and close
+                    // The writer will see the error and close.
+                    Err(_) => self.shared.direct_broken.store(true, Ordering::Release),
                 }
             }
         }

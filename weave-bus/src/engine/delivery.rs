@@ -159,17 +159,10 @@ impl Engine {
         self.metrics.inc(&self.metrics.dead_letters);
         let ts = now_rfc3339();
         let envelope = serde_json::to_string(&*d.envelope).unwrap_or_default();
-        self.write(|s| {
-            s.insert_dead_letter(
-                did,
-                d.session_key,
-                &d.target,
-                d.seq,
-                d.count,
-                reason,
-                &ts,
-                &envelope,
-            )
+        let (key, target, seq, count) = (d.session_key, d.target.clone(), d.seq, d.count);
+        let why = reason.to_owned();
+        self.write(move |s| {
+            s.insert_dead_letter(did, key, &target, seq, count, &why, &ts, &envelope)
         });
         tracing::info!(delivery = did, target = %d.target, reason, "dead-lettered");
         let sender = d.envelope.src.clone();
@@ -264,9 +257,9 @@ impl Engine {
                 Some(d) => {
                     let (key, target, seq, count) =
                         (d.session_key, d.target.clone(), d.seq, d.count);
-                    self.write(|s| s.put_delivery(did, key, &target, seq, count));
+                    self.write(move |s| s.put_delivery(did, key, &target, seq, count));
                 }
-                None => self.write(|s| s.delete_delivery(did)),
+                None => self.write(move |s| s.delete_delivery(did)),
             }
         }
     }

@@ -1,11 +1,13 @@
-//! The engine: the one thread that owns the bus's state and its store.
+//! The engine: the one thread that owns the bus's state and decides what goes into its store.
 //!
 //! Connections (socket or in-process) send it [`Input`]s over one channel. It takes a batch —
-//! whatever has arrived, up to [`MAX_BATCH`] — applies each input to memory while writing the
-//! same changes into one store transaction, commits once (group commit), and only then releases
-//! the batch's responses and deliveries to the connections. So an `ok` is never sent for
-//! something a crash could lose, ordering per target is the order of application, and "replay
-//! then follow live" needs no locks: nothing else touches the state.
+//! whatever has arrived, up to [`MAX_BATCH`] — applies each input to memory while collecting the
+//! same changes as writes for one store transaction, commits once (group commit), and only then
+//! releases the batch's responses and deliveries to the connections. So an `ok` is never sent
+//! for something a crash could lose, ordering per target is the order of application, and
+//! "replay then follow live" needs no locks: nothing else touches the state. Under load the
+//! commit runs on the store's writer thread while the engine applies the next batch (see
+//! [`writer`]).
 
 mod brain;
 mod commands;
@@ -14,6 +16,7 @@ mod idempotency;
 mod records;
 mod snapshot;
 pub(crate) mod state;
+mod writer;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -33,12 +36,16 @@ use crate::config::BusConfig;
 use crate::conn::{ConnId, ConnOut};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::store::{Loaded, Store, StoreError};
+use crate::store::{Loaded, Store, StoreError, StoreResult};
 use idempotency::Idempotency;
 use state::{Agent, Conn, Delivery, DeliveryKind, Map, Session};
+use writer::{Release, WriteFn, Writer};
 
 /// Most inputs applied in one store transaction.
 pub const MAX_BATCH: usize = 1024;
+/// A batch of at most this many inputs is committed by the engine itself when the writer is
+/// idle: on a quiet bus a thread hop would cost more latency than the overlap gains.
+const INLINE_BATCH: usize = 16;
 /// A due runtime snapshot waits for this long a pause in the traffic...
 const SNAPSHOT_IDLE: Duration = Duration::from_millis(50);
 /// ...unless this many times `snapshot_every` records went by without one.
@@ -110,7 +117,7 @@ pub type Reply = Result<Answer, Refusal>;
 
 pub struct Engine {
     cfg: BusConfig,
-    store: Store,
+    writer: Writer,
     runtime: codex_weave_runtime::Runtime,
     metrics: Arc<Metrics>,
     sessions: Map<String, Session>,
@@ -119,6 +126,10 @@ pub struct Engine {
     conns: Map<ConnId, Conn>,
     deliveries: Map<u64, Delivery>,
     next_delivery: u64,
+    /// Keys of new sessions and ids of new idempotency rows: numbered here, not by the store,
+    /// because the store writes behind.
+    next_session_key: i64,
+    next_idempotency_id: i64,
     /// Ack timeouts: (deadline, delivery id, delivery count when armed).
     timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     idem: Idempotency,
@@ -140,12 +151,12 @@ struct Batch {
     lines: Vec<(ConnId, Bytes)>,
     /// Requests answered in this batch, to answer `store_unavailable` if the commit fails.
     requests: Vec<(ConnId, String)>,
+    /// The batch's store writes not yet handed to the writer.
+    writes: Vec<WriteFn>,
     /// Deliveries whose stored row must be written or deleted at commit.
     dirty: Vec<u64>,
     /// Agents that may have deliveries to send: (session, agent).
     pump: Vec<(String, String)>,
-    /// The first store error of the batch: the whole batch is rolled back.
-    failed: Option<StoreError>,
     /// Sessions whose log outgrew `retain_events`: pruned before the commit.
     prune: Vec<String>,
     /// Connections that closed during the batch: their last lines (an error for the line that
@@ -160,16 +171,20 @@ struct Batch {
 impl Engine {
     pub fn new(cfg: BusConfig, store: Store, metrics: Arc<Metrics>) -> Result<Engine, StoreError> {
         let loaded = store.load()?;
+        let writer = Writer::spawn(store, metrics.clone())
+            .map_err(|e| StoreError::ToSqlConversionFailure(Box::new(e)))?;
         let mut engine = Engine {
             runtime: codex_weave_runtime::Runtime::new(cfg.runtime.clone()),
             cfg,
-            store,
+            writer,
             metrics,
             sessions: Map::default(),
             session_ids: Map::default(),
             conns: Map::default(),
             deliveries: Map::default(),
             next_delivery: 1,
+            next_session_key: 1,
+            next_idempotency_id: 1,
             timers: BinaryHeap::new(),
             idem: Idempotency::default(),
             session_watchers: Vec::new(),
@@ -255,6 +270,8 @@ impl Engine {
             );
         }
         self.next_delivery = self.next_delivery.max(loaded.next_delivery_id);
+        self.next_session_key = self.session_ids.keys().max().map_or(1, |k| k + 1);
+        self.next_idempotency_id = loaded.idempotency.last().map_or(1, |r| r.id + 1);
         self.idem = Idempotency::load(loaded.idempotency);
     }
 
@@ -283,8 +300,9 @@ impl Engine {
             // Nothing came for SNAPSHOT_IDLE: a good moment for a due snapshot.
             self.batch.quiet =
                 first.is_none() && idle.is_some_and(|i| timer.is_none_or(|t| i <= t));
-            if let Err(e) = self.store.begin() {
-                self.batch.failed.get_or_insert(e);
+            // A batch handed over earlier failed: memory is ahead of the store.
+            if self.writer.poisoned() {
+                self.reload_after_failure();
             }
             let mut stop = false;
             let mut applied = 0;
@@ -307,15 +325,13 @@ impl Engine {
                 }
             }
             self.fire_timers(Instant::now());
-            self.finish_batch();
+            self.finish_batch(applied);
             self.metrics.observe_batch(applied);
             if stop {
                 break;
             }
         }
-        if let Err(e) = self.store.checkpoint() {
-            tracing::warn!(error = %e, "final checkpoint failed; the log replays at next start");
-        }
+        self.writer.stop();
         tracing::info!("engine stopped; store committed");
     }
 
@@ -366,10 +382,10 @@ impl Engine {
         false
     }
 
-    /// Writes dirty deliveries, commits, and releases the batch's lines — or, if the store
-    /// failed, answers every request of the batch `store_unavailable` and reloads memory from
-    /// the store so that nothing uncommitted is believed.
-    fn finish_batch(&mut self) {
+    /// Writes dirty deliveries, then hands the batch to the writer: commit, then its lines —
+    /// or, if the store fails, `store_unavailable` for each of its requests, and memory is
+    /// reloaded from the store so that nothing uncommitted is believed.
+    fn finish_batch(&mut self, applied: usize) {
         self.flush_dirty();
         self.prune_logs();
         let evicted = self.idem.evict(
@@ -378,7 +394,7 @@ impl Engine {
             self.cfg.limits.max_idempotency_keys,
         );
         if let Some(through) = evicted {
-            self.write(|s| s.delete_idempotency_through(through));
+            self.write(move |s| s.delete_idempotency_through(through));
         }
         let every = self.cfg.limits.snapshot_every.max(1);
         let due = (self.since_snapshot >= every && self.batch.quiet)
@@ -386,41 +402,12 @@ impl Engine {
         if due || (self.batch.stopping && self.since_snapshot > 0) {
             self.write_snapshot();
         }
-
-        let started = Instant::now();
-        let result = match self.batch.failed.take() {
-            Some(e) => {
-                self.store.rollback();
-                Err(e)
-            }
-            None => self.store.commit(),
-        };
-        self.metrics.observe_commit(started.elapsed());
-        let batch = std::mem::take(&mut self.batch);
-        match result {
-            Ok(()) => {
-                self.retry_backoff = STORE_RETRY_MIN;
-                self.release(batch.lines, batch.closing)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "store commit failed; batch refused");
-                self.metrics.inc(&self.metrics.store_errors);
-                let refusal = Refusal::new(
-                    ErrorCode::StoreUnavailable,
-                    format!("the store could not commit: {e}"),
-                );
-                let lines = batch
-                    .requests
-                    .into_iter()
-                    .map(|(conn, id)| {
-                        let framing = self.framing_of(conn, &batch.closing);
-                        let env = response(&id, None, Err(refusal.clone()));
-                        (conn, framing.encode(&env))
-                    })
-                    .collect();
-                self.release(lines, batch.closing);
-                self.reload_after_failure();
-            }
+        let mut batch = std::mem::take(&mut self.batch);
+        let release = self.release(&mut batch);
+        self.writer
+            .commit(batch.writes, release, applied <= INLINE_BATCH);
+        if self.writer.poisoned() {
+            self.reload_after_failure();
         }
     }
 
@@ -448,7 +435,7 @@ impl Engine {
             if through < first {
                 continue;
             }
-            self.write(|s| s.prune_events(key, through));
+            self.write(move |s| s.prune_events(key, through));
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.first_seq = through + 1;
             }
@@ -456,27 +443,55 @@ impl Engine {
         }
     }
 
-    /// Sends a committed batch's lines: one write per connection, in the order produced.
-    fn release(&mut self, lines: Vec<(ConnId, Bytes)>, mut closing: Map<ConnId, ConnOut>) {
-        let mut per_conn: Map<ConnId, BytesMut> = Map::default();
-        for (conn, line) in lines {
-            per_conn.entry(conn).or_default().extend_from_slice(&line);
-        }
-        for (conn, bytes) in per_conn {
-            let out = match self.conns.get_mut(&conn) {
-                Some(c) => Some(&mut c.out),
-                None => closing.get_mut(&conn),
+    /// A batch's lines and requests per connection, in the order produced, for the writer to
+    /// release once the batch commits (one write per connection).
+    fn release(&self, batch: &mut Batch) -> Vec<Release> {
+        let mut per_conn: Map<ConnId, usize> = Map::default();
+        let mut release: Vec<(Release, BytesMut)> = Vec::new();
+        let closing = &batch.closing;
+        let mut slot = |conn: ConnId, release: &mut Vec<(Release, BytesMut)>| {
+            if let Some(&i) = per_conn.get(&conn) {
+                return Some(i);
+            }
+            let out = match self.conns.get(&conn) {
+                Some(c) => &c.out,
+                None => closing.get(&conn)?,
             };
-            if let Some(out) = out {
-                out.push_all(bytes.freeze());
+            release.push((
+                Release {
+                    out: out.clone(),
+                    lines: Bytes::new(),
+                    requests: Vec::new(),
+                },
+                BytesMut::new(),
+            ));
+            per_conn.insert(conn, release.len() - 1);
+            Some(release.len() - 1)
+        };
+        for (conn, line) in batch.lines.drain(..) {
+            if let Some(i) = slot(conn, &mut release) {
+                release[i].1.extend_from_slice(&line);
             }
         }
+        for (conn, id) in batch.requests.drain(..) {
+            if let Some(i) = slot(conn, &mut release) {
+                release[i].0.requests.push(id);
+            }
+        }
+        release
+            .into_iter()
+            .map(|(mut r, lines)| {
+                r.lines = lines.freeze();
+                r
+            })
+            .collect()
     }
 
     /// After a failed commit: forget what memory believed and take the store's state again,
     /// keeping which connection serves which agent and who watches what.
     fn reload_after_failure(&mut self) {
-        let loaded = match self.store.load() {
+        self.batch.writes.clear();
+        let loaded = match self.read(|s| s.load()) {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::error!(error = %e, "store unreadable after a failed commit");
@@ -521,15 +536,21 @@ impl Engine {
         self.held.dedup();
         self.retry_at = Some(Instant::now() + self.retry_backoff);
         self.retry_backoff = (self.retry_backoff * 2).min(STORE_RETRY_MAX);
+        self.writer.recover();
     }
 
-    /// Runs a store write; the first failure fails the whole batch.
-    fn write(&mut self, f: impl FnOnce(&Store) -> Result<(), StoreError>) {
-        if self.batch.failed.is_none() {
-            if let Err(e) = f(&self.store) {
-                self.batch.failed = Some(e);
-            }
-        }
+    /// Adds a store write to the batch's transaction; the first failure fails the whole batch.
+    fn write(&mut self, f: impl FnOnce(&Store) -> StoreResult<()> + Send + 'static) {
+        self.batch.writes.push(Box::new(f));
+    }
+
+    /// Reads the store as of everything applied so far (this batch's writes included).
+    fn read<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.writer.write(std::mem::take(&mut self.batch.writes));
+        self.writer.read(f)
     }
 
     /// Queues an envelope for a connection, encoded in its framing, released at commit.

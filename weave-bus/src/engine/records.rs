@@ -50,7 +50,7 @@ impl Engine {
                 self.send_record(conn, sid, &corr, seq, &json);
             }
         }
-        self.write(|s| s.insert_event(key, seq, &ts, &text));
+        self.write(move |s| s.insert_event(key, seq, &ts, &text));
         if !self.session_watchers.is_empty()
             && (env.kind.starts_with("session.") || env.kind.starts_with("agent."))
         {

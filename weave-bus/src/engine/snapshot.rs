@@ -49,7 +49,7 @@ impl Engine {
         let through = serde_json::to_string(&through).unwrap_or_default();
         let state = self.runtime.snapshot();
         let bytes = state.len();
-        self.write(|s| s.put_runtime_snapshot(&through, &state));
+        self.write(move |s| s.put_runtime_snapshot(&through, &state));
         self.since_snapshot = 0;
         let took = started.elapsed();
         let m = &self.metrics;
@@ -65,7 +65,7 @@ impl Engine {
     pub(super) fn rebuild_runtime(&mut self) -> Result<(), StoreError> {
         let started = Instant::now();
         let cfg = self.cfg.runtime.clone();
-        let (runtime, through) = match self.store.runtime_snapshot()? {
+        let (runtime, through) = match self.read(|s| s.runtime_snapshot())? {
             Some((through, state)) => {
                 match (
                     serde_json::from_str::<HashMap<i64, u64>>(&through),
@@ -113,7 +113,7 @@ impl Engine {
         // The next record of each cursor: (commit time, session key, seq) → cursor index.
         let mut next = BinaryHeap::new();
         for (i, c) in cursors.iter_mut().enumerate() {
-            if let Some(at) = refill(&self.store, c)? {
+            if let Some(at) = self.refill(c)? {
                 next.push(Reverse((at, c.key, i)));
             }
         }
@@ -131,7 +131,7 @@ impl Engine {
             replayed += 1;
             let at = match c.rows.front() {
                 Some(r) => Some(commit_nanos(&r.ts)),
-                None => refill(&self.store, c)?,
+                None => self.refill(c)?,
             };
             if let Some(at) = at {
                 next.push(Reverse((at, c.key, i)));
@@ -139,17 +139,18 @@ impl Engine {
         }
         Ok(replayed)
     }
-}
 
-/// Reads the cursor's next page when it has nothing buffered; returns the commit time of its
-/// next record, `None` at the end of its log.
-fn refill(store: &crate::store::Store, c: &mut LogCursor) -> Result<Option<i128>, StoreError> {
-    if c.rows.is_empty() {
-        let rows = store.records_after(c.key, c.since, REPLAY_PAGE)?;
-        if let Some(last) = rows.last() {
-            c.since = last.seq;
+    /// Reads the cursor's next page when it has nothing buffered; returns the commit time of
+    /// its next record, `None` at the end of its log.
+    fn refill(&mut self, c: &mut LogCursor) -> Result<Option<i128>, StoreError> {
+        if c.rows.is_empty() {
+            let (key, since) = (c.key, c.since);
+            let rows = self.read(move |s| s.records_after(key, since, REPLAY_PAGE))?;
+            if let Some(last) = rows.last() {
+                c.since = last.seq;
+            }
+            c.rows.extend(rows);
         }
-        c.rows.extend(rows);
+        Ok(c.rows.front().map(|r| commit_nanos(&r.ts)))
     }
-    Ok(c.rows.front().map(|r| commit_nanos(&r.ts)))
 }

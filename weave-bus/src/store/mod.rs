@@ -245,16 +245,20 @@ impl Store {
         Ok(loaded)
     }
 
+    /// A new session under `key` (the engine numbers sessions: one past the highest loaded).
     pub fn insert_session(
         &self,
+        key: i64,
         id: &str,
         name: Option<&str>,
         created_at: &str,
-    ) -> StoreResult<i64> {
+    ) -> StoreResult<()> {
         self.conn
-            .prepare_cached("INSERT INTO sessions (id, name, created_at) VALUES (?1, ?2, ?3)")?
-            .execute(params![id, name, created_at])?;
-        Ok(self.conn.last_insert_rowid())
+            .prepare_cached(
+                "INSERT INTO sessions (key, id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![key, id, name, created_at])?;
+        Ok(())
     }
 
     pub fn close_session(&self, key: i64, at: &str) -> StoreResult<()> {
@@ -390,21 +394,22 @@ impl Store {
         Ok(rows)
     }
 
-    /// Appends a remembered response; returns its row id.
-    pub fn put_idempotency(&self, row: &IdempotencyRow) -> StoreResult<i64> {
+    /// Appends a remembered response under `row.id` (the engine numbers them in age order).
+    pub fn put_idempotency(&self, row: &IdempotencyRow) -> StoreResult<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO idempotency (session, src, key, response, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO idempotency (id, session, src, key, response, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
+                row.id,
                 row.session,
                 row.src,
                 row.key,
                 row.response,
                 row.created_ms
             ])?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(())
     }
 
     /// Forgets every remembered response up to row `id` (the oldest ones).

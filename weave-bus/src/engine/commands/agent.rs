@@ -78,7 +78,8 @@ impl Engine {
                 if let Some(n) = &name {
                     session.names.insert(n.to_lowercase(), id.clone());
                 }
-                self.write(|s| s.upsert_agent(key, &id, name.as_deref(), &kind));
+                let (w_id, w_name, w_kind) = (id.clone(), name.clone(), kind.clone());
+                self.write(move |s| s.upsert_agent(key, &w_id, w_name.as_deref(), &w_kind));
                 self.record_event(
                     &sid,
                     "agent.added",
@@ -147,7 +148,8 @@ impl Engine {
             agent.name = name.clone();
             kind = agent.kind.clone();
         }
-        self.write(|s| s.upsert_agent(key, id, name.as_deref(), &kind));
+        let (w_id, w_name) = (id.to_owned(), name.clone());
+        self.write(move |s| s.upsert_agent(key, &w_id, w_name.as_deref(), &kind));
         let (_, env) = self.record_event(
             sid,
             "agent.updated",
@@ -213,7 +215,8 @@ impl Engine {
             session.names.remove(&n.to_lowercase());
         }
         let key = session.key;
-        self.write(|s| s.delete_agent(key, &id));
+        let w_id = id.clone();
+        self.write(move |s| s.delete_agent(key, &w_id));
         let (_, record) = self.record_event(
             &sid,
             "agent.removed",
@@ -343,7 +346,7 @@ impl Engine {
         let all: Vec<String> = session.agents.keys().cloned().collect();
         for id in all {
             let position = self.sessions[&sid].agents[&id].position;
-            self.write(|s| s.set_agent_position(key, &id, position));
+            self.write(move |s| s.set_agent_position(key, &id, position));
         }
         self.record_event(&sid, "agents.ordered", json!({ "ids": ids }));
         self.agent_list(env)

@@ -26,16 +26,17 @@ impl Engine {
             .min(self.cfg.limits.max_history_page);
         let session = &self.sessions[&sid];
         let (key, head) = (session.key, session.last_seq);
-        let rows = match since {
-            Some(since) => self.store.records_after(key, since, limit),
-            None => self.store.latest_records(key, limit),
-        }
-        .map_err(|e| {
-            Refusal::new(
-                ErrorCode::StoreUnavailable,
-                format!("reading the log failed: {e}"),
-            )
-        })?;
+        let rows = self
+            .read(move |s| match since {
+                Some(since) => s.records_after(key, since, limit),
+                None => s.latest_records(key, limit),
+            })
+            .map_err(|e| {
+                Refusal::new(
+                    ErrorCode::StoreUnavailable,
+                    format!("reading the log failed: {e}"),
+                )
+            })?;
         let next = rows.last().map(|r| r.seq).or(since).unwrap_or(0);
         let mut json = String::from(r#"{"records":["#);
         for (i, row) in rows.iter().enumerate() {
@@ -74,7 +75,7 @@ impl Engine {
         }
         let mut cursor = since;
         loop {
-            let rows = match self.store.records_after(key, cursor, REPLAY_PAGE) {
+            let rows = match self.read(move |s| s.records_after(key, cursor, REPLAY_PAGE)) {
                 Ok(rows) => rows,
                 Err(e) => {
                     let refusal = Refusal::new(
@@ -104,15 +105,15 @@ impl Engine {
     }
 
     /// Dead letters of the session, oldest first: what could not be delivered, to whom, why.
-    pub(super) fn deliveries_dead(&self, env: &Envelope) -> Reply {
+    pub(super) fn deliveries_dead(&mut self, env: &Envelope) -> Reply {
         let sid = self.known_session(env)?;
         let limit = payload_u64(env, "limit")?
             .map(|l| l as usize)
             .unwrap_or(DEFAULT_HISTORY_LIMIT)
             .min(10_000);
+        let key = self.sessions[&sid].key;
         let rows = self
-            .store
-            .dead_letters(self.sessions[&sid].key, limit)
+            .read(move |s| s.dead_letters(key, limit))
             .map_err(|e| {
                 Refusal::new(
                     ErrorCode::StoreUnavailable,

@@ -69,25 +69,20 @@ impl Engine {
         if let (Some((session, src, key)), Some(answer)) = (key, remembered) {
             if let Ok(response) = serde_json::to_string(answer) {
                 let created_ms = now_ms();
+                let id = self.next_idempotency_id;
+                self.next_idempotency_id += 1;
+                let key = (session, src, key);
+                self.idem.put(&key, response.clone(), created_ms, id);
+                let (session, src, key) = key;
                 let row = IdempotencyRow {
-                    id: 0,
+                    id,
                     session,
                     src,
                     key,
                     response,
                     created_ms,
                 };
-                match self.store.put_idempotency(&row) {
-                    Ok(id) => self.idem.put(
-                        &(row.session, row.src, row.key),
-                        row.response,
-                        created_ms,
-                        id,
-                    ),
-                    Err(e) => {
-                        self.batch.failed.get_or_insert(e);
-                    }
-                }
+                self.write(move |s| s.put_idempotency(&row));
             }
         }
         self.respond(conn, &env.id, env.session.as_deref(), reply);

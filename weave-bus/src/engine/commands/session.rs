@@ -37,14 +37,10 @@ impl Engine {
         }
         let id = new_id();
         let created_at = now_rfc3339();
-        let key = match self.store.insert_session(&id, name.as_deref(), &created_at) {
-            Ok(key) => key,
-            Err(e) => {
-                let message = format!("the store refused the session: {e}");
-                self.batch.failed.get_or_insert(e);
-                return Err(Refusal::new(ErrorCode::StoreUnavailable, message));
-            }
-        };
+        let key = self.next_session_key;
+        self.next_session_key += 1;
+        let (w_id, w_name, w_at) = (id.clone(), name.clone(), created_at.clone());
+        self.write(move |s| s.insert_session(key, &w_id, w_name.as_deref(), &w_at));
         self.session_ids.insert(key, id.clone());
         self.sessions.insert(
             id.clone(),
@@ -86,7 +82,8 @@ impl Engine {
         let sid = self.open_session(env)?;
         let at = now_rfc3339();
         let key = self.sessions[&sid].key;
-        self.write(|s| s.close_session(key, &at));
+        let w_at = at.clone();
+        self.write(move |s| s.close_session(key, &w_at));
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.closed = true;
         }
