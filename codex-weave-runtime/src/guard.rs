@@ -28,12 +28,17 @@ impl Rule {
     }
 }
 
+/// An admitted message (or relay action) as remembered: its place in a chain, and what a reply
+/// or result naming it refers to (its conversation, relay and first target). One entry per
+/// message keeps the runtime's memory and its evictions to one map.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
     pub chain: Id,
     pub hop: u32,
     pub from: Id,
     pub conversation: Option<Id>,
+    pub relay_id: Option<String>,
+    pub target: Option<Id>,
 }
 
 /// What the guard decided for one message.
@@ -74,6 +79,7 @@ pub(crate) struct Admitted<'a> {
     pub to: &'a [Id],
     pub new_work: bool,
     pub conversation: Option<&'a Id>,
+    pub relay_id: Option<String>,
 }
 
 /// (chain, lower agent, higher agent): the pair a ping-pong run is counted for.
@@ -194,6 +200,8 @@ impl Guard {
             hop: verdict.hop,
             from: m.from.clone(),
             conversation: m.conversation.cloned(),
+            relay_id: m.relay_id.clone(),
+            target: m.to.first().cloned(),
         };
         if self.nodes.insert(m.id.clone(), node).is_none() {
             fresh.push(Fresh::Node(m.id.clone()));

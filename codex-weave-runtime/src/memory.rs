@@ -1,4 +1,4 @@
-//! What the runtime remembers beyond live state — conversations, message and action references,
+//! What the runtime remembers beyond live state — conversations, message and action nodes,
 //! loop-guard nodes and pair runs, relays — bounded for all sessions together. Each new entry
 //! joins one queue, oldest first; past the budget the oldest is forgotten wherever it lives
 //! (an entry still in use, such as the conversation of an active relay, goes to the back
@@ -18,21 +18,21 @@ use crate::guard::PairKey;
 pub(crate) type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A message, action, conversation or agent id as the runtime remembers it: one allocation
-/// shared by every map and queue entry that names it. A message is remembered in four places
-/// (its guard node, its action reference, its pair run, often its conversation); with owned
-/// strings that was some twenty allocations per message, each freed cold when the budget let
-/// it go, which dominated the runtime's time under load.
+/// shared by every map and queue entry that names it. A message is remembered in three places
+/// (its node, its pair run, often its conversation); with owned strings that was some twenty
+/// allocations per message, each freed cold when the budget let it go, which dominated the
+/// runtime's time under load.
 pub type Id = Arc<str>;
 
-/// Entries remembered across all sessions by default (about 4 per message: its guard node,
-/// its action reference, a pair run, often a conversation).
-pub const DEFAULT_MEMORY_BUDGET: usize = 100_000;
+/// Entries remembered across all sessions by default (about 3 per message: its node, a pair
+/// run, often a conversation).
+pub const DEFAULT_MEMORY_BUDGET: usize = 75_000;
 
 /// One remembered thing of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Fresh {
     Conversation(Id),
-    Action(Id),
+    /// A message's guard node, which is also what replies and results naming it refer to.
     Node(Id),
     /// A pair run and the number of the update that set it (a later update supersedes it).
     Run(PairKey, u64),

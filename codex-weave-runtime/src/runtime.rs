@@ -25,7 +25,7 @@ pub struct RuntimeConfig {
     pub max_ping_pong: u32,
     /// Suggested wait before retrying a blocked relay.
     pub blocked_retry_ms: u64,
-    /// Conversations, action references, guard nodes and runs, and relays remembered across
+    /// Conversations, message nodes (guard and reference), pair runs, and relays remembered across
     /// all sessions; past it the oldest are forgotten (see [`crate::memory`]).
     pub memory_budget: usize,
 }
@@ -118,15 +118,7 @@ pub struct Stamp {
     pub hop: u32,
 }
 
-/// What an action or message id refers to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ActionRef {
-    pub context_id: Option<Id>,
-    pub relay_id: Option<String>,
-    pub target: Option<Id>,
-}
-
-/// One session's state. Conversations, action references, guard nodes and runs, and relays
+/// One session's state. Conversations, message nodes (guard and reference), pair runs, and relays
 /// are remembered within the runtime's memory budget (see [`crate::memory`]): a follow-up in a
 /// forgotten conversation starts a new one; a reply to a forgotten action is a plain reply.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -140,7 +132,6 @@ pub(crate) struct Session {
     pub guard: Guard,
     /// The conversation an agent answers into when its reply names none.
     pub pending_reply: Map<Id, Id>,
-    pub actions: Map<Id, ActionRef>,
     /// One shared [`Id`] per agent id seen (rebuilt as agents are seen again after a restart).
     #[serde(skip)]
     pub agents: hashbrown::HashSet<Id, foldhash::fast::RandomState>,
@@ -165,13 +156,6 @@ impl Session {
         let id = conv.context_id.clone();
         if self.conversations.insert(id.clone(), conv).is_none() {
             self.fresh.push(Fresh::Conversation(id));
-        }
-    }
-
-    /// Remembers what an action or message id refers to.
-    pub(crate) fn add_action(&mut self, id: Id, action: ActionRef) {
-        if self.actions.insert(id.clone(), action).is_none() {
-            self.fresh.push(Fresh::Action(id));
         }
     }
 
@@ -201,9 +185,6 @@ impl Session {
                     return false;
                 }
                 self.relays.remove(id);
-            }
-            Fresh::Action(id) => {
-                self.actions.remove(id);
             }
             Fresh::Node(id) => self.guard.forget_node(id),
             Fresh::Run(key, number) => self.guard.forget_run(key, *number),
@@ -410,11 +391,11 @@ impl Runtime {
         terminal: bool,
     ) -> Vec<Output> {
         let st = open(&mut self.sessions, &mut self.slots, session);
-        let Some(action) = st.actions.get(action_id).cloned() else {
+        let Some(action) = st.guard.node(action_id).cloned() else {
             return Vec::new();
         };
         if let Some(conv) = action
-            .context_id
+            .conversation
             .as_ref()
             .and_then(|c| st.conversations.get(c))
         {
@@ -472,7 +453,7 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
     let referenced = send
         .reply_to_action_id
         .as_deref()
-        .and_then(|a| st.actions.get(a));
+        .and_then(|a| st.guard.node(a));
     let (context_id, new_conversation, owner) = match send.kind {
         MessageKind::System => {
             return Err(vec![refuse(
@@ -500,7 +481,7 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
             let ctx = send
                 .context_id
                 .clone()
-                .or_else(|| referenced.and_then(|r| r.context_id.as_deref().map(str::to_owned)))
+                .or_else(|| referenced.and_then(|r| r.conversation.as_deref().map(str::to_owned)))
                 .or_else(|| {
                     st.pending_reply
                         .get(send.from.as_str())
@@ -622,14 +603,6 @@ pub(crate) fn apply(
         }
     }
     let new_work = send.kind == MessageKind::User;
-    let admitted = Admitted {
-        id: &id,
-        from: &from,
-        to: &to,
-        new_work,
-        conversation: ctx.as_ref(),
-    };
-    st.guard.commit(&admitted, &p.verdict, &mut st.fresh);
     let mut relay_id = None;
     if let Some(conv) = ctx.as_ref().and_then(|c| st.conversations.get_mut(c)) {
         relay_id = conv.relay_id.clone();
@@ -637,6 +610,15 @@ pub(crate) fn apply(
             conv.set_last_to(t, &id);
         }
     }
+    let admitted = Admitted {
+        id: &id,
+        from: &from,
+        to: &to,
+        new_work,
+        conversation: ctx.as_ref(),
+        relay_id,
+    };
+    st.guard.commit(&admitted, &p.verdict, &mut st.fresh);
     if new_work {
         // Work given in a conversation: that is where the receiver's replies go now, not to
         // whoever gave it work before.
@@ -646,14 +628,6 @@ pub(crate) fn apply(
             }
         }
     }
-    st.add_action(
-        id,
-        ActionRef {
-            context_id: ctx,
-            relay_id,
-            target: to.first().cloned(),
-        },
-    );
     let mut out = vec![Output::Stamp(Stamp {
         message_id: send.id.clone(),
         chain_id: p.verdict.chain_id(&send.id).to_owned(),
@@ -663,10 +637,7 @@ pub(crate) fn apply(
     })];
     if send.kind == MessageKind::Reply {
         if let Some(action_id) = &send.reply_to_action_id {
-            let relay = st
-                .actions
-                .get(action_id.as_str())
-                .and_then(|a| a.relay_id.clone());
+            let relay = st.guard.node(action_id).and_then(|a| a.relay_id.clone());
             if let Some(relay_id) = relay {
                 out.extend(crate::relay::answered(
                     cfg, st, &relay_id, &send.from, action_id,
