@@ -13,8 +13,46 @@ use codex_weave_runtime::Envelope;
 
 use crate::store::IdempotencyRow;
 
-/// (session, src, key) — key is `k:<idempotency_key>` or `i:<envelope id>`.
-pub type IdemKey = (String, String, String);
+/// (session, src, key) — key is `k:<idempotency_key>` or `i:<envelope id>` — joined in one
+/// string, unambiguously (the first two lengths lead), built once per request.
+#[derive(Debug, Clone)]
+pub struct IdemKey {
+    joined: Arc<str>,
+    /// Where session, src and key start in `joined`.
+    at: [usize; 3],
+}
+
+impl IdemKey {
+    pub fn new(session: &str, src: &str, tag: &str, key: &str) -> Self {
+        use std::fmt::Write;
+        let mut joined =
+            String::with_capacity(12 + session.len() + src.len() + tag.len() + key.len());
+        let _ = write!(joined, "{}:{}:", session.len(), src.len());
+        let s = joined.len();
+        joined.push_str(session);
+        let r = joined.len();
+        joined.push_str(src);
+        let k = joined.len();
+        joined.push_str(tag);
+        joined.push_str(key);
+        Self {
+            joined: joined.into(),
+            at: [s, r, k],
+        }
+    }
+
+    pub fn session(&self) -> &str {
+        &self.joined[self.at[0]..self.at[1]]
+    }
+
+    pub fn src(&self) -> &str {
+        &self.joined[self.at[1]..self.at[2]]
+    }
+
+    pub fn key(&self) -> &str {
+        &self.joined[self.at[2]..]
+    }
+}
 
 /// Request types whose repeats are recognised.
 const IDEMPOTENT: &[&str] = &[
@@ -33,32 +71,26 @@ pub fn key_for(env: &Envelope) -> Option<IdemKey> {
     if !IDEMPOTENT.contains(&env.kind.as_str()) {
         return None;
     }
-    let key = match &env.idempotency_key {
-        Some(k) if !k.is_empty() => format!("k:{k}"),
-        _ => format!("i:{}", env.id),
+    let (tag, key) = match &env.idempotency_key {
+        Some(k) if !k.is_empty() => ("k:", k.as_str()),
+        _ => ("i:", env.id.as_str()),
     };
-    Some((
-        env.session.clone().unwrap_or_default(),
-        env.src.clone(),
+    Some(IdemKey::new(
+        env.session.as_deref().unwrap_or_default(),
+        &env.src,
+        tag,
         key,
     ))
 }
 
-/// One key as held in memory: its three parts in one allocation, shared by the map and the
-/// age queue (a remembered message used to cost six strings, each freed cold on eviction).
-type Joined = Arc<str>;
-
-/// `session`, `src` and `key` joined unambiguously: the first two lengths lead.
-fn joined(key: &IdemKey) -> String {
-    let (session, src, key) = key;
-    format!("{}:{}:{session}{src}{key}", session.len(), src.len())
-}
+/// A remembered response, shared by the map and the row written to the store.
+pub type Response = Arc<str>;
 
 #[derive(Debug, Default)]
 pub struct Idempotency {
-    responses: Map<Joined, String>,
+    responses: Map<Arc<str>, Response>,
     /// Oldest first: (created ms, store row id, key).
-    order: VecDeque<(i64, i64, Joined)>,
+    order: VecDeque<(i64, i64, Arc<str>)>,
 }
 
 impl Idempotency {
@@ -66,8 +98,8 @@ impl Idempotency {
         let mut this = Self::default();
         for row in rows {
             this.put(
-                &(row.session, row.src, row.key),
-                row.response,
+                IdemKey::new(&row.session, &row.src, "", &row.key),
+                row.response.into(),
                 row.created_ms,
                 row.id,
             );
@@ -76,11 +108,11 @@ impl Idempotency {
     }
 
     pub fn get(&self, key: &IdemKey) -> Option<&str> {
-        self.responses.get(joined(key).as_str()).map(String::as_str)
+        self.responses.get(&*key.joined).map(|r| &**r)
     }
 
-    pub fn put(&mut self, key: &IdemKey, response: String, created_ms: i64, row_id: i64) {
-        let key: Joined = joined(key).into();
+    pub fn put(&mut self, key: IdemKey, response: Response, created_ms: i64, row_id: i64) {
+        let key = key.joined;
         if self.responses.insert(key.clone(), response).is_none() {
             self.order.push_back((created_ms, row_id, key));
         }
@@ -112,9 +144,16 @@ mod tests {
 
     #[test]
     fn parts_never_run_together() {
-        let k = |a: &str, b: &str, c: &str| joined(&(a.into(), b.into(), c.into()));
-        assert_ne!(k("ab", "c", "i:x"), k("a", "bc", "i:x"));
-        assert_ne!(k("a", "b", "ci:x"), k("a", "bc", "i:x"));
-        assert_eq!(k("s", "a", "i:1"), k("s", "a", "i:1"));
+        let k = |a: &str, b: &str, c: &str| IdemKey::new(a, b, "i:", c).joined;
+        assert_ne!(k("ab", "c", "x"), k("a", "bc", "x"));
+        assert_ne!(k("a", "b", "cx"), k("a", "bc", "x"));
+        assert_eq!(k("s", "a", "1"), k("s", "a", "1"));
+        let key = IdemKey::new("s1", "src", "k:", "mine");
+        assert_eq!(
+            (key.session(), key.src(), key.key()),
+            ("s1", "src", "k:mine")
+        );
+        // As loaded from the store: the tag is part of the stored key.
+        assert_eq!(IdemKey::new("s1", "src", "", "k:mine").joined, key.joined);
     }
 }

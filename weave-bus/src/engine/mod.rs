@@ -649,7 +649,11 @@ pub fn bus_envelope<P>(kind: &str, session: Option<&str>) -> Envelope<P> {
 }
 
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 pub fn now_ms() -> i64 {

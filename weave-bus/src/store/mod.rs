@@ -394,21 +394,22 @@ impl Store {
         Ok(rows)
     }
 
-    /// Appends a remembered response under `row.id` (the engine numbers them in age order).
-    pub fn put_idempotency(&self, row: &IdempotencyRow) -> StoreResult<()> {
+    /// Appends a remembered response under `id` (the engine numbers them in age order).
+    pub fn put_idempotency(
+        &self,
+        id: i64,
+        session: &str,
+        src: &str,
+        key: &str,
+        response: &str,
+        created_ms: i64,
+    ) -> StoreResult<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO idempotency (id, session, src, key, response, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![
-                row.id,
-                row.session,
-                row.src,
-                row.key,
-                row.response,
-                row.created_ms
-            ])?;
+            .execute(params![id, session, src, key, response, created_ms])?;
         Ok(())
     }
 

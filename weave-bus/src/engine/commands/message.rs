@@ -10,8 +10,9 @@ use crate::refusal::Refusal;
 
 impl Engine {
     /// Records a message and queues it for its target: `dst` (id or name) or `topic`
-    /// `agent.<id or name>.inbox`.
-    pub(super) fn message_send(&mut self, conn: ConnId, env: &Envelope) -> Reply {
+    /// `agent.<id or name>.inbox`. Once admitted, the request's envelope becomes the record
+    /// (only its `id` and `session` are left for the response).
+    pub(super) fn message_send(&mut self, conn: ConnId, env: &mut Envelope) -> Reply {
         let sid = self.open_session(env)?;
         self.check_sender(conn, &sid, &env.src)?;
         let wanted = match (&env.dst, &env.topic) {
@@ -35,7 +36,9 @@ impl Engine {
         let target = self.resolve_target(&sid, wanted)?;
         self.check_inbox(&sid, &target)?;
 
-        let mut record = env.clone();
+        let mut record = std::mem::take(env);
+        env.id = record.id.clone();
+        env.session = record.session.clone();
         record.session = Some(sid.clone());
         record.dst = Some(target.clone());
         record.topic = None;
@@ -48,9 +51,13 @@ impl Engine {
         let (seq, record) = self.record(&sid, record);
         self.enqueue(&sid, &target, seq, record);
         self.apply_effects(&sid, consulted.effects);
-        Ok(Answer::payload(
-            json!({ "id": env.id, "seq": seq, "dst": target }),
-        ))
+        let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        // Keys in the order `json!` gives them (sorted), as clients have always seen them.
+        Ok(Answer::raw(format!(
+            r#"{{"dst":{},"id":{},"seq":{seq}}}"#,
+            text(&target),
+            text(&env.id)
+        )))
     }
 
     /// Marks a delivery acknowledged. Never answered (as clients expect); an ack that matches

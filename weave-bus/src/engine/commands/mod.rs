@@ -15,10 +15,9 @@ use super::idempotency;
 use super::{now_ms, Answer, Engine, Reply};
 use crate::conn::ConnId;
 use crate::refusal::Refusal;
-use crate::store::IdempotencyRow;
 
 impl Engine {
-    pub(in crate::engine) fn on_request(&mut self, conn: ConnId, env: Envelope) {
+    pub(in crate::engine) fn on_request(&mut self, conn: ConnId, mut env: Envelope) {
         if let Err(refusal) = validate(&env) {
             return self.respond(conn, &env.id, env.session.as_deref(), Err(refusal));
         }
@@ -48,7 +47,7 @@ impl Engine {
             "agent.remove" => self.agent_remove(conn, &env),
             "agent.update" => self.agent_update(conn, &env),
             "agent.order" => self.agent_order(conn, &env),
-            "message.send" => self.message_send(conn, &env),
+            "message.send" => self.message_send(conn, &mut env),
             "action.submit" => self.action_submit(conn, &env),
             "action.result" => self.action_result(conn, &env),
             "relay.submit" => self.relay_submit(conn, &env),
@@ -66,23 +65,23 @@ impl Engine {
             )),
         };
         let remembered = reply.as_ref().ok().filter(|a| !a.transient);
-        if let (Some((session, src, key)), Some(answer)) = (key, remembered) {
+        if let (Some(key), Some(answer)) = (key, remembered) {
             if let Ok(response) = serde_json::to_string(answer) {
                 let created_ms = now_ms();
                 let id = self.next_idempotency_id;
                 self.next_idempotency_id += 1;
-                let key = (session, src, key);
-                self.idem.put(&key, response.clone(), created_ms, id);
-                let (session, src, key) = key;
-                let row = IdempotencyRow {
-                    id,
-                    session,
-                    src,
-                    key,
-                    response,
-                    created_ms,
-                };
-                self.write(move |s| s.put_idempotency(&row));
+                let response: idempotency::Response = response.into();
+                self.idem.put(key.clone(), response.clone(), created_ms, id);
+                self.write(move |s| {
+                    s.put_idempotency(
+                        id,
+                        key.session(),
+                        key.src(),
+                        key.key(),
+                        &response,
+                        created_ms,
+                    )
+                });
             }
         }
         self.respond(conn, &env.id, env.session.as_deref(), reply);
