@@ -14,6 +14,7 @@ use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::{json, Value};
 
 use super::state::{actions_for, Delivery, DeliveryKind};
+use super::writer::Write;
 use super::{new_delivery, new_id, Engine};
 use codex_weave_transport_uds::Framing;
 
@@ -257,9 +258,15 @@ impl Engine {
                 Some(d) => {
                     let (key, target, seq, count) =
                         (d.session_key, d.target.clone(), d.seq, d.count);
-                    self.write(move |s| s.put_delivery(did, key, &target, seq, count));
+                    self.write_row(Write::Delivery {
+                        id: did,
+                        session: key,
+                        target,
+                        seq,
+                        count,
+                    });
                 }
-                None => self.write(move |s| s.delete_delivery(did)),
+                None => self.write_row(Write::Undelivery(did)),
             }
         }
     }

@@ -39,7 +39,7 @@ use crate::refusal::Refusal;
 use crate::store::{Loaded, Store, StoreError, StoreResult};
 use idempotency::Idempotency;
 use state::{Agent, Conn, Delivery, DeliveryKind, Map, Session};
-use writer::{Release, WriteFn, Writer};
+use writer::{Release, Write, Writer};
 
 /// Most inputs applied in one store transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -152,7 +152,7 @@ struct Batch {
     /// Requests answered in this batch, to answer `store_unavailable` if the commit fails.
     requests: Vec<(ConnId, String)>,
     /// The batch's store writes not yet handed to the writer.
-    writes: Vec<WriteFn>,
+    writes: Vec<Write>,
     /// Deliveries whose stored row must be written or deleted at commit.
     dirty: Vec<u64>,
     /// Agents that may have deliveries to send: (session, agent).
@@ -541,7 +541,12 @@ impl Engine {
 
     /// Adds a store write to the batch's transaction; the first failure fails the whole batch.
     fn write(&mut self, f: impl FnOnce(&Store) -> StoreResult<()> + Send + 'static) {
-        self.batch.writes.push(Box::new(f));
+        self.batch.writes.push(Write::Other(Box::new(f)));
+    }
+
+    /// Adds one of the rows every message writes to the batch's transaction.
+    fn write_row(&mut self, row: Write) {
+        self.batch.writes.push(row);
     }
 
     /// Reads the store as of everything applied so far (this batch's writes included).

@@ -8,6 +8,7 @@ use codex_weave_runtime::Envelope;
 use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::value::RawValue;
 
+use super::writer::Write;
 use super::{bus_envelope, Engine};
 use crate::conn::ConnId;
 use crate::store::StoredRecord;
@@ -50,7 +51,12 @@ impl Engine {
                 self.send_record(conn, sid, &corr, seq, &json);
             }
         }
-        self.write(move |s| s.insert_event(key, seq, &ts, &text));
+        self.write_row(Write::Event {
+            session: key,
+            seq,
+            ts,
+            envelope: text,
+        });
         if !self.session_watchers.is_empty()
             && (env.kind.starts_with("session.") || env.kind.starts_with("agent."))
         {

@@ -22,14 +22,91 @@ use std::time::Instant;
 use bytes::Bytes;
 use codex_weave_runtime::ErrorCode;
 
+use super::idempotency::{IdemKey, Response};
 use super::response;
 use crate::conn::ConnOut;
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{Rows, Store, StoreError, StoreResult};
 
 /// One write into the batch's transaction.
 pub type WriteFn = Box<dyn FnOnce(&Store) -> StoreResult<()> + Send>;
+
+/// A write of the batch: the rows every message writes, typed (their statements are prepared
+/// once per batch), or any other write.
+pub enum Write {
+    Event {
+        session: i64,
+        seq: u64,
+        ts: String,
+        envelope: String,
+    },
+    Delivery {
+        id: u64,
+        session: i64,
+        target: String,
+        seq: u64,
+        count: u32,
+    },
+    Undelivery(u64),
+    Idempotency {
+        id: i64,
+        key: IdemKey,
+        response: Response,
+        created_ms: i64,
+    },
+    Other(WriteFn),
+}
+
+impl Write {
+    fn run<'a>(self, store: &'a Store, rows: &mut Option<Rows<'a>>) -> StoreResult<()> {
+        let rows = match (&self, rows.as_mut()) {
+            (Write::Other(_), _) => None,
+            (_, Some(rows)) => Some(rows),
+            (_, None) => Some(rows.insert(store.rows()?)),
+        };
+        match (self, rows) {
+            (Write::Other(f), _) => f(store),
+            (
+                Write::Event {
+                    session,
+                    seq,
+                    ts,
+                    envelope,
+                },
+                Some(r),
+            ) => r.insert_event(session, seq, &ts, &envelope),
+            (
+                Write::Delivery {
+                    id,
+                    session,
+                    target,
+                    seq,
+                    count,
+                },
+                Some(r),
+            ) => r.put_delivery(id, session, &target, seq, count),
+            (Write::Undelivery(id), Some(r)) => r.delete_delivery(id),
+            (
+                Write::Idempotency {
+                    id,
+                    key,
+                    response,
+                    created_ms,
+                },
+                Some(r),
+            ) => r.put_idempotency(
+                id,
+                key.session(),
+                key.src(),
+                key.key(),
+                &response,
+                created_ms,
+            ),
+            (_, None) => Ok(()), // unreachable: every typed row got `rows` above
+        }
+    }
+}
 
 /// Batches handed over and not yet committed, at most: past it the engine waits for the writer
 /// (the store is then the limit, and memory must not run ahead of it).
@@ -45,7 +122,7 @@ pub struct Release {
 
 enum Job {
     Batch {
-        writes: Vec<WriteFn>,
+        writes: Vec<Write>,
         release: Option<Vec<Release>>,
     },
     Read(Box<dyn FnOnce(&Store) + Send>),
@@ -121,7 +198,7 @@ impl Writer {
     }
 
     /// Applies writes of the open batch: at once when the writer is idle, else after what it has.
-    pub fn write(&self, writes: Vec<WriteFn>) {
+    pub fn write(&self, writes: Vec<Write>) {
         if writes.is_empty() {
             return;
         }
@@ -138,7 +215,7 @@ impl Writer {
     /// Ends a batch: its remaining writes, the commit, then its lines. `inline`: commit on the
     /// calling thread if the writer is idle (a small batch, where a thread hop would cost more
     /// than the overlap gains).
-    pub fn commit(&self, writes: Vec<WriteFn>, release: Vec<Release>, inline: bool) {
+    pub fn commit(&self, writes: Vec<Write>, release: Vec<Release>, inline: bool) {
         if inline && self.idle() {
             let mut state = self.shared.lock();
             apply(&mut state, writes);
@@ -216,7 +293,7 @@ fn run(shared: &Shared, jobs: Receiver<Job>) {
 
 /// Runs writes in the open transaction (opening it first); after a failure, or while poisoned,
 /// the rest are skipped.
-fn apply(state: &mut State, writes: Vec<WriteFn>) {
+fn apply(state: &mut State, writes: Vec<Write>) {
     if state.poisoned || writes.is_empty() {
         return;
     }
@@ -225,12 +302,14 @@ fn apply(state: &mut State, writes: Vec<WriteFn>) {
             state.failed = Some(e);
         }
     }
+    let State { store, failed, .. } = state;
+    let mut rows = None;
     for write in writes {
-        if state.failed.is_some() {
+        if failed.is_some() {
             break;
         }
-        if let Err(e) = write(&state.store) {
-            state.failed = Some(e);
+        if let Err(e) = write.run(store, &mut rows) {
+            *failed = Some(e);
         }
     }
 }

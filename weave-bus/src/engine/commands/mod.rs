@@ -12,6 +12,7 @@ use codex_weave_runtime::{Envelope, ErrorCode, WIRE_VERSION};
 use serde_json::{json, Value};
 
 use super::idempotency;
+use super::writer::Write;
 use super::{now_ms, Answer, Engine, Reply};
 use crate::conn::ConnId;
 use crate::refusal::Refusal;
@@ -72,15 +73,11 @@ impl Engine {
                 self.next_idempotency_id += 1;
                 let response: idempotency::Response = response.into();
                 self.idem.put(key.clone(), response.clone(), created_ms, id);
-                self.write(move |s| {
-                    s.put_idempotency(
-                        id,
-                        key.session(),
-                        key.src(),
-                        key.key(),
-                        &response,
-                        created_ms,
-                    )
+                self.write_row(Write::Idempotency {
+                    id,
+                    key,
+                    response,
+                    created_ms,
                 });
             }
         }
