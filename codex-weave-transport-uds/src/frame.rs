@@ -24,6 +24,8 @@ pub const PREAMBLE: [u8; 8] = *b"\0WEAVEP1";
 
 /// Bytes in a frame's length prefix.
 pub const LENGTH_PREFIX: usize = 4;
+/// Bytes reserved for an encoded line before writing it (a delivered message is about 500).
+const LINE_CAPACITY: usize = 768;
 
 /// How envelopes are framed on one connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,11 +64,16 @@ impl Framing {
     pub fn encode<P: Serialize>(self, env: &Envelope<P>) -> Bytes {
         match self {
             Framing::Ndjson => {
-                let mut buf = serde_json::to_vec(env).unwrap_or_else(|e| {
+                // Room for a typical line up front: growing from empty copied it five times.
+                let mut buf = Vec::with_capacity(LINE_CAPACITY);
+                if let Err(e) = serde_json::to_writer(&mut buf, env) {
                     // Our own types always serialize; keep the framing intact anyway.
                     tracing::error!(error = %e, "failed to encode a line");
-                    br#"{"v":1,"type":"error","id":"","ts":"","src":"weave"}"#.to_vec()
-                });
+                    buf.clear();
+                    buf.extend_from_slice(
+                        br#"{"v":1,"type":"error","id":"","ts":"","src":"weave"}"#,
+                    );
+                }
                 buf.push(b'\n');
                 Bytes::from(buf)
             }

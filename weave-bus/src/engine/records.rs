@@ -43,7 +43,12 @@ impl Engine {
         }
         let key = session.key;
         let ts = now_rfc3339();
-        let text = serde_json::to_string(&env).unwrap_or_default();
+        let mut text = Vec::with_capacity(512);
+        let text = match serde_json::to_writer(&mut text, &env) {
+            // serde_json writes UTF-8 only.
+            Ok(()) => String::from_utf8(text).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         if !session.watchers.is_empty() {
             let json = record_json(seq, &ts, &text);
             let watchers = session.watchers.clone();
