@@ -277,6 +277,23 @@ impl Engine {
 /// filtered to the target's actions, and redelivery marks in `meta.weave`.
 fn delivered_line(d: &Delivery, framing: Framing) -> bytes::Bytes {
     let src = &*d.envelope;
+    let filtered = match d.kind {
+        DeliveryKind::Action => src.payload.as_ref().map(|p| {
+            let mut p = p.clone();
+            p["actions"] = Value::Array(actions_for(src, &d.target).cloned().collect());
+            p
+        }),
+        _ => None,
+    };
+    if framing == Framing::Ndjson {
+        return delivered_ndjson(d, filtered.as_ref());
+    }
+    delivered_envelope(d, framing, filtered)
+}
+
+/// [`delivered_line`] by way of the envelope (any framing).
+fn delivered_envelope(d: &Delivery, framing: Framing, filtered: Option<Value>) -> bytes::Bytes {
+    let src = &*d.envelope;
     // `meta.weave.seq`: the record delivered (a stable cursor, e.g. for an HTTP inbox).
     let mut meta = src
         .meta
@@ -293,14 +310,6 @@ fn delivered_line(d: &Delivery, framing: Framing) -> bytes::Bytes {
         weave["delivery_count"] = json!(d.count);
     }
     let meta = Some(meta);
-    let filtered = match d.kind {
-        DeliveryKind::Action => src.payload.as_ref().map(|p| {
-            let mut p = p.clone();
-            p["actions"] = Value::Array(actions_for(src, &d.target).cloned().collect());
-            p
-        }),
-        _ => None,
-    };
     let env: Envelope<&Value> = Envelope {
         v: src.v,
         kind: src.kind.clone(),
@@ -323,4 +332,179 @@ fn delivered_line(d: &Delivery, framing: Framing) -> bytes::Bytes {
         ack: src.ack.clone(),
     };
     framing.encode(&env)
+}
+
+/// [`delivered_line`] as NDJSON, written directly: the bytes encoding the delivered envelope
+/// gives, without copying the record's strings and meta for each delivery.
+fn delivered_ndjson(d: &Delivery, filtered: Option<&Value>) -> bytes::Bytes {
+    use std::io::Write as _;
+    let src = &*d.envelope;
+    let mut out = Vec::with_capacity(768);
+    // Writing JSON into a Vec cannot fail.
+    let text = |out: &mut Vec<u8>, key: &[u8], s: &str| {
+        out.extend_from_slice(key);
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    let _ = write!(out, r#"{{"v":{}"#, src.v);
+    text(&mut out, br#","type":"#, &src.kind);
+    text(&mut out, br#","id":"#, &new_id());
+    text(&mut out, br#","ts":"#, &now_rfc3339());
+    text(&mut out, br#","src":"#, &src.src);
+    text(&mut out, br#","dst":"#, &d.target);
+    if let Some(session) = &src.session {
+        text(&mut out, br#","session":"#, session);
+    }
+    if let Some(seq) = src.seq {
+        let _ = write!(out, r#","seq":{seq}"#);
+    }
+    if let Some(key) = &src.idempotency_key {
+        text(&mut out, br#","idempotency_key":"#, key);
+    }
+    text(&mut out, br#","corr":"#, &src.id);
+    if let Some(payload) = filtered.or(src.payload.as_ref()) {
+        out.extend_from_slice(br#","payload":"#);
+        let _ = serde_json::to_writer(&mut out, payload);
+    }
+    if let Some(r) = &src.payload_ref {
+        text(&mut out, br#","payload_ref":"#, r);
+    }
+    if let Some(t) = &src.content_type {
+        text(&mut out, br#","content_type":"#, t);
+    }
+    if let Some(size) = src.size {
+        let _ = write!(out, r#","size":{size}"#);
+    }
+    out.extend_from_slice(br#","meta":"#);
+    let base = src.meta.as_ref().and_then(Value::as_object);
+    let weave = base.and_then(|m| m.get("weave")).and_then(Value::as_object);
+    write_merged(
+        &mut out,
+        base,
+        &[("weave", Put::Weave(weave, d.seq, d.count))],
+    );
+    if let Some(ack) = &src.ack {
+        out.extend_from_slice(br#","ack":"#);
+        let _ = serde_json::to_writer(&mut out, ack);
+    }
+    out.extend_from_slice(b"}\n");
+    bytes::Bytes::from(out)
+}
+
+/// A value [`write_merged`] puts into an object.
+enum Put<'a> {
+    /// `meta.weave`: what the record had, plus the delivery's `seq` and redelivery marks.
+    Weave(Option<&'a serde_json::Map<String, Value>>, u64, u32),
+    U64(u64),
+    True,
+}
+
+/// Writes `base` (an object, or nothing) with `puts` (sorted by key) set, keys in order as a
+/// JSON map writes them.
+fn write_merged(
+    out: &mut Vec<u8>,
+    base: Option<&serde_json::Map<String, Value>>,
+    puts: &[(&str, Put<'_>)],
+) {
+    let mut puts = puts.iter().peekable();
+    let mut first = true;
+    let mut key = |out: &mut Vec<u8>, k: &str| {
+        out.push(if first { b'{' } else { b',' });
+        first = false;
+        let _ = serde_json::to_writer(&mut *out, k);
+        out.push(b':');
+    };
+    let put = |out: &mut Vec<u8>, p: &Put<'_>| match p {
+        Put::Weave(weave, seq, count) => {
+            let mut marks = Vec::with_capacity(3);
+            if *count > 1 {
+                marks.push(("delivery_count", Put::U64(u64::from(*count))));
+                marks.push(("redelivered", Put::True));
+            }
+            marks.push(("seq", Put::U64(*seq)));
+            write_merged(out, *weave, &marks);
+        }
+        Put::U64(n) => {
+            let _ = serde_json::to_writer(&mut *out, n);
+        }
+        Put::True => out.extend_from_slice(b"true"),
+    };
+    for (k, v) in base.into_iter().flatten() {
+        while let Some((pk, p)) = puts.next_if(|(pk, _)| *pk < k.as_str()) {
+            key(out, pk);
+            put(out, p);
+        }
+        // A put under the same key replaces the base's value.
+        if let Some((pk, p)) = puts.next_if(|(pk, _)| *pk == k.as_str()) {
+            key(out, pk);
+            put(out, p);
+            continue;
+        }
+        key(out, k);
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+    for (pk, p) in puts {
+        key(out, pk);
+        put(out, p);
+    }
+    if first {
+        out.push(b'{');
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The NDJSON fast path writes byte for byte what encoding the delivered envelope writes.
+    #[test]
+    fn delivered_ndjson_is_the_encoded_envelope() {
+        let metas = [
+            None,
+            Some(json!("not an object")),
+            Some(json!({})),
+            Some(json!({ "a": 1, "zz": [1, 2] })),
+            Some(json!({ "weave": "not an object", "x": null })),
+            Some(json!({ "weave": { "chain": { "id": "c", "hop": 2 }, "origin_src_name": "Å" } })),
+            Some(
+                json!({ "v": true, "weave": { "seq": 99, "redelivered": false, "zeta": 1, "a": "\n" }, "w": 0 }),
+            ),
+        ];
+        for meta in metas {
+            for count in [1, 3] {
+                let mut env: Envelope =
+                    Envelope::new("message.send", "m\"1".into(), "t".into(), "a");
+                env.session = Some("s".into());
+                env.dst = Some("b".into());
+                env.idempotency_key = Some("k".into());
+                env.payload = Some(json!({ "text": "hi \u{1}", "kind": "user" }));
+                env.content_type = Some("text/plain".into());
+                env.size = Some(5);
+                env.ack = Some(codex_weave_runtime::Ack {
+                    mode: Some(AckMode::Manual),
+                    timeout_ms: Some(30),
+                });
+                env.meta = meta.clone();
+                let mut d = new_delivery(7, "s".into(), 1, "b".into(), 42, Arc::new(env));
+                d.count = count;
+                let fast = delivered_ndjson(&d, None);
+                // The envelope path, given the same fresh id and timestamp.
+                let slow = delivered_envelope(&d, Framing::Ndjson, None);
+                let (fast, slow) = (text(&fast), text(&slow));
+                let expected = slow
+                    .replace(&field(&slow, "id"), &field(&fast, "id"))
+                    .replace(&field(&slow, "ts"), &field(&fast, "ts"));
+                assert_eq!(fast, expected, "meta {meta:?}, count {count}");
+            }
+        }
+    }
+
+    fn text(line: &[u8]) -> String {
+        String::from_utf8(line.to_vec()).expect("UTF-8")
+    }
+
+    fn field(line: &str, name: &str) -> String {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        v[name].as_str().expect("a string").to_owned()
+    }
 }
