@@ -14,7 +14,11 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(300_000);
-    let mut runtime = Runtime::new(RuntimeConfig::default());
+    let budget = std::env::args().nth(2).and_then(|n| n.parse().ok());
+    let mut runtime = Runtime::new(RuntimeConfig {
+        memory_budget: budget.unwrap_or(codex_weave_runtime::DEFAULT_MEMORY_BUDGET),
+        ..RuntimeConfig::default()
+    });
     // Ids shaped like the bus's (36-character UUID text), made up front so only the runtime is timed.
     let ids: Vec<String> = (0..count)
         .map(|i| {

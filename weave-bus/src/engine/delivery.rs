@@ -139,9 +139,12 @@ impl Engine {
             .get_mut(&d.session)
             .and_then(|s| s.agents.get_mut(&d.target))
         {
-            agent.inflight.remove(&did);
-            if let Some(pos) = agent.queue.iter().position(|&q| q == did) {
-                agent.queue.remove(pos);
+            // An acked delivery is in flight; only one never sent (dead-lettered, say) is
+            // looked for in the queue, which can be long behind a slow consumer.
+            if !agent.inflight.remove(&did) {
+                if let Some(pos) = agent.queue.iter().position(|&q| q == did) {
+                    agent.queue.remove(pos);
+                }
             }
             for ack_id in d.ack_ids() {
                 if agent.ack_ids.get(&ack_id) == Some(&did) {
