@@ -408,6 +408,9 @@ impl Engine {
             .commit(batch.writes, release, applied <= INLINE_BATCH);
         if self.writer.poisoned() {
             self.reload_after_failure();
+        } else if self.writer.idle() {
+            // Everything handed over is committed: the store is healthy again.
+            self.retry_backoff = STORE_RETRY_MIN;
         }
     }
 

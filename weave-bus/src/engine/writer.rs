@@ -179,7 +179,7 @@ impl Writer {
     }
 
     /// Nothing handed over is pending: the engine may use the store itself.
-    fn idle(&self) -> bool {
+    pub fn idle(&self) -> bool {
         self.shared.pending.load(Ordering::Acquire) == 0
     }
 
