@@ -173,3 +173,124 @@ async fn a_full_disk_refuses_clearly_loses_nothing_and_recovers_by_itself() {
         seen.arrivals.len()
     );
 }
+
+/// The same under load: 64 senders keep requests in flight, so batches are large and commit on
+/// the store's writer thread while the engine applies the next ones. When a commit fails, the
+/// batches applied on top of it are refused too; whatever was answered `ok` is delivered, in
+/// each sender's order, and nothing refused ever is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_load_refuses_what_depends_on_a_failed_commit_and_loses_nothing() {
+    const SENDERS: u64 = 64;
+    let bus = BusProcess::start_on_tmpfs("8m");
+    let c = bus.connect().await;
+    let s = c.create_session("full-load").await;
+    c.add_agent(&s, "a1", "A").await;
+    let b = bus.connect().await;
+    b.add_agent(&s, "b1", "B").await;
+    let arrivals = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let rx = tokio::spawn({
+        let (arrivals, s) = (arrivals.clone(), s.clone());
+        let mut b = b;
+        async move {
+            loop {
+                let env = b.next_of("message.send").await;
+                let mut parts = text_of(&env).split(':');
+                let sender: u64 = parts.next().unwrap().parse().unwrap();
+                let n: u64 = parts.next().unwrap().parse().unwrap();
+                arrivals.lock().unwrap().push((sender, n));
+                b.ack(&s, "b1", &env);
+            }
+        }
+    });
+    let pad = "p".repeat(2000);
+    // Each sender: (number, ok) for every request it made, until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let behind_a_failed_commit = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let (client, s, pad) = (c.client.clone(), s.clone(), pad.clone());
+            let (stop, behind) = (stop.clone(), behind_a_failed_commit.clone());
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let env = message(&s, "a1", "b1", &format!("{sender}:{n}:{pad}"));
+                    let resp = tokio::time::timeout(WAIT, client.request(env))
+                        .await
+                        .expect("answered in time")
+                        .expect("answered");
+                    if let Some(e) = &resp.error {
+                        assert_eq!(e.code, "store_unavailable", "{}", e.message);
+                        if e.message.contains("earlier batch") {
+                            behind.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    results.push((n, resp.error.is_none()));
+                    n += 1;
+                }
+                results
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ballast = fill(&bus.view(bus.home.parent().unwrap()));
+    // Let the full disk refuse for a while, then give the space back.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    std::fs::remove_file(&ballast).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut oked = std::collections::BTreeSet::new();
+    let mut refused = std::collections::BTreeSet::new();
+    for (sender, task) in senders.into_iter().enumerate() {
+        for (n, ok) in task.await.unwrap() {
+            if ok {
+                oked.insert((sender as u64, n));
+            } else {
+                refused.insert((sender as u64, n));
+            }
+        }
+    }
+    assert!(!refused.is_empty(), "the full disk refused nothing");
+    // Recovered: the last request of every sender after the space came back was answered ok.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let delivered: std::collections::BTreeSet<(u64, u64)> =
+            arrivals.lock().unwrap().iter().copied().collect();
+        if delivered == oked {
+            break;
+        }
+        assert!(
+            refused.iter().all(|r| !delivered.contains(r)),
+            "a refused message was delivered"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivered {} of {} ok'd messages ({} refused)",
+            delivered.len(),
+            oked.len(),
+            refused.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rx.abort();
+    // Each sender's messages arrived in the order it sent them.
+    let arrivals = arrivals.lock().unwrap();
+    for sender in 0..SENDERS {
+        let mut firsts: Vec<u64> = Vec::new();
+        for &(_, n) in arrivals.iter().filter(|(s, _)| *s == sender) {
+            if !firsts.contains(&n) {
+                firsts.push(n);
+            }
+        }
+        assert!(
+            firsts.windows(2).all(|w| w[0] < w[1]),
+            "sender {sender}: {firsts:?}"
+        );
+    }
+    eprintln!(
+        "disk full under load: {} ok, {} refused store_unavailable ({} of them behind a failed commit)",
+        oked.len(),
+        refused.len(),
+        behind_a_failed_commit.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
