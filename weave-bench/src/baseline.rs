@@ -191,6 +191,7 @@ pub async fn throughput(text: &str, count: usize, window: usize) -> Throughput {
     let elapsed = started.elapsed();
     let (received, dups) = receiver.await.expect("receiver");
     Throughput {
+        cpu: Vec::new(),
         rate: count as f64 / elapsed.as_secs_f64(),
         check: format!("baseline {count} sent, {received} received, {dups} dup, {acked} acks"),
     }

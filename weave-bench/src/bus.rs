@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::baseline::send_windowed;
 use crate::lines::{self, Reader, Writer};
-use crate::stats::{Latencies, Throughput};
+use crate::stats::{thread_cpu, Latencies, Throughput};
 
 struct RunningBus {
     child: Child,
@@ -249,6 +249,8 @@ pub async fn throughput(
             (ok, refused)
         })
     };
+    let pid = bus.child.id();
+    let cpu_before = thread_cpu(pid);
     let started = Instant::now();
     send_windowed(&mut aw, &permits, count, |i| {
         lines::message(&s, "a", "b", i, text)
@@ -257,6 +259,14 @@ pub async fn throughput(
     let (ok, refused) = oks.await.expect("oks");
     let (received, dups, _br, _bw) = receiver.await.expect("receiver");
     let elapsed = started.elapsed();
+    let cpu = thread_cpu(pid)
+        .into_iter()
+        .map(|(name, total)| {
+            let before = cpu_before.get(&name).copied().unwrap_or_default();
+            let per = total.saturating_sub(before).as_secs_f64() * 1e6 / count as f64;
+            (name, per)
+        })
+        .collect();
     // Every delivery acked: the bus holds nothing pending any more.
     let deadline = Instant::now() + Duration::from_secs(20);
     let pending = loop {
@@ -278,6 +288,7 @@ pub async fn throughput(
         check: format!(
             "{ok}/{count} ok, {refused} refused, {received} received once, {dups} dup, {pending} unacked; {commit}"
         ),
+        cpu,
     }
 }
 

@@ -25,4 +25,25 @@ impl Latencies {
 pub struct Throughput {
     pub rate: f64,
     pub check: String,
+    /// CPU time per message of each of the process's threads (by name), in µs, when measured.
+    pub cpu: Vec<(String, f64)>,
+}
+
+/// Time on CPU of each thread of process `pid`, summed by thread name (from the kernel's
+/// per-thread scheduler statistics).
+pub fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, Duration> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let nanos: u64 = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        *by_name.entry(name.trim().to_owned()).or_default() += Duration::from_nanos(nanos);
+    }
+    by_name
 }
