@@ -37,7 +37,7 @@ pub struct Node {
     pub hop: u32,
     pub from: Id,
     pub conversation: Option<Id>,
-    pub relay_id: Option<String>,
+    pub relay_id: Option<Id>,
     pub target: Option<Id>,
 }
 
@@ -79,7 +79,7 @@ pub(crate) struct Admitted<'a> {
     pub to: &'a [Id],
     pub new_work: bool,
     pub conversation: Option<&'a Id>,
-    pub relay_id: Option<String>,
+    pub relay_id: Option<Id>,
 }
 
 /// (chain, lower agent, higher agent): the pair a ping-pong run is counted for.

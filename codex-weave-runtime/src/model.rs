@@ -47,8 +47,8 @@ impl MessageKind {
 pub struct Conversation {
     pub context_id: Id,
     pub owner_id: Id,
-    pub task_id: Option<String>,
-    pub relay_id: Option<String>,
+    /// The relay whose target task this conversation carries (its task is in the relay).
+    pub relay_id: Option<Id>,
     /// Latest message of this conversation delivered to each agent (for follow-up chains):
     /// (agent, message). A list: a conversation involves a few agents.
     pub last_to: Vec<(Id, Id)>,

@@ -328,8 +328,7 @@ impl Runtime {
                 st.add_conversation(Conversation {
                     context_id: ctx.into(),
                     owner_id,
-                    task_id: Some(format!("{relay_id}:task:{t}")),
-                    relay_id: Some(relay_id.clone()),
+                    relay_id: Some(relay_id.as_str().into()),
                     last_to: Vec::new(),
                 });
             }

@@ -169,19 +169,22 @@ impl Session {
     /// Forgets one remembered thing; `false` when it is still in use (an active relay or its
     /// conversation) and must stay.
     fn forget(&mut self, what: &Fresh) -> bool {
-        let active = |relays: &BTreeMap<String, Relay>, id: Option<&String>| {
+        let active = |relays: &BTreeMap<String, Relay>, id: Option<&str>| {
             id.is_some_and(|r| relays.get(r).is_some_and(Relay::is_active))
         };
         match what {
             Fresh::Conversation(id) => {
-                let relay = self.conversations.get(id).and_then(|c| c.relay_id.as_ref());
+                let relay = self
+                    .conversations
+                    .get(id)
+                    .and_then(|c| c.relay_id.as_deref());
                 if active(&self.relays, relay) {
                     return false;
                 }
                 self.conversations.remove(id);
             }
             Fresh::Relay(id) => {
-                if active(&self.relays, Some(id)) {
+                if active(&self.relays, Some(id.as_str())) {
                     return false;
                 }
                 self.relays.remove(id);
@@ -596,7 +599,6 @@ pub(crate) fn apply(
             st.add_conversation(Conversation {
                 context_id: ctx.clone(),
                 owner_id,
-                task_id: None,
                 relay_id: None,
                 last_to: Vec::new(),
             });
@@ -637,7 +639,10 @@ pub(crate) fn apply(
     })];
     if send.kind == MessageKind::Reply {
         if let Some(action_id) = &send.reply_to_action_id {
-            let relay = st.guard.node(action_id).and_then(|a| a.relay_id.clone());
+            let relay = st
+                .guard
+                .node(action_id)
+                .and_then(|a| a.relay_id.as_deref().map(str::to_owned));
             if let Some(relay_id) = relay {
                 out.extend(crate::relay::answered(
                     cfg, st, &relay_id, &send.from, action_id,
