@@ -59,43 +59,36 @@ pub enum Write {
 }
 
 impl Write {
+    /// Runs the write; `rows` holds the batch's prepared statements once a typed row needed them.
     fn run<'a>(self, store: &'a Store, rows: &mut Option<Rows<'a>>) -> StoreResult<()> {
-        let rows = match (&self, rows.as_mut()) {
-            (Write::Other(_), _) => None,
-            (_, Some(rows)) => Some(rows),
-            (_, None) => Some(rows.insert(store.rows()?)),
+        if let Write::Other(f) = self {
+            return f(store);
+        }
+        let r = match rows {
+            Some(r) => r,
+            None => rows.insert(store.rows()?),
         };
-        match (self, rows) {
-            (Write::Other(f), _) => f(store),
-            (
-                Write::Event {
-                    session,
-                    seq,
-                    ts,
-                    envelope,
-                },
-                Some(r),
-            ) => r.insert_event(session, seq, &ts, &envelope),
-            (
-                Write::Delivery {
-                    id,
-                    session,
-                    target,
-                    seq,
-                    count,
-                },
-                Some(r),
-            ) => r.put_delivery(id, session, &target, seq, count),
-            (Write::Undelivery(id), Some(r)) => r.delete_delivery(id),
-            (
-                Write::Idempotency {
-                    id,
-                    key,
-                    response,
-                    created_ms,
-                },
-                Some(r),
-            ) => r.put_idempotency(
+        match self {
+            Write::Event {
+                session,
+                seq,
+                ts,
+                envelope,
+            } => r.insert_event(session, seq, &ts, &envelope),
+            Write::Delivery {
+                id,
+                session,
+                target,
+                seq,
+                count,
+            } => r.put_delivery(id, session, &target, seq, count),
+            Write::Undelivery(id) => r.delete_delivery(id),
+            Write::Idempotency {
+                id,
+                key,
+                response,
+                created_ms,
+            } => r.put_idempotency(
                 id,
                 key.session(),
                 key.src(),
@@ -103,7 +96,7 @@ impl Write {
                 &response,
                 created_ms,
             ),
-            (_, None) => Ok(()), // unreachable: every typed row got `rows` above
+            Write::Other(f) => f(store),
         }
     }
 }
