@@ -1,7 +1,7 @@
 //! The runtime alone, as the bus's throughput run drives it: one agent sends new work to
 //! another, message after message, each id a fresh UUID-like string.
 //!
-//!     cargo run --release -p codex-weave-runtime --example handle_bench -- 300000
+//!     cargo run --release -p codex-weave-runtime --example handle_bench -- 300000 [memory budget]
 
 #![allow(clippy::print_stdout)]
 

@@ -8,30 +8,20 @@ use bytes::BytesMut;
 use codex_weave_transport_uds::Framing;
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;
+use weave_fuzz::decode_in_chunks;
 
 const MAX: usize = 4096;
 
 fuzz_target!(|input: (Vec<u8>, Vec<u8>)| {
     let (data, cuts) = input;
     let mut codec = Framing::Protobuf.codec(MAX);
-    let mut buf = BytesMut::new();
-    let mut rest = &data[..];
-    let mut cuts = cuts.iter().map(|c| 1 + *c as usize);
     let mut frames = Vec::new();
-    while !rest.is_empty() {
-        let n = cuts.next().unwrap_or(rest.len()).min(rest.len());
-        buf.extend_from_slice(&rest[..n]);
-        rest = &rest[n..];
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    assert!(!frame.is_empty() && frame.len() <= MAX);
-                    frames.push(frame);
-                }
-                Ok(None) => break,
-                Err(_) => return, // an oversized frame ends the connection
-            }
-        }
+    let fed = decode_in_chunks(&mut codec, &data, &cuts, |frame| {
+        assert!(!frame.is_empty() && frame.len() <= MAX);
+        frames.push(frame);
+    });
+    if fed.is_err() {
+        return; // an oversized frame ends the connection
     }
     // Also the whole input as one frame's content, so the envelope decoder sees every input.
     frames.push(BytesMut::from(&data[..]));

@@ -11,9 +11,7 @@ use tokio::sync::Semaphore;
 
 async fn session(socket: &Path, name: &str) -> String {
     let (c, _) = Client::connect(socket).await.expect("connect");
-    let mut create = Envelope::new("session.create", String::new(), String::new(), "bench");
-    create.payload = Some(json!({ "name": name }));
-    c.call(create).await.expect("session").session.expect("id")
+    crate::ops::create_session(&c, name).await
 }
 
 /// `pairs` senders each sending `count / pairs` messages to their own receiver, `window` in

@@ -10,6 +10,18 @@ use codex_weave_transport_uds::{Client, Envelope};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+/// Creates a session named `name` on `client`; its id.
+pub async fn create_session(client: &Client, name: &str) -> String {
+    let mut create = Envelope::new("session.create", String::new(), String::new(), "bench");
+    create.payload = Some(json!({ "name": name }));
+    client
+        .call(create)
+        .await
+        .expect("session")
+        .session
+        .expect("id")
+}
+
 fn rss_kb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -105,14 +117,7 @@ pub async fn idle_memory(bus: &Path, n: usize) -> (f64, f64) {
     let (child, _) = until_serving(bus, &home, &[]).await;
     let socket = home.join("coord.sock");
     let (admin, _) = Client::connect(&socket).await.expect("connect");
-    let mut create = Envelope::new("session.create", String::new(), String::new(), "bench");
-    create.payload = Some(json!({ "name": "idle" }));
-    let s = admin
-        .request(create)
-        .await
-        .expect("session")
-        .session
-        .expect("id");
+    let s = create_session(&admin, "idle").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = rss_kb(child.id());
     let mut held = Vec::with_capacity(n);
@@ -142,14 +147,7 @@ pub async fn recovery(bus: &Path, records: usize) -> (Duration, Duration, String
     let socket = home.join("coord.sock");
     let (c, mut events) = Client::connect(&socket).await.expect("connect");
     tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let mut create = Envelope::new("session.create", String::new(), String::new(), "w");
-    create.payload = Some(json!({ "name": "big" }));
-    let s = c
-        .request(create)
-        .await
-        .expect("session")
-        .session
-        .expect("id");
+    let s = create_session(&c, "big").await;
     let mut add = Envelope::new("agent.add", String::new(), String::new(), "w");
     add.session = Some(s.clone());
     add.payload = Some(json!({ "id": "w" }));

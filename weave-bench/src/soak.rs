@@ -93,14 +93,7 @@ pub async fn run(weaved: &Path, seconds: u64, sessions: usize, per_session: usiz
             .await
             .expect("connect");
         tokio::spawn(async move { while events.recv().await.is_some() {} });
-        let mut create = Envelope::new("session.create", String::new(), String::new(), "soak");
-        create.payload = Some(json!({ "name": format!("soak-{s}") }));
-        let sid = admin
-            .call(create)
-            .await
-            .expect("session")
-            .session
-            .expect("id");
+        let sid = crate::ops::create_session(&admin, &format!("soak-{s}")).await;
         let ids: Vec<String> = (0..per_session).map(|i| format!("s{s}a{i}")).collect();
         for id in &ids {
             let opts = AgentOptions::new(&socket, &sid, id).name(id);

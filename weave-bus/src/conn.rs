@@ -1,12 +1,12 @@
 //! The engine's view of one client connection: an unbounded queue of encoded lines drained by
 //! the connection's writer task, and a byte count so a client that stops reading is noticed.
 //!
-//! The engine never blocks on a client. When the writer has nothing queued, the engine writes a
-//! batch's lines straight to the socket with one non-blocking `write` (saving a thread hop on
-//! the latency path); whatever does not fit goes to the writer's queue, so order is kept. It
-//! checks `queued()`. Past the
-//! connection's buffer limit it stops sending that client deliveries (they wait durably) and the
-//! reader stops taking its requests, until the writer has drained the backlog.
+//! The bus never blocks on a client. When the writer task has nothing queued, whoever releases a
+//! committed batch (the engine, or the store's writer thread) writes its lines straight to the
+//! socket with one non-blocking `write` (saving a thread hop on the latency path); whatever does
+//! not fit goes to the writer task's queue, so order is kept. The engine checks `queued()`: past
+//! the connection's buffer limit it stops sending that client deliveries (they wait durably)
+//! and the reader stops taking its requests, until the writer task has drained the backlog.
 
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;

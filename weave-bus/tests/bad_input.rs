@@ -186,11 +186,7 @@ async fn half_written_line_then_disconnect_changes_nothing() {
 #[tokio::test]
 async fn inbox_full_when_an_agent_queue_reaches_its_limit() {
     let bus = BusProcess::start_with(&["--max-queue-per-agent", "3"]);
-    let c = bus.connect().await;
-    let s = c.create_session("s").await;
-    c.add_agent(&s, "a1", "A").await;
-    let b = bus.connect().await;
-    b.add_agent(&s, "b1", "B").await;
+    let (s, c, b) = bus.pair("s").await;
     drop(b);
     tokio::time::sleep(Duration::from_millis(50)).await;
     for i in 0..3 {

@@ -142,11 +142,7 @@ async fn a_frame_over_the_limit_gets_frame_too_large_and_the_connection_closes()
 #[tokio::test]
 async fn a_half_written_frame_then_a_disconnect_is_dropped() {
     let bus = BusProcess::start();
-    let c = bus.connect().await;
-    let s = c.create_session("s").await;
-    c.add_agent(&s, "a1", "A").await;
-    let mut b = bus.connect().await;
-    b.add_agent(&s, "b1", "B").await;
+    let (s, c, mut b) = bus.pair("s").await;
     let mut frame = Framing::Protobuf
         .encode(&message(&s, "a1", "b1", "never"))
         .to_vec();

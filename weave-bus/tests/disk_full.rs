@@ -20,6 +20,17 @@ struct Seen {
     unmarked_repeats: Vec<u64>,
 }
 
+/// Message numbers in order of first arrival (a redelivery repeats a number).
+fn first_arrivals(arrivals: impl Iterator<Item = u64>) -> Vec<u64> {
+    let mut firsts = Vec::new();
+    for n in arrivals {
+        if !firsts.contains(&n) {
+            firsts.push(n);
+        }
+    }
+    firsts
+}
+
 /// Fills the filesystem holding `dir` with a ballast file until it is full.
 fn fill(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("ballast");
@@ -37,11 +48,7 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_clearly_loses_nothing_and_recovers_by_itself() {
     let bus = BusProcess::start_on_tmpfs("8m");
-    let c = bus.connect().await;
-    let s = c.create_session("full").await;
-    c.add_agent(&s, "a1", "A").await;
-    let b = bus.connect().await;
-    b.add_agent(&s, "b1", "B").await;
+    let (s, c, b) = bus.pair("full").await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let rx = tokio::spawn({
         let (seen, s) = (seen.clone(), s.clone());
@@ -140,16 +147,7 @@ async fn a_full_disk_refuses_clearly_loses_nothing_and_recovers_by_itself() {
     // Everything said ok arrives, in order of sending; nothing refused ever arrives.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let firsts = {
-            let seen = seen.lock().unwrap();
-            let mut firsts: Vec<u64> = Vec::new();
-            for &m in &seen.arrivals {
-                if !firsts.contains(&m) {
-                    firsts.push(m);
-                }
-            }
-            firsts
-        };
+        let firsts = first_arrivals(seen.lock().unwrap().arrivals.iter().copied());
         if firsts == oked {
             break;
         }
@@ -182,11 +180,7 @@ async fn a_full_disk_refuses_clearly_loses_nothing_and_recovers_by_itself() {
 async fn a_full_disk_under_load_refuses_what_depends_on_a_failed_commit_and_loses_nothing() {
     const SENDERS: u64 = 64;
     let bus = BusProcess::start_on_tmpfs("8m");
-    let c = bus.connect().await;
-    let s = c.create_session("full-load").await;
-    c.add_agent(&s, "a1", "A").await;
-    let b = bus.connect().await;
-    b.add_agent(&s, "b1", "B").await;
+    let (s, c, b) = bus.pair("full-load").await;
     let arrivals = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
     let rx = tokio::spawn({
         let (arrivals, s) = (arrivals.clone(), s.clone());
@@ -276,12 +270,12 @@ async fn a_full_disk_under_load_refuses_what_depends_on_a_failed_commit_and_lose
     // Each sender's messages arrived in the order it sent them.
     let arrivals = arrivals.lock().unwrap();
     for sender in 0..SENDERS {
-        let mut firsts: Vec<u64> = Vec::new();
-        for &(_, n) in arrivals.iter().filter(|(s, _)| *s == sender) {
-            if !firsts.contains(&n) {
-                firsts.push(n);
-            }
-        }
+        let firsts = first_arrivals(
+            arrivals
+                .iter()
+                .filter(|(s, _)| *s == sender)
+                .map(|&(_, n)| n),
+        );
         assert!(
             firsts.windows(2).all(|w| w[0] < w[1]),
             "sender {sender}: {firsts:?}"

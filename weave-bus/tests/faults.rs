@@ -15,11 +15,7 @@ use tokio::net::UnixStream;
 #[tokio::test]
 async fn a_client_that_sends_a_request_and_vanishes_harms_nobody() {
     let bus = BusProcess::start();
-    let c = bus.connect().await;
-    let s = c.create_session("s").await;
-    c.add_agent(&s, "a1", "A").await;
-    let mut b = bus.connect().await;
-    b.add_agent(&s, "b1", "B").await;
+    let (s, c, mut b) = bus.pair("s").await;
     for i in 0..50 {
         let mut raw = UnixStream::connect(bus.socket()).await.unwrap();
         let line = format!("{{\"v\":1,\"type\":\"session.create\",\"id\":\"gone-{i}\",\"payload\":{{\"name\":\"x{i}\"}}}}\n");
@@ -265,11 +261,7 @@ async fn a_consumer_that_stops_reading_slows_nobody_and_its_backlog_waits_up_to_
 #[tokio::test]
 async fn a_half_written_line_then_a_disconnect_is_dropped_and_harms_nobody() {
     let bus = BusProcess::start();
-    let c = bus.connect().await;
-    let s = c.create_session("s").await;
-    c.add_agent(&s, "a1", "A").await;
-    let mut b = bus.connect().await;
-    b.add_agent(&s, "b1", "B").await;
+    let (s, c, mut b) = bus.pair("s").await;
     for cut in [1, 20, 60] {
         let line = format!("{{\"v\":1,\"type\":\"message.send\",\"id\":\"half-{cut}\",\"session\":\"{s}\",\"src\":\"a1\",\"dst\":\"b1\",\"payload\":{{\"text\":\"never\"}}}}\n");
         let mut raw = UnixStream::connect(bus.socket()).await.unwrap();

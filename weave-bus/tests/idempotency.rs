@@ -11,11 +11,7 @@ use serde_json::json;
 #[tokio::test]
 async fn repeated_key_or_id_returns_the_first_response_and_delivers_once_also_after_restart() {
     let mut bus = BusProcess::start();
-    let c = bus.connect().await;
-    let s = c.create_session("s").await;
-    c.add_agent(&s, "a1", "A").await;
-    let b = bus.connect().await;
-    b.add_agent(&s, "b1", "B").await;
+    let (s, c, b) = bus.pair("s").await;
     drop(b); // b1 offline: its inbox counts what was queued
 
     let mut keyed = message(&s, "a1", "b1", "keyed");

@@ -1,7 +1,9 @@
-//! The durable store: SQLite in WAL mode under the home, written by the engine thread only.
+//! The durable store: SQLite in WAL mode under the home, written through one connection only —
+//! by the store's writer thread, or by the engine itself for a small batch while the writer is
+//! idle (`engine/writer.rs`).
 //!
-//! The engine opens one transaction per batch of requests and commits it once (group commit);
-//! nothing is answered before that commit. Checkpoints run on their own thread and connection
+//! Each batch of requests is one transaction, committed once (group commit); nothing is
+//! answered before that commit. Checkpoints run on their own thread and connection
 //! so they never sit on the request path. The schema is created by numbered migrations.
 
 mod migrations;

@@ -149,6 +149,17 @@ impl BusProcess {
     pub async fn connect(&self) -> Conn {
         Conn::open(&self.socket()).await
     }
+
+    /// A session named `name` with agent `a1` ("A") on one connection and `b1` ("B") on
+    /// another: (session id, a1's connection, b1's connection).
+    pub async fn pair(&self, name: &str) -> (String, Conn, Conn) {
+        let a = self.connect().await;
+        let s = a.create_session(name).await;
+        a.add_agent(&s, "a1", "A").await;
+        let b = self.connect().await;
+        b.add_agent(&s, "b1", "B").await;
+        (s, a, b)
+    }
 }
 
 impl Drop for BusProcess {
