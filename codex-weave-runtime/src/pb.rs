@@ -111,7 +111,7 @@ impl std::fmt::Display for PbDecodeError {
 
 impl PbEnvelope {
     /// The protobuf form of `env`. JSON values are written as compact JSON text.
-    pub fn from_envelope<P: Serialize>(env: &Envelope<P>) -> Self {
+    pub fn from_envelope<P: Serialize, M: Serialize>(env: &Envelope<P, M>) -> Self {
         PbEnvelope {
             v: env.v,
             r#type: env.kind.clone(),

@@ -13,11 +13,12 @@ pub const WIRE_VERSION: u32 = 1;
 /// `src` of every line the bus itself originates (notices, events, task updates).
 pub const BUS_SRC: &str = "weave";
 
-/// One protocol line. `P` is the payload type: [`Value`] for general use; a pre-encoded
-/// `Box<RawValue>` lets a transport embed stored JSON byte-for-byte without re-parsing it.
+/// One protocol line. `P` and `M` are the payload's and meta's types: [`Value`] for general use;
+/// a pre-encoded `Box<RawValue>` lets a transport embed stored JSON byte for byte without
+/// re-parsing it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(deserialize = "P: Deserialize<'de>"))]
-pub struct Envelope<P = Value> {
+#[serde(bound(deserialize = "P: Deserialize<'de>, M: Deserialize<'de>"))]
+pub struct Envelope<P = Value, M = Value> {
     /// Protocol version; a missing `v` decodes as 0 and is refused as unsupported.
     #[serde(default)]
     pub v: u32,
@@ -55,7 +56,7 @@ pub struct Envelope<P = Value> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Value>,
+    pub meta: Option<M>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,7 +65,7 @@ pub struct Envelope<P = Value> {
     pub ack: Option<Ack>,
 }
 
-impl<P> Default for Envelope<P> {
+impl<P, M> Default for Envelope<P, M> {
     fn default() -> Self {
         Self {
             v: WIRE_VERSION,
@@ -90,7 +91,7 @@ impl<P> Default for Envelope<P> {
     }
 }
 
-impl<P> Envelope<P> {
+impl<P, M> Envelope<P, M> {
     /// A new line of `kind` with the given id, timestamp and sender.
     pub fn new(kind: impl Into<String>, id: String, ts: String, src: impl Into<String>) -> Self {
         Self {
@@ -99,6 +100,35 @@ impl<P> Envelope<P> {
             ts,
             src: src.into(),
             ..Self::default()
+        }
+    }
+
+    /// The same line with its payload and meta converted (e.g. into their JSON text).
+    pub fn map<Q, N>(
+        self,
+        payload: impl FnOnce(P) -> Q,
+        meta: impl FnOnce(M) -> N,
+    ) -> Envelope<Q, N> {
+        Envelope {
+            v: self.v,
+            kind: self.kind,
+            id: self.id,
+            ts: self.ts,
+            src: self.src,
+            dst: self.dst,
+            topic: self.topic,
+            session: self.session,
+            seq: self.seq,
+            idempotency_key: self.idempotency_key,
+            corr: self.corr,
+            payload: self.payload.map(payload),
+            payload_ref: self.payload_ref,
+            content_type: self.content_type,
+            size: self.size,
+            meta: self.meta.map(meta),
+            status: self.status,
+            error: self.error,
+            ack: self.ack,
         }
     }
 

@@ -61,7 +61,7 @@ impl Framing {
     }
 
     /// One complete frame holding `env`: a line with its `\n`, or a length-prefixed message.
-    pub fn encode<P: Serialize>(self, env: &Envelope<P>) -> Bytes {
+    pub fn encode<P: Serialize, M: Serialize>(self, env: &Envelope<P, M>) -> Bytes {
         match self {
             Framing::Ndjson => {
                 // Room for a typical line up front: growing from empty copied it five times.

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use codex_weave_runtime::{AckMode, Envelope, BUS_SRC};
 use codex_weave_transport_uds::time::now_rfc3339;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::recorded::{Delivered, Recorded};
 use super::state::{actions_for, Delivery, DeliveryKind};
 use super::writer::Write;
 use super::{new_delivery, new_id, Engine};
@@ -20,7 +22,7 @@ use codex_weave_transport_uds::Framing;
 
 impl Engine {
     /// Queues record `seq` (envelope `env`) of session `sid` for agent `target`.
-    pub(super) fn enqueue(&mut self, sid: &str, target: &str, seq: u64, env: Arc<Envelope>) {
+    pub(super) fn enqueue(&mut self, sid: &str, target: &str, seq: u64, env: Arc<Recorded>) {
         let Some(session) = self.sessions.get(sid) else {
             return;
         };
@@ -162,18 +164,20 @@ impl Engine {
         self.batch.dirty.push(did);
         self.metrics.inc(&self.metrics.dead_letters);
         let ts = now_rfc3339();
-        let envelope = serde_json::to_string(&*d.envelope).unwrap_or_default();
+        let mut envelope = Vec::with_capacity(512);
+        d.envelope.write_record(&mut envelope);
+        let envelope = String::from_utf8(envelope).unwrap_or_default();
         let (key, target, seq, count) = (d.session_key, d.target.clone(), d.seq, d.count);
         let why = reason.to_owned();
         self.write(move |s| {
             s.insert_dead_letter(did, key, &target, seq, count, &why, &ts, &envelope)
         });
         tracing::info!(delivery = did, target = %d.target, reason, "dead-lettered");
-        let sender = d.envelope.src.clone();
+        let sender = d.envelope.env.src.clone();
         let mut payload = json!({
             "delivery_id": did,
-            "message_id": d.envelope.id,
-            "type": d.envelope.kind,
+            "message_id": d.envelope.env.id,
+            "type": d.envelope.env.kind,
             "dst": d.target,
             "seq": d.seq,
             "reason": reason,
@@ -192,7 +196,7 @@ impl Engine {
         }
     }
 
-    fn record_failed(&mut self, sid: &str, sender: &str, payload: Value) -> (u64, Arc<Envelope>) {
+    fn record_failed(&mut self, sid: &str, sender: &str, payload: Value) -> (u64, Arc<Recorded>) {
         let mut env: Envelope = super::bus_envelope("delivery.failed", Some(sid));
         if sender != BUS_SRC {
             env.dst = Some(sender.to_owned());
@@ -277,182 +281,59 @@ impl Engine {
 
 /// The line a target receives for a delivery: the recorded envelope with a fresh `id` and `ts`,
 /// `corr` = the original id (what the receiver acks), `dst` = the target, an action group
-/// filtered to the target's actions, and redelivery marks in `meta.weave`.
+/// filtered to the target's actions, and the delivery's keys in `meta.weave`.
 fn delivered_line(d: &Delivery, framing: Framing) -> bytes::Bytes {
-    let src = &*d.envelope;
     let filtered = match d.kind {
-        DeliveryKind::Action => src.payload.as_ref().map(|p| {
-            let mut p = p.clone();
-            p["actions"] = Value::Array(actions_for(src, &d.target).cloned().collect());
-            p
+        DeliveryKind::Action => d.envelope.payload_value().map(|mut p| {
+            let mine: Vec<Value> = actions_for(&p, &d.target).cloned().collect();
+            p["actions"] = Value::Array(mine);
+            p.to_string()
         }),
         _ => None,
     };
     if framing == Framing::Ndjson {
-        return delivered_ndjson(d, filtered.as_ref());
+        return delivered_ndjson(d, filtered.as_deref());
     }
-    delivered_envelope(d, framing, filtered)
+    delivered_envelope(d, framing, filtered.as_deref())
 }
 
 /// [`delivered_line`] by way of the envelope (any framing).
-fn delivered_envelope(d: &Delivery, framing: Framing, filtered: Option<Value>) -> bytes::Bytes {
-    let src = &*d.envelope;
-    // `meta.weave.seq`: the record delivered (a stable cursor, e.g. for an HTTP inbox).
-    let mut meta = src
-        .meta
-        .clone()
-        .filter(Value::is_object)
-        .unwrap_or_else(|| json!({}));
-    let weave = &mut meta["weave"];
-    if !weave.is_object() {
-        *weave = json!({});
+fn delivered_envelope(d: &Delivery, framing: Framing, filtered: Option<&str>) -> bytes::Bytes {
+    let raw = |text: String| RawValue::from_string(text).ok();
+    let mut env = d.envelope.envelope();
+    env.id = new_id();
+    env.ts = now_rfc3339();
+    env.dst = Some(d.target.clone());
+    env.topic = None;
+    env.corr = Some(d.envelope.env.id.clone());
+    env.status = None;
+    env.error = None;
+    if let Some(filtered) = filtered {
+        env.payload = raw(filtered.to_owned());
     }
-    weave["seq"] = json!(d.seq);
-    if d.count > 1 {
-        weave["redelivered"] = Value::Bool(true);
-        weave["delivery_count"] = json!(d.count);
-    }
-    let meta = Some(meta);
-    let env: Envelope<&Value> = Envelope {
-        v: src.v,
-        kind: src.kind.clone(),
-        id: new_id(),
-        ts: now_rfc3339(),
-        src: src.src.clone(),
-        dst: Some(d.target.clone()),
-        topic: None,
-        session: src.session.clone(),
-        seq: src.seq,
-        idempotency_key: src.idempotency_key.clone(),
-        corr: Some(src.id.clone()),
-        payload: filtered.as_ref().or(src.payload.as_ref()),
-        payload_ref: src.payload_ref.clone(),
-        content_type: src.content_type.clone(),
-        size: src.size,
-        meta,
-        status: None,
-        error: None,
-        ack: src.ack.clone(),
-    };
+    let mut meta = Vec::with_capacity(128);
+    d.envelope.write_delivery_meta(&mut meta, d.seq, d.count);
+    env.meta = String::from_utf8(meta).ok().and_then(raw);
     framing.encode(&env)
 }
 
 /// [`delivered_line`] as NDJSON, written directly: the bytes encoding the delivered envelope
-/// gives, without copying the record's strings and meta for each delivery.
-fn delivered_ndjson(d: &Delivery, filtered: Option<&Value>) -> bytes::Bytes {
-    use std::io::Write as _;
-    let src = &*d.envelope;
+/// gives, the record's payload and meta copied as text.
+fn delivered_ndjson(d: &Delivery, filtered: Option<&str>) -> bytes::Bytes {
     let mut out = Vec::with_capacity(768);
-    // Writing JSON into a Vec cannot fail.
-    let text = |out: &mut Vec<u8>, key: &[u8], s: &str| {
-        out.extend_from_slice(key);
-        let _ = serde_json::to_writer(&mut *out, s);
-    };
-    let _ = write!(out, r#"{{"v":{}"#, src.v);
-    text(&mut out, br#","type":"#, &src.kind);
-    text(&mut out, br#","id":"#, &new_id());
-    text(&mut out, br#","ts":"#, &now_rfc3339());
-    text(&mut out, br#","src":"#, &src.src);
-    text(&mut out, br#","dst":"#, &d.target);
-    if let Some(session) = &src.session {
-        text(&mut out, br#","session":"#, session);
-    }
-    if let Some(seq) = src.seq {
-        let _ = write!(out, r#","seq":{seq}"#);
-    }
-    if let Some(key) = &src.idempotency_key {
-        text(&mut out, br#","idempotency_key":"#, key);
-    }
-    text(&mut out, br#","corr":"#, &src.id);
-    if let Some(payload) = filtered.or(src.payload.as_ref()) {
-        out.extend_from_slice(br#","payload":"#);
-        let _ = serde_json::to_writer(&mut out, payload);
-    }
-    if let Some(r) = &src.payload_ref {
-        text(&mut out, br#","payload_ref":"#, r);
-    }
-    if let Some(t) = &src.content_type {
-        text(&mut out, br#","content_type":"#, t);
-    }
-    if let Some(size) = src.size {
-        let _ = write!(out, r#","size":{size}"#);
-    }
-    out.extend_from_slice(br#","meta":"#);
-    let base = src.meta.as_ref().and_then(Value::as_object);
-    let weave = base.and_then(|m| m.get("weave")).and_then(Value::as_object);
-    write_merged(
+    d.envelope.write_delivered(
         &mut out,
-        base,
-        &[("weave", Put::Weave(weave, d.seq, d.count))],
+        &Delivered {
+            id: &new_id(),
+            ts: &now_rfc3339(),
+            target: &d.target,
+            payload: filtered,
+            seq: d.seq,
+            count: d.count,
+        },
     );
-    if let Some(ack) = &src.ack {
-        out.extend_from_slice(br#","ack":"#);
-        let _ = serde_json::to_writer(&mut out, ack);
-    }
-    out.extend_from_slice(b"}\n");
+    out.push(b'\n');
     bytes::Bytes::from(out)
-}
-
-/// A value [`write_merged`] puts into an object.
-enum Put<'a> {
-    /// `meta.weave`: what the record had, plus the delivery's `seq` and redelivery marks.
-    Weave(Option<&'a serde_json::Map<String, Value>>, u64, u32),
-    U64(u64),
-    True,
-}
-
-/// Writes `base` (an object, or nothing) with `puts` (sorted by key) set, keys in order as a
-/// JSON map writes them.
-fn write_merged(
-    out: &mut Vec<u8>,
-    base: Option<&serde_json::Map<String, Value>>,
-    puts: &[(&str, Put<'_>)],
-) {
-    let mut puts = puts.iter().peekable();
-    let mut first = true;
-    let mut key = |out: &mut Vec<u8>, k: &str| {
-        out.push(if first { b'{' } else { b',' });
-        first = false;
-        let _ = serde_json::to_writer(&mut *out, k);
-        out.push(b':');
-    };
-    let put = |out: &mut Vec<u8>, p: &Put<'_>| match p {
-        Put::Weave(weave, seq, count) => {
-            let mut marks = Vec::with_capacity(3);
-            if *count > 1 {
-                marks.push(("delivery_count", Put::U64(u64::from(*count))));
-                marks.push(("redelivered", Put::True));
-            }
-            marks.push(("seq", Put::U64(*seq)));
-            write_merged(out, *weave, &marks);
-        }
-        Put::U64(n) => {
-            let _ = serde_json::to_writer(&mut *out, n);
-        }
-        Put::True => out.extend_from_slice(b"true"),
-    };
-    for (k, v) in base.into_iter().flatten() {
-        while let Some((pk, p)) = puts.next_if(|(pk, _)| *pk < k.as_str()) {
-            key(out, pk);
-            put(out, p);
-        }
-        // A put under the same key replaces the base's value.
-        if let Some((pk, p)) = puts.next_if(|(pk, _)| *pk == k.as_str()) {
-            key(out, pk);
-            put(out, p);
-            continue;
-        }
-        key(out, k);
-        let _ = serde_json::to_writer(&mut *out, v);
-    }
-    for (pk, p) in puts {
-        key(out, pk);
-        put(out, p);
-    }
-    if first {
-        out.push(b'{');
-    }
-    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -460,6 +341,7 @@ mod tests {
     use super::*;
 
     /// The NDJSON fast path writes byte for byte what encoding the delivered envelope writes.
+    /// (`recorded.rs` checks the delivered meta against the record's.)
     #[test]
     fn delivered_ndjson_is_the_encoded_envelope() {
         let metas = [
@@ -483,12 +365,15 @@ mod tests {
                 env.payload = Some(json!({ "text": "hi \u{1}", "kind": "user" }));
                 env.content_type = Some("text/plain".into());
                 env.size = Some(5);
+                // A sender's response fields stay in the record, out of deliveries.
+                env.status = Some(codex_weave_runtime::Status::Error);
                 env.ack = Some(codex_weave_runtime::Ack {
                     mode: Some(AckMode::Manual),
                     timeout_ms: Some(30),
                 });
                 env.meta = meta.clone();
-                let mut d = new_delivery(7, "s".into(), 1, "b".into(), 42, Arc::new(env));
+                let env = Arc::new(Recorded::new(env));
+                let mut d = new_delivery(7, "s".into(), 1, "b".into(), 42, env);
                 d.count = count;
                 let fast = delivered_ndjson(&d, None);
                 // The envelope path, given the same fresh id and timestamp.

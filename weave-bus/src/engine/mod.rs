@@ -13,6 +13,7 @@ mod brain;
 mod commands;
 mod delivery;
 mod idempotency;
+mod recorded;
 mod records;
 mod snapshot;
 pub(crate) mod state;
@@ -38,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use crate::store::{Loaded, Store, StoreError, StoreResult};
 use idempotency::Idempotency;
+use recorded::Recorded;
 use state::{Agent, Conn, Delivery, DeliveryKind, Map, Session};
 use writer::{Release, Write, Writer};
 
@@ -258,7 +260,7 @@ impl Engine {
                 row.session_key,
                 row.target,
                 row.seq,
-                Arc::new(envelope),
+                Arc::new(Recorded::new(envelope)),
             );
             d.count = row.count;
             self.index_delivery(d);
@@ -562,7 +564,7 @@ impl Engine {
     }
 
     /// Queues an envelope for a connection, encoded in its framing, released at commit.
-    fn send<P: Serialize>(&mut self, conn: ConnId, env: &Envelope<P>) {
+    fn send<P: Serialize, M: Serialize>(&mut self, conn: ConnId, env: &Envelope<P, M>) {
         let frame = self.framing_of(conn, &self.batch.closing).encode(env);
         self.send_encoded(conn, frame);
     }
@@ -609,12 +611,12 @@ fn new_delivery(
     session_key: i64,
     target: String,
     seq: u64,
-    envelope: Arc<Envelope>,
+    envelope: Arc<Recorded>,
 ) -> Delivery {
-    let kind = DeliveryKind::of(&envelope.kind);
+    let kind = DeliveryKind::of(&envelope.env.kind);
     let (ack_mode, timeout_ms) = match kind {
         DeliveryKind::Message => {
-            let ack = envelope.ack.clone().unwrap_or_default();
+            let ack = envelope.env.ack.clone().unwrap_or_default();
             (ack.mode.unwrap_or_default(), ack.timeout_ms)
         }
         DeliveryKind::Action => (AckMode::Manual, None),

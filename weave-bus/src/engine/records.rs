@@ -8,6 +8,7 @@ use codex_weave_runtime::Envelope;
 use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::value::RawValue;
 
+use super::recorded::Recorded;
 use super::writer::Write;
 use super::{bus_envelope, Engine};
 use crate::conn::ConnId;
@@ -27,9 +28,10 @@ pub fn stored_record_json(r: &StoredRecord) -> String {
 impl Engine {
     /// Appends `env` to the session's log and streams it to watchers. Returns its `seq` and the
     /// shared envelope (deliveries of the record point at it).
-    pub(super) fn record(&mut self, sid: &str, env: Envelope) -> (u64, Arc<Envelope>) {
+    pub(super) fn record(&mut self, sid: &str, env: Envelope) -> (u64, Arc<Recorded>) {
+        let recorded = Recorded::new(env);
         let Some(session) = self.sessions.get_mut(sid) else {
-            return (0, Arc::new(env)); // callers only record into known sessions
+            return (0, Arc::new(recorded)); // callers only record into known sessions
         };
         session.last_seq += 1;
         self.since_snapshot += 1;
@@ -44,11 +46,9 @@ impl Engine {
         let key = session.key;
         let ts = now_rfc3339();
         let mut text = Vec::with_capacity(512);
-        let text = match serde_json::to_writer(&mut text, &env) {
-            // serde_json writes UTF-8 only.
-            Ok(()) => String::from_utf8(text).unwrap_or_default(),
-            Err(_) => String::new(),
-        };
+        recorded.write_record(&mut text);
+        // Records are written as UTF-8 JSON.
+        let text = String::from_utf8(text).unwrap_or_default();
         if !session.watchers.is_empty() {
             let json = record_json(seq, &ts, &text);
             let watchers = session.watchers.clone();
@@ -63,12 +63,13 @@ impl Engine {
             envelope: text,
         });
         if !self.session_watchers.is_empty()
-            && (env.kind.starts_with("session.") || env.kind.starts_with("agent."))
+            && (recorded.env.kind.starts_with("session.")
+                || recorded.env.kind.starts_with("agent."))
         {
             self.notify_session_watchers(sid);
         }
         self.metrics.inc(&self.metrics.records);
-        (seq, Arc::new(env))
+        (seq, Arc::new(recorded))
     }
 
     /// Records a bus-originated event of `kind` with `payload`.
@@ -77,7 +78,7 @@ impl Engine {
         sid: &str,
         kind: &str,
         payload: serde_json::Value,
-    ) -> (u64, Arc<Envelope>) {
+    ) -> (u64, Arc<Recorded>) {
         let mut env: Envelope = bus_envelope(kind, Some(sid));
         env.payload = Some(payload);
         self.record(sid, env)

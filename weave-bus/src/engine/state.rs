@@ -8,8 +8,9 @@ use std::collections::{BTreeSet, VecDeque};
 pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
-use codex_weave_runtime::{AckMode, Envelope};
+use codex_weave_runtime::AckMode;
 
+use super::recorded::Recorded;
 use crate::conn::ConnId;
 
 #[derive(Debug)]
@@ -141,7 +142,7 @@ pub struct Delivery {
     pub target: String,
     /// The record delivered (its `seq` in the session's log, and its envelope).
     pub seq: u64,
-    pub envelope: Arc<Envelope>,
+    pub envelope: Arc<Recorded>,
     pub kind: DeliveryKind,
     pub ack_mode: AckMode,
     pub timeout_ms: Option<u64>,
@@ -152,9 +153,10 @@ pub struct Delivery {
 impl Delivery {
     /// Ids a `message.ack` (`corr`) or an `action.result` (`action_id`) may use to ack it.
     pub fn ack_ids(&self) -> Vec<String> {
-        let mut ids = vec![self.envelope.id.clone()];
+        let mut ids = vec![self.envelope.env.id.clone()];
         if self.kind == DeliveryKind::Action {
-            ids.extend(actions_for(&self.envelope, &self.target).filter_map(|a| {
+            let payload = self.envelope.payload_value().unwrap_or_default();
+            ids.extend(actions_for(&payload, &self.target).filter_map(|a| {
                 a.get("action_id")
                     .and_then(|v| v.as_str())
                     .map(str::to_owned)
@@ -167,12 +169,11 @@ impl Delivery {
 /// The actions of a group addressed to `target` (each `dst` was resolved to an agent id when the
 /// group was recorded).
 pub fn actions_for<'a>(
-    env: &'a Envelope,
+    payload: &'a serde_json::Value,
     target: &'a str,
 ) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
-    env.payload
-        .as_ref()
-        .and_then(|p| p.get("actions"))
+    payload
+        .get("actions")
         .and_then(|a| a.as_array())
         .into_iter()
         .flatten()

@@ -166,7 +166,7 @@ impl Engine {
         for conn in others {
             if !sent.contains(&conn) {
                 sent.push(conn);
-                self.send(conn, &*env);
+                self.send(conn, &env.envelope());
             }
         }
     }
@@ -217,12 +217,11 @@ impl Engine {
         let key = session.key;
         let w_id = id.clone();
         self.write(move |s| s.delete_agent(key, &w_id));
-        let (_, record) = self.record_event(
-            &sid,
-            "agent.removed",
-            json!({ "id": id, "name": agent.name }),
-        );
+        // The runtime learns of the removal from the record, as it does at replay.
+        let mut record: Envelope = bus_envelope("agent.removed", Some(&sid));
+        record.payload = Some(json!({ "id": id, "name": agent.name }));
         let consulted = self.consult(&sid, &record);
+        self.record(&sid, record);
         self.apply_effects(&sid, consulted.effects);
         Ok(Answer::payload(
             json!({ "id": id, "dead_lettered": dropped }),
