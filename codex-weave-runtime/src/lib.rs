@@ -21,4 +21,7 @@ pub use event::{EventRecord, RuntimeEvent};
 pub use memory::DEFAULT_MEMORY_BUDGET;
 pub use model::{AgentId, Conversation, MessageKind, Relay, RelayStatus, TaskStatus};
 pub use runtime::{Input, Message, Output, Runtime, RuntimeConfig, Stamp};
-pub use wire::{Ack, AckMode, Envelope, ErrorBody, Record, Status, BUS_SRC, WIRE_VERSION};
+pub use wire::{
+    check_json, Ack, AckMode, Envelope, ErrorBody, RawRequest, Record, Status, BUS_SRC,
+    WIRE_VERSION,
+};

@@ -143,6 +143,67 @@ impl<P, M> Envelope<P, M> {
     }
 }
 
+/// A request whose payload is kept as the JSON text it arrived in (checked as strictly as
+/// parsing it into a [`Value`] would be: see [`check_json`]).
+pub type RawRequest = Envelope<Box<serde_json::value::RawValue>>;
+
+/// Checks that `json` (already known to be well-formed JSON text) is what a [`Value`] accepts:
+/// every number in range, nesting within serde_json's limit. Walks it without building it.
+pub fn check_json(json: &str) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<Walk>(json).map(|_| ())
+}
+
+/// Accepts any JSON value, parsing every part of it the way [`Value`] does, keeping nothing.
+struct Walk;
+
+impl<'de> Deserialize<'de> for Walk {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Walk)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk {
+    type Value = Walk;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_unit<E>(self) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Walk, A::Error> {
+        while seq.next_element::<Walk>()?.is_some() {}
+        Ok(Walk)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Walk, A::Error> {
+        while map.next_entry::<Walk, Walk>()?.is_some() {}
+        Ok(Walk)
+    }
+}
+
 /// `status` of a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -237,6 +298,32 @@ mod tests {
         let env: Envelope = serde_json::from_slice(line).unwrap();
         let again: Envelope = serde_json::from_slice(&serde_json::to_vec(&env).unwrap()).unwrap();
         assert_eq!(again.payload, env.payload);
+    }
+
+    /// A payload kept as text is refused exactly when parsing it into a `Value` fails.
+    #[test]
+    fn check_json_accepts_what_a_value_accepts() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        for json in [
+            "1",
+            "-0",
+            "1e308",
+            "1e309",
+            "-1e400",
+            "18446744073709551616",
+            "1.5e-400",
+            "\"a\\u00e9\"",
+            r#"{"a":[1,{"b":null}],"c":true}"#,
+            r#"{"a":1,"a":2}"#,
+            "[[[[1]]]]",
+            &deep,
+        ] {
+            assert_eq!(
+                check_json(json).is_ok(),
+                serde_json::from_str::<Value>(json).is_ok(),
+                "{json}"
+            );
+        }
     }
 
     #[test]

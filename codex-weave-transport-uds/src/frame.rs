@@ -10,9 +10,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use codex_weave_runtime::pb::PbEnvelope;
-use codex_weave_runtime::Envelope;
+use codex_weave_runtime::{check_json, Envelope, RawRequest};
 use prost::Message;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
@@ -123,6 +125,28 @@ impl Framing {
         }
     }
 
+    /// The request in one frame, its payload kept as JSON text (what the bus reads): refused
+    /// exactly when [`Framing::decode`] would refuse it. An NDJSON payload is kept as sent; a
+    /// protobuf one is written compactly (its text may hold line breaks).
+    pub fn decode_request(self, frame: &[u8]) -> Result<RawRequest, BadFrame> {
+        match self {
+            Framing::Ndjson => {
+                let env = parse_json::<RawRequest>(frame)?;
+                if let Some(Err(e)) = env.payload.as_ref().map(|p| check_json(p.get())) {
+                    return Err(BadFrame {
+                        corr: Some(env.id),
+                        message: format!("invalid envelope: payload: {e}"),
+                    });
+                }
+                Ok(env)
+            }
+            Framing::Protobuf => Ok(self.decode(frame)?.map(
+                |p| serde_json::value::to_raw_value(&p).unwrap_or_else(|_| null()),
+                |m| m,
+            )),
+        }
+    }
+
     /// A decoder for this framing with frames of at most `max_frame` bytes of content.
     pub fn codec(self, max_frame: usize) -> FrameCodec {
         match self {
@@ -139,8 +163,12 @@ impl Framing {
 }
 
 /// Parses one JSON line. On failure: the line's `id` when it has one, and why.
-fn parse_json(line: &[u8]) -> Result<Envelope, BadFrame> {
-    serde_json::from_slice::<Envelope>(line).map_err(|e| {
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).expect("`null` is JSON")
+}
+
+fn parse_json<T: DeserializeOwned>(line: &[u8]) -> Result<T, BadFrame> {
+    serde_json::from_slice::<T>(line).map_err(|e| {
         let (corr, message) = match serde_json::from_slice::<Value>(line) {
             Err(_) => (None, format!("not valid JSON (or not UTF-8): {e}")),
             Ok(Value::Object(map)) => {
@@ -263,6 +291,37 @@ mod tests {
             decode_all(Framing::Protobuf, 1024, &input).unwrap(),
             vec![envelope(2)]
         );
+    }
+
+    /// What the bus reads (payload as text) is refused exactly when the parsed envelope would
+    /// be, and holds the same payload.
+    #[test]
+    fn a_request_keeps_its_payload_as_text_and_is_refused_as_a_parsed_one() {
+        let lines = [
+            r#"{"v":1,"type":"message.send","id":"a","payload":{"text": "hi","n":[1,2.5e3]}}"#,
+            r#"{"v":1,"type":"message.send","id":"b","payload":{"n":1e400}}"#,
+            r#"{"v":1,"type":"message.send","id":"c","payload":[[-18446744073709551617]]}"#,
+            r#"{"v":1,"type":"message.ack","id":"d","corr":"x"}"#,
+            r#"{"v":1,"type":"message.send","id":"e","payload":{"a":1,"a":2}}"#,
+            r#"{"v":1,"id":7}"#,
+            r#"[1]"#,
+        ];
+        for line in lines {
+            let parsed = Framing::Ndjson.decode(line.as_bytes());
+            let raw = Framing::Ndjson.decode_request(line.as_bytes());
+            assert_eq!(parsed.is_ok(), raw.is_ok(), "{line}");
+            if let (Ok(parsed), Ok(raw)) = (parsed, raw) {
+                let payload = raw
+                    .payload
+                    .map(|p| serde_json::from_str::<Value>(p.get()).unwrap());
+                assert_eq!(payload, parsed.payload, "{line}");
+            }
+        }
+        let pb = Framing::Protobuf.encode(&envelope(3));
+        let raw = Framing::Protobuf
+            .decode_request(&pb[LENGTH_PREFIX..])
+            .expect("a request");
+        assert_eq!(raw.payload.expect("payload").get(), r#"{"text":"xxx"}"#);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use codex_weave_runtime::{Envelope, ErrorCode};
+use codex_weave_runtime::{Envelope, ErrorCode, RawRequest};
 use tokio::sync::mpsc;
 
 use crate::conn::{ConnId, ConnOut, ConnShared};
@@ -44,7 +44,20 @@ impl Bus {
         conn
     }
 
+    /// A request built in process (its payload written compactly, as a line would carry it).
     pub(crate) fn request(&self, conn: ConnId, env: Envelope) {
+        let null = || serde_json::value::RawValue::from_string("null".into()).expect("JSON");
+        self.request_raw(
+            conn,
+            env.map(
+                |p| serde_json::value::to_raw_value(&p).unwrap_or_else(|_| null()),
+                |m| m,
+            ),
+        );
+    }
+
+    /// A request read from a socket (see `Framing::decode_request`).
+    pub(crate) fn request_raw(&self, conn: ConnId, env: RawRequest) {
         let _ = self.inputs.send(Input::Request {
             conn,
             env: Box::new(env),

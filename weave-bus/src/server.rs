@@ -350,8 +350,8 @@ async fn serve_framed(
         };
         match next {
             None => break,
-            Some(Ok(frame)) => match framing.decode(&frame) {
-                Ok(env) => bus.request(conn, env),
+            Some(Ok(frame)) => match framing.decode_request(&frame) {
+                Ok(env) => bus.request_raw(conn, env),
                 Err(bad) => bus.invalid(conn, bad.corr, ErrorCode::BadRequest, bad.message),
             },
             Some(Err(CodecError::FrameTooLarge { limit })) => {

@@ -7,10 +7,13 @@
 //! what is recorded, replaying the log through it rebuilds exactly that state; `snapshot.rs`
 //! keeps the replay short.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use codex_weave_runtime::{Envelope, Input, Message, MessageKind, Output, Stamp};
 use codex_weave_transport_uds::time::now_rfc3339;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{bus_envelope, new_id, Engine};
@@ -39,26 +42,137 @@ fn is_relay_dispatch(env: &Envelope) -> bool {
         .is_some()
 }
 
+/// What the runtime reads of a `message.send`'s payload, and what stamping it needs to know.
+/// Read from a value (a record at replay) or from JSON text without building it (live).
+#[derive(Debug, Default)]
+pub(super) struct MessageFields<'a> {
+    pub kind: Option<Cow<'a, str>>,
+    pub context_id: Option<Cow<'a, str>>,
+    pub parent_message_id: Option<Cow<'a, str>>,
+    pub reply_to_action_id: Option<Cow<'a, str>>,
+    /// A string, or an object whose `text` is a string: what `message.send` accepts.
+    pub valid: bool,
+    /// An object (stamping fills in `context_id` and `owner_id` where it has none).
+    pub object: bool,
+    pub has_context_id: bool,
+    pub has_owner_id: bool,
+}
+
+impl<'a> MessageFields<'a> {
+    pub fn of_value(p: Option<&'a Value>) -> Self {
+        let string = |key| text(p, key).map(Cow::Borrowed);
+        let has = |key| {
+            p.and_then(Value::as_object)
+                .is_some_and(|o| o.contains_key(key))
+        };
+        MessageFields {
+            kind: string("kind"),
+            context_id: string("context_id"),
+            parent_message_id: string("parent_message_id"),
+            reply_to_action_id: string("reply_to_action_id"),
+            valid: p.is_some_and(Value::is_string) || text(p, "text").is_some(),
+            object: p.is_some_and(Value::is_object),
+            has_context_id: has("context_id"),
+            has_owner_id: has("owner_id"),
+        }
+    }
+
+    /// `None` when the object has one of these keys twice (read it as a value then: the last
+    /// one counts, as everywhere else).
+    pub fn of_text(p: &'a str) -> Option<Self> {
+        /// A key that is present, whatever its value (`null` included).
+        fn present<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<&'de RawValue>, D::Error> {
+            <&RawValue>::deserialize(d).map(Some)
+        }
+        #[derive(Deserialize)]
+        struct Keys<'a> {
+            #[serde(borrow, default, deserialize_with = "present")]
+            text: Option<&'a RawValue>,
+            #[serde(borrow, default, deserialize_with = "present")]
+            kind: Option<&'a RawValue>,
+            #[serde(borrow, default, deserialize_with = "present")]
+            context_id: Option<&'a RawValue>,
+            #[serde(borrow, default, deserialize_with = "present")]
+            owner_id: Option<&'a RawValue>,
+            #[serde(borrow, default, deserialize_with = "present")]
+            parent_message_id: Option<&'a RawValue>,
+            #[serde(borrow, default, deserialize_with = "present")]
+            reply_to_action_id: Option<&'a RawValue>,
+        }
+        /// A JSON string's value, borrowed unless it has escapes.
+        fn string(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+            let json = raw?.get();
+            if !json.starts_with('"') {
+                return None;
+            }
+            serde_json::from_str::<&str>(json)
+                .map(Cow::Borrowed)
+                .or_else(|_| serde_json::from_str::<String>(json).map(Cow::Owned))
+                .ok()
+        }
+        match p.trim_start().as_bytes().first() {
+            Some(b'{') => {
+                let keys: Keys<'a> = serde_json::from_str(p).ok()?;
+                Some(MessageFields {
+                    valid: string(keys.text).is_some(),
+                    kind: string(keys.kind),
+                    context_id: string(keys.context_id),
+                    parent_message_id: string(keys.parent_message_id),
+                    reply_to_action_id: string(keys.reply_to_action_id),
+                    object: true,
+                    has_context_id: keys.context_id.is_some(),
+                    has_owner_id: keys.owner_id.is_some(),
+                })
+            }
+            Some(b'"') => Some(MessageFields {
+                valid: true,
+                ..MessageFields::default()
+            }),
+            _ => Some(MessageFields::default()),
+        }
+    }
+}
+
+/// The runtime input of a `message.send` from `from` to `dst`.
+pub(super) fn message_input(
+    session: &str,
+    id: &str,
+    from: &str,
+    dst: Option<&str>,
+    p: &MessageFields<'_>,
+) -> Option<Input> {
+    let owned = |s: &Option<Cow<'_, str>>| s.as_deref().map(str::to_owned);
+    let kind = p
+        .kind
+        .as_deref()
+        .and_then(MessageKind::parse)
+        .unwrap_or(MessageKind::User);
+    Some(Input::Message(Message {
+        session: session.to_owned(),
+        id: id.to_owned(),
+        from: from.to_owned(),
+        to: vec![dst?.to_owned()],
+        kind,
+        context_id: owned(&p.context_id),
+        parent_message_id: owned(&p.parent_message_id),
+        reply_to_action_id: owned(&p.reply_to_action_id),
+    }))
+}
+
 /// The runtime input a recorded request stands for (the same live and at replay).
 pub(super) fn input_for(session: &str, env: &Envelope) -> Option<Input> {
     let p = env.payload.as_ref();
     let owned = |s: Option<&str>| s.map(str::to_owned);
     match env.kind.as_str() {
-        "message.send" => {
-            let kind = text(p, "kind")
-                .and_then(MessageKind::parse)
-                .unwrap_or(MessageKind::User);
-            Some(Input::Message(Message {
-                session: session.to_owned(),
-                id: env.id.clone(),
-                from: env.src.clone(),
-                to: vec![env.dst.clone()?],
-                kind,
-                context_id: owned(text(p, "context_id")),
-                parent_message_id: owned(text(p, "parent_message_id")),
-                reply_to_action_id: owned(text(p, "reply_to_action_id")),
-            }))
-        }
+        "message.send" => message_input(
+            session,
+            &env.id,
+            &env.src,
+            env.dst.as_deref(),
+            &MessageFields::of_value(p),
+        ),
         "action.submit" if !is_relay_dispatch(env) => {
             let context = p.and_then(|p| p.get("context"));
             let context_id = text(context, "context_id")
@@ -135,7 +249,11 @@ pub(super) fn input_for(session: &str, env: &Envelope) -> Option<Input> {
 impl Engine {
     /// Asks the runtime about a request (already normalized into its record envelope).
     pub(super) fn consult(&mut self, sid: &str, record: &Envelope) -> Consulted {
-        let Some(input) = input_for(sid, record) else {
+        self.consult_input(input_for(sid, record))
+    }
+
+    fn consult_input(&mut self, input: Option<Input>) -> Consulted {
+        let Some(input) = input else {
             return Consulted::default();
         };
         let mut c = Consulted::default();
@@ -153,13 +271,26 @@ impl Engine {
     /// The runtime's verdict on a request: refused (its events still recorded), or admitted
     /// with the record stamped.
     pub(super) fn admit(&mut self, sid: &str, record: &mut Envelope) -> Result<Consulted, Refusal> {
-        let mut c = self.consult(sid, record);
+        let c = self.admit_input(sid, input_for(sid, record))?;
+        if let Some(first) = c.stamps.first() {
+            stamp_payload(record, first);
+            stamp_chain(&mut record.meta, first);
+        }
+        Ok(c)
+    }
+
+    /// The runtime's verdict on `input` (the caller stamps the record).
+    pub(super) fn admit_input(
+        &mut self,
+        sid: &str,
+        input: Option<Input>,
+    ) -> Result<Consulted, Refusal> {
+        let mut c = self.consult_input(input);
         if let Some(refusal) = c.refusal.take() {
             let effects = std::mem::take(&mut c.effects);
             self.apply_effects(sid, effects);
             return Err(refusal);
         }
-        stamp(record, &c.stamps);
         Ok(c)
     }
 
@@ -208,10 +339,9 @@ impl Engine {
     }
 }
 
-/// Writes the runtime's answer into the record: the conversation (`context_id`, `owner_id`)
-/// when the sender named none, and the causal chain in `meta.weave.chain`.
-fn stamp(record: &mut Envelope, stamps: &[Stamp]) {
-    let Some(first) = stamps.first() else { return };
+/// Writes the runtime's answer into the record's payload: the conversation (`context_id`,
+/// `owner_id`) when the sender named none.
+fn stamp_payload(record: &mut Envelope, first: &Stamp) {
     let group = record.kind == "action.submit";
     if let Some(payload) = record.payload.as_mut().and_then(Value::as_object_mut) {
         if group {
@@ -228,7 +358,46 @@ fn stamp(record: &mut Envelope, stamps: &[Stamp]) {
             }
         }
     }
-    let meta = record.meta.get_or_insert_with(|| json!({}));
+}
+
+/// [`stamp_payload`] for a message's payload kept as JSON text (`p` read from it): the missing
+/// keys go first in the object.
+pub(super) fn stamp_payload_text(
+    text: &str,
+    p: &MessageFields<'_>,
+    first: &Stamp,
+) -> Option<Box<str>> {
+    let ctx = first.context_id.as_deref().filter(|_| p.object)?;
+    let owner = first.owner_id.as_deref().filter(|_| !p.has_owner_id);
+    if p.has_context_id && owner.is_none() {
+        return None;
+    }
+    let open = text.find('{')? + 1;
+    let mut out = Vec::with_capacity(text.len() + 96);
+    out.extend_from_slice(&text.as_bytes()[..open]);
+    // Writing a string into a Vec cannot fail.
+    if !p.has_context_id {
+        out.extend_from_slice(br#""context_id":"#);
+        let _ = serde_json::to_writer(&mut out, ctx);
+        out.push(b',');
+    }
+    if let Some(owner) = owner {
+        out.extend_from_slice(br#""owner_id":"#);
+        let _ = serde_json::to_writer(&mut out, owner);
+        out.push(b',');
+    }
+    let rest = &text[open..];
+    if rest.trim_start().starts_with('}') {
+        out.pop();
+    }
+    out.extend_from_slice(rest.as_bytes());
+    // UTF-8 text with JSON strings (UTF-8) spliced in at a character boundary.
+    String::from_utf8(out).ok().map(String::into_boxed_str)
+}
+
+/// Writes the message's causal chain into `meta.weave.chain`.
+pub(super) fn stamp_chain(meta: &mut Option<Value>, first: &Stamp) {
+    let meta = meta.get_or_insert_with(|| json!({}));
     if !meta.is_object() {
         *meta = json!({ "original": meta.clone() });
     }

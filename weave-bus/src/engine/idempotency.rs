@@ -67,7 +67,7 @@ const IDEMPOTENT: &[&str] = &[
 ];
 
 /// The key a request is remembered under, if its type is idempotent.
-pub fn key_for(env: &Envelope) -> Option<IdemKey> {
+pub fn key_for<P>(env: &Envelope<P>) -> Option<IdemKey> {
     if !IDEMPOTENT.contains(&env.kind.as_str()) {
         return None;
     }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use codex_weave_runtime::{AckMode, Envelope, ErrorBody, ErrorCode, Status, BUS_SRC};
+use codex_weave_runtime::{AckMode, Envelope, ErrorBody, ErrorCode, RawRequest, Status, BUS_SRC};
 use codex_weave_transport_uds::time::now_rfc3339;
 use codex_weave_transport_uds::Framing;
 use serde::Serialize;
@@ -67,8 +67,8 @@ pub enum Input {
         out: ConnOut,
         operator: bool,
     },
-    /// A parsed request line.
-    Request { conn: ConnId, env: Box<Envelope> },
+    /// A parsed request line, its payload kept as JSON text.
+    Request { conn: ConnId, env: Box<RawRequest> },
     /// A line that could not be parsed; answered with `code`.
     Invalid {
         conn: ConnId,

@@ -52,12 +52,50 @@ pub struct Delivered<'a> {
 impl Recorded {
     pub fn new(mut env: Envelope) -> Recorded {
         let payload = env.payload.take().map(|p| json_text(&p));
+        Recorded::with_payload(env.map(|_| (), |m| m), payload)
+    }
+
+    /// A record whose payload is already JSON text (a message's, kept as it came in: compact
+    /// enough to sit on one line).
+    pub fn with_payload(mut env: Envelope<(), Value>, payload: Option<Box<str>>) -> Recorded {
         let (meta, weave) = meta_text(env.meta.take());
         Recorded {
-            env: env.map(|_| (), |_| ()),
+            env: env.map(|()| (), |_| ()),
             payload,
             meta,
             weave,
+        }
+    }
+
+    /// A message's record whose sender sent no `meta`: the bus's own `meta.weave` keys
+    /// (`chain`, `origin_src_name`) written directly, as the value path writes them.
+    pub fn with_weave(
+        env: Envelope<(), ()>,
+        payload: Box<str>,
+        origin: &str,
+        chain: Option<(&str, u32)>,
+    ) -> Recorded {
+        let mut out = Vec::with_capacity(96 + origin.len());
+        out.extend_from_slice(br#"{"weave":{"#);
+        if let Some((id, hop)) = chain {
+            let _ = write!(out, r#""chain":{{"hop":{hop},"id":"#);
+            push_json(&mut out, id);
+            out.extend_from_slice(b"},");
+        }
+        out.extend_from_slice(br#""origin_src_name":"#);
+        push_json(&mut out, origin);
+        let at = out.len();
+        out.extend_from_slice(b"}}");
+        Recorded {
+            env,
+            payload: Some(payload),
+            meta: Some(into_text(out)),
+            weave: Splice {
+                at,
+                resume: at,
+                before: ",",
+                after: "",
+            },
         }
     }
 
@@ -421,6 +459,25 @@ mod tests {
             }
             let again: Value = serde_json::from_slice(&written).expect("JSON");
             assert_eq!(again, value);
+        }
+    }
+
+    /// The bus's own meta, written directly, is what writing the value gives.
+    #[test]
+    fn the_bus_meta_written_directly_is_the_value_written() {
+        for (origin, chain) in [("A", Some(("m\"1", 3))), ("é", None), ("", Some(("c", 1)))] {
+            let mut weave = json!({ "origin_src_name": origin });
+            if let Some((id, hop)) = chain {
+                weave["chain"] = json!({ "id": id, "hop": hop });
+            }
+            let env = Envelope::<Value> {
+                meta: Some(json!({ "weave": weave })),
+                ..Default::default()
+            };
+            let by_value = Recorded::new(env);
+            let direct = Recorded::with_weave(Envelope::default(), "{}".into(), origin, chain);
+            assert_eq!(direct.meta, by_value.meta);
+            assert_eq!(direct.weave, by_value.weave);
         }
     }
 

@@ -29,7 +29,11 @@ impl Engine {
     /// Appends `env` to the session's log and streams it to watchers. Returns its `seq` and the
     /// shared envelope (deliveries of the record point at it).
     pub(super) fn record(&mut self, sid: &str, env: Envelope) -> (u64, Arc<Recorded>) {
-        let recorded = Recorded::new(env);
+        self.append(sid, Recorded::new(env))
+    }
+
+    /// [`Engine::record`] for a record already built.
+    pub(super) fn append(&mut self, sid: &str, recorded: Recorded) -> (u64, Arc<Recorded>) {
         let Some(session) = self.sessions.get_mut(sid) else {
             return (0, Arc::new(recorded)); // callers only record into known sessions
         };

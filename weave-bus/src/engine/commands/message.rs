@@ -1,18 +1,23 @@
 //! `message.send` and `message.ack`.
 
-use codex_weave_runtime::{Ack, AckMode, Envelope, ErrorCode};
+use codex_weave_runtime::{Ack, AckMode, Envelope, ErrorCode, RawRequest};
 use serde_json::{json, Value};
 
 use super::{bad, Reply};
 use crate::conn::ConnId;
+use crate::engine::brain::{message_input, stamp_chain, stamp_payload_text, MessageFields};
+use crate::engine::recorded::Recorded;
 use crate::engine::{Answer, Engine};
+
+const NEEDS_TEXT: &str = "message.send needs `payload.text` (a string)";
 use crate::refusal::Refusal;
 
 impl Engine {
     /// Records a message and queues it for its target: `dst` (id or name) or `topic`
     /// `agent.<id or name>.inbox`. Once admitted, the request's envelope becomes the record
-    /// (only its `id` and `session` are left for the response).
-    pub(super) fn message_send(&mut self, conn: ConnId, env: &mut Envelope) -> Reply {
+    /// (only its `id` and `session` are left for the response). The payload stays the JSON text
+    /// it came in, the conversation's keys added where the sender named none.
+    pub(super) fn message_send(&mut self, conn: ConnId, env: &mut RawRequest) -> Reply {
         let sid = self.open_session(env)?;
         self.check_sender(conn, &sid, &env.src)?;
         let wanted = match (&env.dst, &env.topic) {
@@ -24,10 +29,22 @@ impl Engine {
             })?,
             _ => return Err(bad("message.send needs `dst` or `topic: agent.<id>.inbox`")),
         };
-        match &env.payload {
-            Some(Value::String(_)) => {}
-            Some(Value::Object(p)) if p.get("text").is_some_and(Value::is_string) => {}
-            _ => return Err(bad("message.send needs `payload.text` (a string)")),
+        let Some(sent) = env.payload.take() else {
+            return Err(bad(NEEDS_TEXT));
+        };
+        let sent: Box<str> = sent.into();
+        let mut canonical: Option<Box<str>> = None;
+        let (text, fields) = match MessageFields::of_text(&sent) {
+            Some(fields) => (&*sent, fields),
+            None => {
+                // A key twice: the last one counts, as when the payload is read as a value.
+                let value: Value = serde_json::from_str(&sent).unwrap_or(Value::Null);
+                let text = &**canonical.insert(value.to_string().into());
+                (text, MessageFields::of_text(text).unwrap_or_default())
+            }
+        };
+        if !fields.valid {
+            return Err(bad(NEEDS_TEXT));
         }
         let ack = env.ack.clone().unwrap_or_default();
         if ack.timeout_ms == Some(0) {
@@ -46,9 +63,31 @@ impl Engine {
             mode: Some(ack.mode.unwrap_or(AckMode::Auto)),
             timeout_ms: ack.timeout_ms,
         });
-        self.stamp_origin(&sid, &mut record);
-        let consulted = self.admit(&sid, &mut record)?;
-        let (seq, record) = self.record(&sid, record);
+        let input = message_input(&sid, &record.id, &record.src, Some(&target), &fields);
+        let consulted = self.admit_input(&sid, input)?;
+        let first = consulted.stamps.first();
+        let stamped = first.and_then(|first| stamp_payload_text(text, &fields, first));
+        let payload = stamped.unwrap_or_else(|| canonical.unwrap_or(sent));
+        let origin = self.origin_name(&sid, &record.src);
+        let recorded = match record.meta.take() {
+            // What nearly every sender does: the bus's meta is written directly.
+            None => Recorded::with_weave(
+                record.map(|_| (), |_| ()),
+                payload,
+                &origin,
+                first.map(|f| (f.chain_id.as_str(), f.hop)),
+            ),
+            Some(meta) => {
+                let mut record = record.map(|_| (), |_| Value::Null);
+                record.meta = Some(meta);
+                stamp_origin_name(&mut record.meta, origin);
+                if let Some(first) = first {
+                    stamp_chain(&mut record.meta, first);
+                }
+                Recorded::with_payload(record, Some(payload))
+            }
+        };
+        let (seq, record) = self.append(&sid, recorded);
         self.enqueue(&sid, &target, seq, record);
         self.apply_effects(&sid, consulted.effects);
         let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
@@ -62,7 +101,7 @@ impl Engine {
 
     /// Marks a delivery acknowledged. Never answered (as clients expect); an ack that matches
     /// nothing is logged and ignored.
-    pub(super) fn message_ack(&mut self, conn: ConnId, env: &Envelope) {
+    pub(super) fn message_ack<P>(&mut self, conn: ConnId, env: &Envelope<P>) {
         let Some(sid) = env
             .session
             .as_deref()
@@ -113,21 +152,30 @@ impl Engine {
 
     /// Adds `meta.weave.origin_src_name`: the sender's display name, shown to the receiver.
     pub(in crate::engine) fn stamp_origin(&self, sid: &str, record: &mut Envelope) {
-        let name = self.sessions[sid]
-            .agents
-            .get(&record.src)
-            .map(|a| a.display_name().to_owned())
-            .unwrap_or_else(|| record.src.clone());
-        let meta = record.meta.get_or_insert_with(|| json!({}));
-        if !meta.is_object() {
-            *meta = json!({ "original": meta.clone() });
-        }
-        let weave = &mut meta["weave"];
-        if !weave.is_object() {
-            *weave = json!({});
-        }
-        weave["origin_src_name"] = Value::String(name);
+        let name = self.origin_name(sid, &record.src);
+        stamp_origin_name(&mut record.meta, name);
     }
+
+    /// The sender's display name (its id if it has none, or is not an agent).
+    fn origin_name(&self, sid: &str, src: &str) -> String {
+        self.sessions[sid]
+            .agents
+            .get(src)
+            .map_or(src, |a| a.display_name())
+            .to_owned()
+    }
+}
+
+fn stamp_origin_name(meta: &mut Option<Value>, name: String) {
+    let meta = meta.get_or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({ "original": meta.clone() });
+    }
+    let weave = &mut meta["weave"];
+    if !weave.is_object() {
+        *weave = json!({});
+    }
+    weave["origin_src_name"] = Value::String(name);
 }
 
 /// `agent.<x>.inbox` → `x`.

@@ -8,7 +8,7 @@ mod message;
 mod relay;
 mod session;
 
-use codex_weave_runtime::{Envelope, ErrorCode, WIRE_VERSION};
+use codex_weave_runtime::{Envelope, ErrorCode, RawRequest, WIRE_VERSION};
 use serde_json::{json, Value};
 
 use super::idempotency;
@@ -18,17 +18,38 @@ use crate::conn::ConnId;
 use crate::refusal::Refusal;
 
 impl Engine {
-    pub(in crate::engine) fn on_request(&mut self, conn: ConnId, mut env: Envelope) {
-        if let Err(refusal) = validate(&env) {
-            return self.respond(conn, &env.id, env.session.as_deref(), Err(refusal));
+    /// A request, its payload as the JSON text it came in. A `message.send` keeps it so, into
+    /// its record and deliveries; every other type reads it as a value.
+    pub(in crate::engine) fn on_request(&mut self, conn: ConnId, mut raw: RawRequest) {
+        if let Err(refusal) = validate(&raw) {
+            return self.respond(conn, &raw.id, raw.session.as_deref(), Err(refusal));
         }
-        if env.kind == "message.ack" {
-            return self.message_ack(conn, &env);
+        if raw.kind == "message.ack" {
+            return self.message_ack(conn, &raw);
         }
+        if raw.kind == "message.send" {
+            return self.idempotent(conn, &mut raw, |engine, env| engine.message_send(conn, env));
+        }
+        // Checked JSON (see `Framing::decode_request`), so it parses.
+        let mut env: Envelope = raw.map(
+            |p| serde_json::from_str(p.get()).unwrap_or(Value::Null),
+            |m| m,
+        );
         if env.kind == "events.stream" {
             return self.events_stream(conn, &env);
         }
-        let key = idempotency::key_for(&env);
+        self.idempotent(conn, &mut env, |engine, env| engine.dispatch(conn, env));
+    }
+
+    /// Answers a request, once: a repeat of an idempotent one (same session, `src` and
+    /// idempotency key or id) gets the first `ok` response again and changes nothing.
+    fn idempotent<P>(
+        &mut self,
+        conn: ConnId,
+        env: &mut Envelope<P>,
+        handle: impl FnOnce(&mut Self, &mut Envelope<P>) -> Reply,
+    ) {
+        let key = idempotency::key_for(env);
         if let Some(stored) = key.as_ref().and_then(|k| self.idem.get(k)) {
             let reply = serde_json::from_str::<Answer>(stored).map_err(|e| {
                 Refusal::new(
@@ -38,33 +59,7 @@ impl Engine {
             });
             return self.respond(conn, &env.id, env.session.as_deref(), reply);
         }
-        let reply = match env.kind.as_str() {
-            "session.list" => self.session_list(&env),
-            "session.create" => self.session_create(&env),
-            "session.get" => self.session_get(&env),
-            "session.close" => self.session_close(&env),
-            "agent.list" => self.agent_list(&env),
-            "agent.add" => self.agent_add(conn, &env),
-            "agent.remove" => self.agent_remove(conn, &env),
-            "agent.update" => self.agent_update(conn, &env),
-            "agent.order" => self.agent_order(conn, &env),
-            "message.send" => self.message_send(conn, &mut env),
-            "action.submit" => self.action_submit(conn, &env),
-            "action.result" => self.action_result(conn, &env),
-            "relay.submit" => self.relay_submit(conn, &env),
-            "events.history" => self.events_history(&env),
-            "deliveries.dead" => self.deliveries_dead(&env),
-            "relays.list" => self.relays_list(&env),
-            "sessions.stream" => {
-                self.session_watchers.push((conn, env.id.clone()));
-                self.session_list(&env)
-            }
-            "bus.stats" => Ok(self.stats()),
-            other => Err(Refusal::new(
-                ErrorCode::UnknownType,
-                format!("unknown request type `{other}`"),
-            )),
-        };
+        let reply = handle(self, env);
         let remembered = reply.as_ref().ok().filter(|a| !a.transient);
         if let (Some(key), Some(answer)) = (key, remembered) {
             if let Ok(response) = serde_json::to_string(answer) {
@@ -84,8 +79,38 @@ impl Engine {
         self.respond(conn, &env.id, env.session.as_deref(), reply);
     }
 
+    /// Every request type but `message.send`, `message.ack` and `events.stream`.
+    fn dispatch(&mut self, conn: ConnId, env: &mut Envelope) -> Reply {
+        match env.kind.as_str() {
+            "session.list" => self.session_list(env),
+            "session.create" => self.session_create(env),
+            "session.get" => self.session_get(env),
+            "session.close" => self.session_close(env),
+            "agent.list" => self.agent_list(env),
+            "agent.add" => self.agent_add(conn, env),
+            "agent.remove" => self.agent_remove(conn, env),
+            "agent.update" => self.agent_update(conn, env),
+            "agent.order" => self.agent_order(conn, env),
+            "action.submit" => self.action_submit(conn, env),
+            "action.result" => self.action_result(conn, env),
+            "relay.submit" => self.relay_submit(conn, env),
+            "events.history" => self.events_history(env),
+            "deliveries.dead" => self.deliveries_dead(env),
+            "relays.list" => self.relays_list(env),
+            "sessions.stream" => {
+                self.session_watchers.push((conn, env.id.clone()));
+                self.session_list(env)
+            }
+            "bus.stats" => Ok(self.stats()),
+            other => Err(Refusal::new(
+                ErrorCode::UnknownType,
+                format!("unknown request type `{other}`"),
+            )),
+        }
+    }
+
     /// The open session a request names.
-    fn open_session(&self, env: &Envelope) -> Result<String, Refusal> {
+    fn open_session<P>(&self, env: &Envelope<P>) -> Result<String, Refusal> {
         let session = self.known_session(env)?;
         if self.sessions[&session].closed {
             return Err(Refusal::new(
@@ -97,7 +122,7 @@ impl Engine {
     }
 
     /// The session a request names, open or closed (for reads and acks).
-    fn known_session(&self, env: &Envelope) -> Result<String, Refusal> {
+    fn known_session<P>(&self, env: &Envelope<P>) -> Result<String, Refusal> {
         let Some(session) = env.session.as_deref().filter(|s| !s.is_empty()) else {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,
@@ -154,7 +179,7 @@ impl Engine {
     }
 }
 
-fn validate(env: &Envelope) -> Result<(), Refusal> {
+fn validate<P>(env: &Envelope<P>) -> Result<(), Refusal> {
     if env.v != WIRE_VERSION {
         return Err(Refusal::new(
             ErrorCode::UnsupportedVersion,
