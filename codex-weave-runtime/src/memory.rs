@@ -6,7 +6,7 @@
 //! the daemon runs.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +21,10 @@ pub(crate) type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState
 /// shared by every map and queue entry that names it. A message is remembered in three places
 /// (its node, its pair run, often its conversation); with owned strings that was some twenty
 /// allocations per message, each freed cold when the budget let it go, which dominated the
-/// runtime's time under load.
-pub type Id = Arc<str>;
+/// runtime's time under load. Counted without atomics (`Rc`, not `Arc`): a runtime lives on
+/// one thread (the bus builds and runs it on its engine thread), and the atomic increments and
+/// decrements, some forty per message, cost a sixth of its time.
+pub type Id = Rc<str>;
 
 /// Entries remembered across all sessions by default (about 3 per message: its node, a pair
 /// run, often a conversation).

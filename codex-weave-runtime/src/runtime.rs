@@ -196,6 +196,8 @@ impl Session {
     }
 }
 
+/// The state machine. Not `Send` (see [`crate::memory::Id`]): build it, or take it back from a
+/// snapshot, on the thread that runs it.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Runtime {
     #[serde(skip)]

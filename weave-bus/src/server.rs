@@ -87,12 +87,35 @@ impl BusServer {
         home::clear_stale_socket(&socket)?;
         let store = Store::open(&cfg.store_path(), cfg.durability).map_err(StartError::Store)?;
         let metrics = Arc::new(Metrics::default());
-        let engine = Engine::new(cfg.clone(), store, metrics.clone()).map_err(StartError::Store)?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let (loaded_tx, loaded) = std::sync::mpsc::sync_channel(1);
+        let (engine_cfg, engine_metrics) = (cfg.clone(), metrics.clone());
+        // The engine is built (store loaded, log replayed) on its own thread and never leaves
+        // it: the runtime's shared ids are counted without atomics.
         let engine = std::thread::Builder::new()
             .name("weave-engine".into())
-            .spawn(move || engine.run(rx))
+            .spawn(
+                move || match Engine::new(engine_cfg, store, engine_metrics) {
+                    Ok(engine) => {
+                        let _ = loaded_tx.send(Ok(()));
+                        engine.run(rx);
+                    }
+                    Err(e) => {
+                        let _ = loaded_tx.send(Err(e));
+                    }
+                },
+            )
             .map_err(|e| StartError::Io(cfg.home.clone(), e))?;
+        match loaded.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(StartError::Store(e)),
+            Err(_) => {
+                return Err(StartError::Io(
+                    cfg.home.clone(),
+                    std::io::Error::other("the engine thread stopped while loading"),
+                ))
+            }
+        }
         let checkpoint_stop = Arc::new(AtomicBool::new(false));
         store::spawn_checkpointer(
             &cfg.store_path(),
