@@ -41,7 +41,7 @@ use crate::store::{Loaded, Store, StoreError, StoreResult};
 use idempotency::Idempotency;
 use recorded::Recorded;
 use state::{Agent, Conn, Delivery, DeliveryKind, Map, Session};
-use writer::{Release, Write, Writer};
+use writer::{Release, Remembered, Write, Writer};
 
 /// Most inputs applied in one store transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -155,6 +155,8 @@ struct Batch {
     requests: Vec<(ConnId, String)>,
     /// The batch's store writes not yet handed to the writer.
     writes: Vec<Write>,
+    /// Responses remembered in this batch, written as one row at its end.
+    remembered: Vec<Remembered>,
     /// Deliveries whose stored row must be written or deleted at commit.
     dirty: Vec<u64>,
     /// Agents that may have deliveries to send: (session, agent).
@@ -389,6 +391,10 @@ impl Engine {
     /// reloaded from the store so that nothing uncommitted is believed.
     fn finish_batch(&mut self, applied: usize) {
         self.flush_dirty();
+        if !self.batch.remembered.is_empty() {
+            let remembered = std::mem::take(&mut self.batch.remembered);
+            self.write_row(Write::Idempotency(remembered));
+        }
         self.prune_logs();
         let evicted = self.idem.evict(
             now_ms(),

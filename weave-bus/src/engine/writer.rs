@@ -27,7 +27,7 @@ use super::response;
 use crate::conn::ConnOut;
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::store::{Rows, Store, StoreError, StoreResult};
+use crate::store::{IdempotencyRef, Rows, Store, StoreError, StoreResult};
 
 /// One write into the batch's transaction.
 pub type WriteFn = Box<dyn FnOnce(&Store) -> StoreResult<()> + Send>;
@@ -49,13 +49,17 @@ pub enum Write {
         count: u32,
     },
     Undelivery(u64),
-    Idempotency {
-        id: i64,
-        key: IdemKey,
-        response: Response,
-        created_ms: i64,
-    },
+    /// The batch's remembered responses (one row).
+    Idempotency(Vec<Remembered>),
     Other(WriteFn),
+}
+
+/// A response remembered under its key, numbered in age order.
+pub struct Remembered {
+    pub id: i64,
+    pub key: IdemKey,
+    pub response: Response,
+    pub created_ms: i64,
 }
 
 impl Write {
@@ -83,19 +87,16 @@ impl Write {
                 count,
             } => r.put_delivery(id, session, &target, seq, count),
             Write::Undelivery(id) => r.delete_delivery(id),
-            Write::Idempotency {
-                id,
-                key,
-                response,
-                created_ms,
-            } => r.put_idempotency(
-                id,
-                key.session(),
-                key.src(),
-                key.key(),
-                &response,
-                created_ms,
-            ),
+            Write::Idempotency(entries) => {
+                r.put_idempotency(entries.iter().map(|e| IdempotencyRef {
+                    id: e.id,
+                    session: e.key.session(),
+                    src: e.key.src(),
+                    key: e.key.key(),
+                    response: &e.response,
+                    created_ms: e.created_ms,
+                }))
+            }
             Write::Other(f) => f(store),
         }
     }

@@ -65,6 +65,14 @@ const MIGRATIONS: &[&str] = &[
         through TEXT NOT NULL,
         state BLOB NOT NULL
     );",
+    // 6: remembered responses, one row per batch (`entries`: a JSON array of
+    // `[id, session, src, key, response, created_ms]`, `response` as its JSON), keyed by the
+    // batch's last id. A row per response cost a sixth of the store's time. The table of
+    // migration 1 is still read at start and emptied as its keys expire.
+    "CREATE TABLE idempotency_chunks (
+        last_id INTEGER PRIMARY KEY,
+        entries TEXT NOT NULL
+    );",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

@@ -107,6 +107,66 @@ pub struct Rows<'a> {
     idempotency: CachedStatement<'a>,
 }
 
+/// A remembered response to write, borrowed from the engine's memory.
+pub struct IdempotencyRef<'a> {
+    pub id: i64,
+    pub session: &'a str,
+    pub src: &'a str,
+    pub key: &'a str,
+    /// JSON text.
+    pub response: &'a str,
+    pub created_ms: i64,
+}
+
+/// One row of remembered responses: a JSON array of `[id, session, src, key, response,
+/// created_ms]`, each `response` written as the JSON it is.
+fn encode_idempotency<'a>(entries: impl Iterator<Item = IdempotencyRef<'a>>) -> String {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(64 * 1024);
+    out.push(b'[');
+    for (i, e) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "[{},", e.id);
+        for s in [e.session, e.src, e.key] {
+            let _ = serde_json::to_writer(&mut out, s);
+            out.push(b',');
+        }
+        out.extend_from_slice(e.response.as_bytes());
+        let _ = write!(out, ",{}]", e.created_ms);
+    }
+    out.push(b']');
+    // Strings written by serde_json and JSON text: UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn decode_idempotency(entries: &str) -> serde_json::Result<Vec<IdempotencyRow>> {
+    type Entry = (
+        i64,
+        String,
+        String,
+        String,
+        Box<serde_json::value::RawValue>,
+        i64,
+    );
+    let rows: Vec<Entry> = serde_json::from_str(entries)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, session, src, key, response, created_ms)| IdempotencyRow {
+                id,
+                session,
+                src,
+                key,
+                response: response.get().to_owned(),
+                created_ms,
+            },
+        )
+        .collect())
+}
+
 impl Rows<'_> {
     pub fn insert_event(
         &mut self,
@@ -139,18 +199,16 @@ impl Rows<'_> {
         Ok(())
     }
 
-    /// Appends a remembered response under `id` (the engine numbers them in age order).
-    pub fn put_idempotency(
+    /// Appends a batch's remembered responses (numbered by the engine in age order) as one row.
+    pub fn put_idempotency<'e>(
         &mut self,
-        id: i64,
-        session: &str,
-        src: &str,
-        key: &str,
-        response: &str,
-        created_ms: i64,
+        entries: impl Iterator<Item = IdempotencyRef<'e>> + Clone,
     ) -> StoreResult<()> {
+        let Some(last) = entries.clone().map(|e| e.id).max() else {
+            return Ok(());
+        };
         self.idempotency
-            .execute(params![id, session, src, key, response, created_ms])?;
+            .execute(params![last, encode_idempotency(entries)])?;
         Ok(())
     }
 }
@@ -294,6 +352,17 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT entries FROM idempotency_chunks ORDER BY last_id")?;
+        let chunks = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        for chunk in chunks {
+            match decode_idempotency(&chunk?) {
+                Ok(rows) => loaded.idempotency.extend(rows),
+                // Only the bus writes them; an unreadable one forgets its keys, nothing else.
+                Err(e) => tracing::warn!(error = %e, "unreadable idempotency row skipped"),
+            }
+        }
         // Delivery ids only need to be unique among pending deliveries: dead letters keep their
         // own row ids, so the id of an acked delivery may be used again after a restart.
         let max_id: i64 =
@@ -334,10 +403,9 @@ impl Store {
             undelivery: self
                 .conn
                 .prepare_cached("DELETE FROM deliveries WHERE id = ?1")?,
-            idempotency: self.conn.prepare_cached(
-                "INSERT INTO idempotency (id, session, src, key, response, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?,
+            idempotency: self
+                .conn
+                .prepare_cached("INSERT INTO idempotency_chunks (last_id, entries) VALUES (?1, ?2)")?,
         })
     }
 
@@ -435,9 +503,14 @@ impl Store {
     }
 
     /// Forgets every remembered response up to row `id` (the oldest ones).
+    /// Forgets remembered responses through `id`: whole rows only, so a row with keys still
+    /// remembered stays (its older keys are read back at a start and expire again at once).
     pub fn delete_idempotency_through(&self, id: i64) -> StoreResult<()> {
         self.conn
             .prepare_cached("DELETE FROM idempotency WHERE id <= ?1")?
+            .execute([id])?;
+        self.conn
+            .prepare_cached("DELETE FROM idempotency_chunks WHERE last_id <= ?1")?
             .execute([id])?;
         Ok(())
     }
@@ -523,4 +596,72 @@ pub fn spawn_checkpointer(
                 }
             }
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry<'a>(id: i64, key: &'a str, response: &'a str) -> IdempotencyRef<'a> {
+        IdempotencyRef {
+            id,
+            session: "s\"1",
+            src: "a\u{e9}",
+            key,
+            response,
+            created_ms: 1_700_000_000_000 + id,
+        }
+    }
+
+    /// Remembered responses go in one row per batch and come back as they went in; forgetting
+    /// through an id drops whole rows only.
+    #[test]
+    fn remembered_responses_are_stored_a_row_per_batch() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let mut store = Store::open(&dir.path().join("t.db"), Durability::Normal).unwrap();
+        let batches: [&[IdempotencyRef<'_>]; 2] = [
+            &[
+                entry(1, "i:m1", r#"{"id":"m1","seq":1}"#),
+                entry(2, "k:\n", "null"),
+            ],
+            &[entry(
+                3,
+                "i:m3",
+                r#"{"dst":"b","id":"m3","seq":[1,{"x":"\""}]}"#,
+            )],
+        ];
+        for batch in batches {
+            store.begin().unwrap();
+            let mut rows = store.rows().unwrap();
+            rows.put_idempotency(batch.iter().map(|e| IdempotencyRef { ..*e }))
+                .unwrap();
+            drop(rows);
+            store.commit().unwrap();
+        }
+        let ids = |store: &Store| -> Vec<(i64, String, String, String, String)> {
+            let rows = store.load().unwrap().idempotency;
+            rows.into_iter()
+                .map(|r| (r.id, r.session, r.src, r.key, r.response))
+                .collect()
+        };
+        let all = ids(&store);
+        assert_eq!(all.len(), 3);
+        for (row, e) in all.iter().zip(batches.iter().flat_map(|b| b.iter())) {
+            assert_eq!(
+                row,
+                &(
+                    e.id,
+                    e.session.into(),
+                    e.src.into(),
+                    e.key.into(),
+                    e.response.into()
+                )
+            );
+        }
+        // Through 2: the first row's keys are all gone. Through 1 would have kept the row.
+        store.delete_idempotency_through(1).unwrap();
+        assert_eq!(ids(&store).len(), 3);
+        store.delete_idempotency_through(2).unwrap();
+        assert_eq!(ids(&store).iter().map(|r| r.0).collect::<Vec<_>>(), [3]);
+    }
 }

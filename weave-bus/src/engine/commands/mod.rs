@@ -12,7 +12,7 @@ use codex_weave_runtime::{Envelope, ErrorCode, RawRequest, WIRE_VERSION};
 use serde_json::{json, Value};
 
 use super::idempotency;
-use super::writer::Write;
+use super::writer::Remembered;
 use super::{now_ms, Answer, Engine, Reply};
 use crate::conn::ConnId;
 use crate::refusal::Refusal;
@@ -68,7 +68,7 @@ impl Engine {
                 self.next_idempotency_id += 1;
                 let response: idempotency::Response = response.into();
                 self.idem.put(key.clone(), response.clone(), created_ms, id);
-                self.write_row(Write::Idempotency {
+                self.batch.remembered.push(Remembered {
                     id,
                     key,
                     response,
