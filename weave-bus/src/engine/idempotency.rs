@@ -24,10 +24,13 @@ pub struct IdemKey {
 
 impl IdemKey {
     pub fn new(session: &str, src: &str, tag: &str, key: &str) -> Self {
-        use std::fmt::Write;
         let mut joined =
             String::with_capacity(12 + session.len() + src.len() + tag.len() + key.len());
-        let _ = write!(joined, "{}:{}:", session.len(), src.len());
+        let mut int = itoa::Buffer::new();
+        joined.push_str(int.format(session.len()));
+        joined.push(':');
+        joined.push_str(int.format(src.len()));
+        joined.push(':');
         let s = joined.len();
         joined.push_str(session);
         let r = joined.len();

@@ -121,21 +121,24 @@ pub struct IdempotencyRef<'a> {
 /// One row of remembered responses: a JSON array of `[id, session, src, key, response,
 /// created_ms]`, each `response` written as the JSON it is.
 fn encode_idempotency<'a>(entries: impl Iterator<Item = IdempotencyRef<'a>>) -> String {
-    use std::io::Write as _;
     let mut out = Vec::with_capacity(64 * 1024);
     out.push(b'[');
     for (i, e) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, "[{},", e.id);
+        // Writing into a Vec cannot fail (and serde_json writes integers without `fmt`).
+        out.push(b'[');
+        let _ = serde_json::to_writer(&mut out, &e.id);
         for s in [e.session, e.src, e.key] {
-            let _ = serde_json::to_writer(&mut out, s);
             out.push(b',');
+            let _ = serde_json::to_writer(&mut out, s);
         }
+        out.push(b',');
         out.extend_from_slice(e.response.as_bytes());
-        let _ = write!(out, ",{}]", e.created_ms);
+        out.push(b',');
+        let _ = serde_json::to_writer(&mut out, &e.created_ms);
+        out.push(b']');
     }
     out.push(b']');
     // Strings written by serde_json and JSON text: UTF-8.

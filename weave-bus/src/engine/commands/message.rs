@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{bad, Reply};
 use crate::conn::ConnId;
 use crate::engine::brain::{message_input, stamp_chain, stamp_payload_text, MessageFields};
-use crate::engine::recorded::Recorded;
+use crate::engine::recorded::{push_int, Recorded};
 use crate::engine::{Answer, Engine};
 
 const NEEDS_TEXT: &str = "message.send needs `payload.text` (a string)";
@@ -90,13 +90,17 @@ impl Engine {
         let (seq, record) = self.append(&sid, recorded);
         self.enqueue(&sid, &target, seq, record);
         self.apply_effects(&sid, consulted.effects);
-        let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
         // Keys in the order `json!` gives them (sorted), as clients have always seen them.
-        Ok(Answer::raw(format!(
-            r#"{{"dst":{},"id":{},"seq":{seq}}}"#,
-            text(&target),
-            text(&env.id)
-        )))
+        let mut answer = Vec::with_capacity(64 + target.len() + env.id.len());
+        answer.extend_from_slice(br#"{"dst":"#);
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut answer, &target);
+        answer.extend_from_slice(br#","id":"#);
+        let _ = serde_json::to_writer(&mut answer, &env.id);
+        answer.extend_from_slice(br#","seq":"#);
+        push_int(&mut answer, seq);
+        answer.push(b'}');
+        Ok(Answer::raw(String::from_utf8(answer).unwrap_or_default()))
     }
 
     /// Marks a delivery acknowledged. Never answered (as clients expect); an ack that matches
