@@ -342,19 +342,33 @@ impl Runtime {
     }
 
     fn forget_past_budget(&mut self) {
+        let Runtime {
+            cfg,
+            sessions,
+            slots,
+            memory,
+        } = self;
         let mut spared = 0;
-        while self.memory.len() > self.cfg.memory_budget && spared < self.memory.len() {
-            let Some(entry) = self.memory.queue.pop_front() else {
+        let over = |memory: &Memory, spared: usize| {
+            memory.len() > cfg.memory_budget && spared < memory.len()
+        };
+        while over(memory, spared) {
+            // A run of entries of one session (a message's entries sit side by side): its
+            // session is looked up once for the run, not once per entry.
+            let Some(slot) = memory.queue.front().map(|e| e.session) else {
                 break;
             };
-            let forgotten = self
-                .slots
-                .get(entry.session as usize)
-                .and_then(|name| self.sessions.get_mut(name.as_str()))
-                .is_none_or(|st| st.forget(&entry.what));
-            if !forgotten {
-                self.memory.queue.push_back(entry);
-                spared += 1;
+            let mut st = slots
+                .get(slot as usize)
+                .and_then(|name| sessions.get_mut(name.as_str()));
+            while over(memory, spared) && memory.queue.front().is_some_and(|e| e.session == slot) {
+                let Some(entry) = memory.queue.pop_front() else {
+                    break;
+                };
+                if !st.as_mut().is_none_or(|st| st.forget(&entry.what)) {
+                    memory.queue.push_back(entry);
+                    spared += 1;
+                }
             }
         }
     }

@@ -113,8 +113,10 @@ impl Decoder for NdjsonCodec {
     }
 }
 
+/// The first newline (vectorized: byte by byte, finding line ends was a seventh of the socket
+/// thread's instructions).
 fn memchr_newline(haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', haystack)
 }
 
 impl Encoder<Bytes> for NdjsonCodec {
