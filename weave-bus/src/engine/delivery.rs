@@ -43,7 +43,8 @@ impl Engine {
         else {
             return;
         };
-        for ack_id in d.ack_ids() {
+        agent.ack_ids.insert(d.envelope.env.id.clone(), d.id);
+        for ack_id in d.action_ids() {
             agent.ack_ids.insert(ack_id, d.id);
         }
         agent.queue.push_back(d.id);
@@ -148,10 +149,14 @@ impl Engine {
                     agent.queue.remove(pos);
                 }
             }
-            for ack_id in d.ack_ids() {
-                if agent.ack_ids.get(&ack_id) == Some(&did) {
-                    agent.ack_ids.remove(&ack_id);
+            let mut forget = |ack_id: &str| {
+                if agent.ack_ids.get(ack_id) == Some(&did) {
+                    agent.ack_ids.remove(ack_id);
                 }
+            };
+            forget(&d.envelope.env.id);
+            for ack_id in d.action_ids() {
+                forget(&ack_id);
             }
         }
         Some(d)

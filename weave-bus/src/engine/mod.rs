@@ -106,6 +106,15 @@ impl Answer {
         }
     }
 
+    /// The answer `value` serializes to (written once, not parsed back).
+    pub fn of<T: Serialize>(value: &T) -> Self {
+        Self {
+            session: None,
+            payload: serde_json::value::to_raw_value(value).ok(),
+            transient: false,
+        }
+    }
+
     pub fn raw(json: String) -> Self {
         Self {
             session: None,

@@ -72,7 +72,8 @@ pub struct Agent {
     pub queue: VecDeque<u64>,
     /// Deliveries sent on the current connection and not yet acked.
     pub inflight: BTreeSet<u64>,
-    /// Ack id (message id, or action id of an action group) → delivery id.
+    /// Ack id (the record's id — what a `message.ack` names as `corr` — or an action id of an
+    /// action group) → delivery id.
     pub ack_ids: Map<String, u64>,
 }
 
@@ -151,18 +152,19 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Ids a `message.ack` (`corr`) or an `action.result` (`action_id`) may use to ack it.
-    pub fn ack_ids(&self) -> Vec<String> {
-        let mut ids = vec![self.envelope.env.id.clone()];
-        if self.kind == DeliveryKind::Action {
-            let payload = self.envelope.payload_value().unwrap_or_default();
-            ids.extend(actions_for(&payload, &self.target).filter_map(|a| {
+    /// The action ids an `action.result` may use to ack it (an action group's).
+    pub fn action_ids(&self) -> Vec<String> {
+        if self.kind != DeliveryKind::Action {
+            return Vec::new();
+        }
+        let payload = self.envelope.payload_value().unwrap_or_default();
+        actions_for(&payload, &self.target)
+            .filter_map(|a| {
                 a.get("action_id")
                     .and_then(|v| v.as_str())
                     .map(str::to_owned)
-            }));
-        }
-        ids
+            })
+            .collect()
     }
 }
 

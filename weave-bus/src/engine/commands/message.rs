@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::{bad, Reply};
 use crate::conn::ConnId;
 use crate::engine::brain::{message_input, stamp_chain, stamp_payload_text, MessageFields};
-use crate::engine::recorded::{push_int, Recorded};
+use crate::engine::recorded::Recorded;
 use crate::engine::{Answer, Engine};
 
 const NEEDS_TEXT: &str = "message.send needs `payload.text` (a string)";
@@ -90,17 +90,18 @@ impl Engine {
         let (seq, record) = self.append(&sid, recorded);
         self.enqueue(&sid, &target, seq, record);
         self.apply_effects(&sid, consulted.effects);
-        // Keys in the order `json!` gives them (sorted), as clients have always seen them.
-        let mut answer = Vec::with_capacity(64 + target.len() + env.id.len());
-        answer.extend_from_slice(br#"{"dst":"#);
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut answer, &target);
-        answer.extend_from_slice(br#","id":"#);
-        let _ = serde_json::to_writer(&mut answer, &env.id);
-        answer.extend_from_slice(br#","seq":"#);
-        push_int(&mut answer, seq);
-        answer.push(b'}');
-        Ok(Answer::raw(String::from_utf8(answer).unwrap_or_default()))
+        /// Keys in the order `json!` gives them (sorted), as clients have always seen them.
+        #[derive(serde::Serialize)]
+        struct Sent<'a> {
+            dst: &'a str,
+            id: &'a str,
+            seq: u64,
+        }
+        Ok(Answer::of(&Sent {
+            dst: &target,
+            id: &env.id,
+            seq,
+        }))
     }
 
     /// Marks a delivery acknowledged. Never answered (as clients expect); an ack that matches
