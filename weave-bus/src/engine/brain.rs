@@ -407,3 +407,103 @@ pub(super) fn stamp_chain(meta: &mut Option<Value>, first: &Stamp) {
     }
     weave["chain"] = json!({ "id": first.chain_id, "hop": first.hop });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEYS: [&str; 8] = [
+        "text",
+        "kind",
+        "context_id",
+        "owner_id",
+        "parent_message_id",
+        "reply_to_action_id",
+        "other",
+        "z",
+    ];
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z\"\\\\é\u{1}]{0,6}".prop_map(Value::from),
+            Just(json!({"nested": ["x", 1]})),
+        ]
+    }
+
+    /// A payload's text as a client may write it: any key order, spacing, keys twice.
+    fn payload() -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => value().prop_map(|v| v.to_string()),
+            6 => prop::collection::vec((0..KEYS.len(), value(), any::<bool>()), 0..8).prop_map(
+                |members| {
+                    let members: Vec<String> = members
+                        .iter()
+                        .map(|(k, v, spaced)| {
+                            let sep = if *spaced { " : " } else { ":" };
+                            format!("{}{sep}{v}", json!(KEYS[*k]))
+                        })
+                        .collect();
+                    format!("{{ {} }}", members.join(","))
+                }
+            ),
+        ]
+    }
+
+    fn stamp(context: bool, owner: bool) -> Stamp {
+        Stamp {
+            message_id: "m".into(),
+            context_id: context.then(|| "c\"1".to_owned()),
+            owner_id: owner.then(|| "o".to_owned()),
+            chain_id: "m".into(),
+            hop: 1,
+        }
+    }
+
+    fn same(a: &MessageFields<'_>, b: &MessageFields<'_>) -> bool {
+        (
+            &a.kind,
+            &a.context_id,
+            &a.parent_message_id,
+            &a.reply_to_action_id,
+        ) == (
+            &b.kind,
+            &b.context_id,
+            &b.parent_message_id,
+            &b.reply_to_action_id,
+        ) && (a.valid, a.object, a.has_context_id, a.has_owner_id)
+            == (b.valid, b.object, b.has_context_id, b.has_owner_id)
+    }
+
+    proptest! {
+        /// Reading a payload's text gives what reading its value gives, and stamping the text
+        /// gives what stamping the value gives; a known key written twice is left to the value.
+        #[test]
+        fn a_payload_read_and_stamped_as_text_is_as_read_and_stamped_as_a_value(
+            text in payload(),
+            context in any::<bool>(),
+            owner in any::<bool>(),
+        ) {
+            let value: Value = serde_json::from_str(&text).expect("generated JSON");
+            let by_value = MessageFields::of_value(Some(&value));
+            let Some(by_text) = MessageFields::of_text(&text) else {
+                let keys: Vec<&str> = KEYS[..6].to_vec();
+                let twice = keys.iter().any(|k| text.matches(&format!("{}", json!(k))).count() > 1);
+                prop_assert!(twice, "unread without a key twice: {}", text);
+                return Ok(());
+            };
+            prop_assert!(same(&by_text, &by_value), "{}: {:?} vs {:?}", text, by_text, by_value);
+            let first = stamp(context, owner);
+            let mut env: Envelope = Envelope::new("message.send", "m".into(), "t".into(), "a");
+            env.payload = Some(value.clone());
+            stamp_payload(&mut env, &first);
+            let stamped = stamp_payload_text(&text, &by_text, &first)
+                .map(|t| serde_json::from_str::<Value>(&t).expect("stamped JSON"))
+                .unwrap_or(value);
+            prop_assert_eq!(Some(stamped), env.payload, "{}", text);
+        }
+    }
+}
