@@ -183,15 +183,23 @@ impl Guard {
                 } else {
                     (to, m.from)
                 };
-                let run = match self.run(chain, lo, hi) {
-                    Some((last_from, r, _)) if last_from == to => r + 1,
-                    _ => 1,
-                };
                 self.run_updates += 1;
                 let key: PairKey = (chain.clone(), lo.clone(), hi.clone());
                 fresh.push(Fresh::Run(key.clone(), self.run_updates));
-                self.runs
-                    .insert(key, (m.from.clone(), run, self.run_updates));
+                // One lookup: the run is read and set through its entry.
+                let set = (m.from.clone(), 1, self.run_updates);
+                match self.runs.entry(key) {
+                    hashbrown::hash_map::Entry::Occupied(mut e) => {
+                        let run = match e.get() {
+                            (last_from, r, _) if last_from == to => r + 1,
+                            _ => 1,
+                        };
+                        e.insert((set.0, run, set.2));
+                    }
+                    hashbrown::hash_map::Entry::Vacant(e) => {
+                        e.insert(set);
+                    }
+                }
                 self.unanswered.insert(to.clone(), m.id.clone());
             }
         }

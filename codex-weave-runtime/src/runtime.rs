@@ -604,25 +604,31 @@ pub(crate) fn apply(
                 .map_or_else(|| c.into(), |(k, _)| k.clone())
         }
     });
-    if p.new_conversation {
-        // A relay creates its targets' conversations itself (with the relay id).
-        if let (Some(ctx), Some(owner)) = (
-            ctx.as_ref()
-                .filter(|c| !st.conversations.contains_key(&***c)),
-            &p.owner,
-        ) {
-            let owner_id = st.intern(owner);
-            st.add_conversation(Conversation {
-                context_id: ctx.clone(),
-                owner_id,
-                relay_id: None,
-                last_to: Vec::new(),
-            });
-        }
-    }
+    // A message starting a conversation creates it (a relay creates its targets' conversations
+    // itself, with the relay id). One lookup finds or creates it.
+    let owner_id = p
+        .owner
+        .as_deref()
+        .filter(|_| p.new_conversation)
+        .map(|o| st.intern(o));
+    let conv = match &ctx {
+        None => None,
+        Some(ctx) => match st.conversations.entry(ctx.clone()) {
+            hashbrown::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            hashbrown::hash_map::Entry::Vacant(e) => owner_id.map(|owner_id| {
+                st.fresh.push(Fresh::Conversation(ctx.clone()));
+                e.insert(Conversation {
+                    context_id: ctx.clone(),
+                    owner_id,
+                    relay_id: None,
+                    last_to: Vec::new(),
+                })
+            }),
+        },
+    };
     let new_work = send.kind == MessageKind::User;
     let mut relay_id = None;
-    if let Some(conv) = ctx.as_ref().and_then(|c| st.conversations.get_mut(c)) {
+    if let Some(conv) = conv {
         relay_id = conv.relay_id.clone();
         for t in &to {
             conv.set_last_to(t, &id);
