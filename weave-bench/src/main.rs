@@ -94,6 +94,12 @@ enum Cmd {
         #[arg(long, default_value = "ndjson")]
         framing: String,
     },
+    /// Only the round-trip rows (`--trips`), in blocks alternating with the baseline, one line
+    /// per percentile. For quick comparisons.
+    Trips {
+        #[arg(long, default_value = "ndjson")]
+        framing: String,
+    },
 }
 
 /// One row of the table.
@@ -135,6 +141,10 @@ fn main() {
             .unwrap_or_else(|| bus_bin.with_file_name("weaved"));
         return rt.block_on(soak::run(&weaved, seconds, sessions, agents_per_session));
     }
+    if let Some(Cmd::Trips { framing }) = &args.cmd {
+        let framing = Framing::parse(framing).expect("--framing ndjson|protobuf");
+        return rt.block_on(trips_only(&args, &bus_bin, framing));
+    }
     if let Some(Cmd::Throughput { rounds, framing }) = &args.cmd {
         let framing = Framing::parse(framing).expect("--framing ndjson|protobuf");
         return rt.block_on(throughput_only(&args, &bus_bin, *rounds, framing));
@@ -155,19 +165,9 @@ fn main() {
             let f = framing.as_str();
             eprintln!("bus ({durability}, {f}) and baseline: round trips, in alternating blocks…");
             let mut bus_pp = bus::PingPong::start(&bus_bin, durability, framing).await;
-            let (mut bus_lat, mut base_lat) = (Latencies::default(), Latencies::default());
-            // Warm-up, then blocks of each in turn, so both see the same machine.
-            bus_pp
-                .trips(&text, args.trips / 10, &mut Latencies::default())
-                .await;
-            base_pp
-                .trips(&text, args.trips / 10, &mut Latencies::default())
-                .await;
+            let (bus_lat, base_lat) =
+                alternating_trips(&mut bus_pp, &mut base_pp, &text, args.trips).await;
             let block = (args.trips / RTT_BLOCKS).max(1);
-            for _ in 0..RTT_BLOCKS {
-                base_pp.trips(&text, block, &mut base_lat).await;
-                bus_pp.trips(&text, block, &mut bus_lat).await;
-            }
             let rtt_check = bus_pp.finish().await;
             eprintln!("bus ({durability}, {f}) and baseline: throughput, in alternating rounds…");
             let (tput, base) =
@@ -364,6 +364,46 @@ async fn throughput_only(args: &Args, bus_bin: &std::path::Path, rounds: usize, 
             base.check
         );
     }
+}
+
+async fn trips_only(args: &Args, bus_bin: &std::path::Path, framing: Framing) {
+    #![allow(clippy::print_stdout)]
+    let text = "x".repeat(args.size);
+    let mut base_pp = baseline::PingPong::start().await;
+    let mut bus_pp = bus::PingPong::start(bus_bin, "normal", framing).await;
+    let (bus_lat, base_lat) = alternating_trips(&mut bus_pp, &mut base_pp, &text, args.trips).await;
+    let check = bus_pp.finish().await;
+    for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)] {
+        let (b, r) = (bus_lat.quantile(q), base_lat.quantile(q));
+        println!(
+            "round trip {name}: bus {b:.1} µs, baseline {r:.1} µs, ratio {:.2}×",
+            b / r
+        );
+    }
+    println!("{check}");
+}
+
+/// Warm-up, then `trips` round trips of each in blocks taken in turn, so both see the same
+/// machine: (bus latencies, baseline latencies).
+async fn alternating_trips(
+    bus_pp: &mut bus::PingPong,
+    base_pp: &mut baseline::PingPong,
+    text: &str,
+    trips: usize,
+) -> (Latencies, Latencies) {
+    let (mut bus_lat, mut base_lat) = (Latencies::default(), Latencies::default());
+    bus_pp
+        .trips(text, trips / 10, &mut Latencies::default())
+        .await;
+    base_pp
+        .trips(text, trips / 10, &mut Latencies::default())
+        .await;
+    let block = (trips / RTT_BLOCKS).max(1);
+    for _ in 0..RTT_BLOCKS {
+        base_pp.trips(text, block, &mut base_lat).await;
+        bus_pp.trips(text, block, &mut bus_lat).await;
+    }
+    (bus_lat, base_lat)
 }
 
 /// The bus's CPU time per message by thread, busiest first, e.g. `bus CPU per message: engine

@@ -240,8 +240,7 @@ impl Store {
             Durability::Fsync => "FULL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA page_size=16384;
-             PRAGMA journal_mode=WAL;
+            "PRAGMA journal_mode=WAL;
              PRAGMA synchronous={sync};
              PRAGMA wal_autocheckpoint=0;
              PRAGMA foreign_keys=OFF;
