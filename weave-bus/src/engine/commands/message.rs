@@ -8,9 +8,9 @@ use crate::conn::ConnId;
 use crate::engine::brain::{message_input, stamp_chain, stamp_payload_text, MessageFields};
 use crate::engine::recorded::Recorded;
 use crate::engine::{Answer, Engine};
+use crate::refusal::Refusal;
 
 const NEEDS_TEXT: &str = "message.send needs `payload.text` (a string)";
-use crate::refusal::Refusal;
 
 impl Engine {
     /// Records a message and queues it for its target: `dst` (id or name) or `topic`
@@ -78,7 +78,7 @@ impl Engine {
                 first.map(|f| (f.chain_id.as_str(), f.hop)),
             ),
             Some(meta) => {
-                let mut record = record.map(|_| (), |_| Value::Null);
+                let mut record = record.map(|_| (), |m| m);
                 record.meta = Some(meta);
                 stamp_origin_name(&mut record.meta, origin);
                 if let Some(first) = first {
