@@ -147,6 +147,19 @@ impl<P, M> Envelope<P, M> {
 /// parsing it into a [`Value`] would be: see [`check_json`]).
 pub type RawRequest = Envelope<Box<serde_json::value::RawValue>>;
 
+impl<M> Envelope<Value, M> {
+    /// The same line with its payload as JSON text, written compactly: a request as the bus
+    /// reads it (see [`RawRequest`]).
+    pub fn into_raw_payload(self) -> Envelope<Box<serde_json::value::RawValue>, M> {
+        use serde_json::value::{to_raw_value, RawValue};
+        // A `Value` always serializes.
+        self.map(
+            |p| to_raw_value(&p).unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            |m| m,
+        )
+    }
+}
+
 /// Checks that `json` (already known to be well-formed JSON text) is what a [`Value`] accepts:
 /// every number in range, nesting within serde_json's limit. Walks it without building it.
 pub fn check_json(json: &str) -> Result<(), serde_json::Error> {

@@ -14,7 +14,6 @@ use codex_weave_runtime::{check_json, Envelope, RawRequest};
 use prost::Message;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
@@ -140,10 +139,7 @@ impl Framing {
                 }
                 Ok(env)
             }
-            Framing::Protobuf => Ok(self.decode(frame)?.map(
-                |p| serde_json::value::to_raw_value(&p).unwrap_or_else(|_| null()),
-                |m| m,
-            )),
+            Framing::Protobuf => Ok(self.decode(frame)?.into_raw_payload()),
         }
     }
 
@@ -163,10 +159,6 @@ impl Framing {
 }
 
 /// Parses one JSON line. On failure: the line's `id` when it has one, and why.
-fn null() -> Box<RawValue> {
-    RawValue::from_string("null".to_owned()).expect("`null` is JSON")
-}
-
 fn parse_json<T: DeserializeOwned>(line: &[u8]) -> Result<T, BadFrame> {
     serde_json::from_slice::<T>(line).map_err(|e| {
         let (corr, message) = match serde_json::from_slice::<Value>(line) {

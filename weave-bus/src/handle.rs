@@ -46,14 +46,7 @@ impl Bus {
 
     /// A request built in process (its payload written compactly, as a line would carry it).
     pub(crate) fn request(&self, conn: ConnId, env: Envelope) {
-        let null = || serde_json::value::RawValue::from_string("null".into()).expect("JSON");
-        self.request_raw(
-            conn,
-            env.map(
-                |p| serde_json::value::to_raw_value(&p).unwrap_or_else(|_| null()),
-                |m| m,
-            ),
-        );
+        self.request_raw(conn, env.into_raw_payload());
     }
 
     /// A request read from a socket (see `Framing::decode_request`).

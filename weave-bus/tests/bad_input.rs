@@ -7,42 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-
-struct Raw {
-    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
-    writer: tokio::net::unix::OwnedWriteHalf,
-}
-
-impl Raw {
-    async fn open(bus: &BusProcess) -> Raw {
-        let (r, w) = UnixStream::connect(bus.socket())
-            .await
-            .unwrap()
-            .into_split();
-        Raw {
-            reader: BufReader::new(r),
-            writer: w,
-        }
-    }
-
-    /// Writes `bytes` as one line and returns the next line read back, parsed.
-    async fn roundtrip(&mut self, bytes: &[u8]) -> Value {
-        self.writer.write_all(bytes).await.unwrap();
-        self.writer.write_all(b"\n").await.unwrap();
-        self.read().await
-    }
-
-    async fn read(&mut self) -> Value {
-        let mut line = String::new();
-        tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
-            .await
-            .unwrap()
-            .unwrap();
-        serde_json::from_str(&line).unwrap_or(Value::Null)
-    }
-}
+use tokio::io::AsyncWriteExt;
 
 fn code(v: &Value) -> &str {
     assert_eq!(v["status"], "error", "{v}");
@@ -70,7 +35,7 @@ async fn every_kind_of_bad_line_gets_its_error_and_the_connection_stays_usable()
         .as_str()
         .unwrap()
         .to_owned();
-    let mut raw = Raw::open(&bus).await;
+    let mut raw = RawConn::open(&bus).await;
 
     let cases: Vec<(Vec<u8>, &str, Option<&str>)> = vec![
         (b"{not json".to_vec(), "bad_request", None),
@@ -127,21 +92,20 @@ async fn every_kind_of_bad_line_gets_its_error_and_the_connection_stays_usable()
 #[tokio::test]
 async fn a_line_over_the_limit_gets_frame_too_large_and_the_connection_is_closed() {
     let bus = BusProcess::start_with(&["--max-line", "4096"]);
-    let mut raw = Raw::open(&bus).await;
+    let mut raw = RawConn::open(&bus).await;
     let big = format!(
         r#"{{"v":1,"type":"session.list","id":"big","pad":"{}"}}"#,
         "x".repeat(5000)
     );
     let resp = raw.roundtrip(big.as_bytes()).await;
     assert_eq!(code(&resp), "frame_too_large");
-    let mut rest = String::new();
-    let n = tokio::time::timeout(WAIT, raw.reader.read_line(&mut rest))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(n, 0, "connection closed after frame_too_large");
+    assert_eq!(
+        raw.read_line().await,
+        "",
+        "connection closed after frame_too_large"
+    );
     // A line just under the limit is fine on a new connection.
-    let mut raw = Raw::open(&bus).await;
+    let mut raw = RawConn::open(&bus).await;
     let fits = format!(
         r#"{{"v":1,"type":"session.list","id":"fits","pad":"{}"}}"#,
         "x".repeat(3900)
@@ -152,8 +116,9 @@ async fn a_line_over_the_limit_gets_frame_too_large_and_the_connection_is_closed
 #[tokio::test]
 async fn message_ack_gets_no_reply_even_when_it_matches_nothing() {
     let bus = BusProcess::start();
-    let mut raw = Raw::open(&bus).await;
-    raw.writer.write_all(b"{\"v\":1,\"type\":\"message.ack\",\"id\":\"k\",\"session\":\"x\",\"src\":\"y\",\"corr\":\"z\"}\n").await.unwrap();
+    let mut raw = RawConn::open(&bus).await;
+    raw.send(br#"{"v":1,"type":"message.ack","id":"k","session":"x","src":"y","corr":"z"}"#)
+        .await;
     let resp = raw
         .roundtrip(br#"{"v":1,"type":"session.list","id":"after"}"#)
         .await;
@@ -166,7 +131,7 @@ async fn half_written_line_then_disconnect_changes_nothing() {
     let c = bus.connect().await;
     let s = c.create_session("s").await;
     {
-        let mut raw = Raw::open(&bus).await;
+        let mut raw = RawConn::open(&bus).await;
         raw.writer
             .write_all(
                 format!(r#"{{"v":1,"type":"session.close","id":"h","session":"{s}""#).as_bytes(),
@@ -203,15 +168,10 @@ async fn connections_past_the_limit_get_limit_reached_and_are_closed() {
     let two = bus.connect().await;
     one.ok("session.list", None, "t", Value::Null).await;
     two.ok("session.list", None, "t", Value::Null).await;
-    let mut third = Raw::open(&bus).await;
+    let mut third = RawConn::open(&bus).await;
     let refused = third.read().await;
     assert_eq!(code(&refused), "limit_reached");
-    let mut rest = String::new();
-    let n = tokio::time::timeout(WAIT, third.reader.read_line(&mut rest))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(n, 0, "closed after limit_reached");
+    assert_eq!(third.read_line().await, "", "closed after limit_reached");
     // A slot frees when a connection closes. (A refused connection may also be reset before
     // its line is read, so any failure here just means "not yet".)
     drop(one);

@@ -112,6 +112,7 @@ impl Recorded {
     /// The record's envelope with payload and meta as checked JSON (off the hot path: dead
     /// letters, binary frames, lines sent as they are).
     pub fn envelope(&self) -> Envelope<Raw, Raw> {
+        let null = || RawValue::NULL.to_owned();
         let raw = |text: &str| RawValue::from_string(text.to_owned()).unwrap_or_else(|_| null());
         let mut env = self.env.clone().map(|()| null(), |()| null());
         env.payload = self.payload().map(raw);
@@ -268,10 +269,6 @@ fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Box<str> {
 /// serde_json writes UTF-8 only.
 fn into_text(out: Vec<u8>) -> Box<str> {
     String::from_utf8(out).unwrap_or_default().into_boxed_str()
-}
-
-fn null() -> Raw {
-    RawValue::from_string("null".to_owned()).expect("`null` is JSON")
 }
 
 /// The meta's JSON text and where deliveries put their keys into it. An object's members are
