@@ -15,6 +15,7 @@ pub mod home;
 pub mod metrics;
 pub mod refusal;
 pub mod server;
+pub mod signals;
 pub mod store;
 
 pub use codex_weave_runtime::RuntimeConfig;
@@ -22,3 +23,4 @@ pub use config::{BusConfig, Durability, Limits};
 pub use handle::{Bus, LocalConn, LocalSender};
 pub use refusal::Refusal;
 pub use server::{BusServer, StartError};
+pub use signals::shutdown_signal;

@@ -141,6 +141,27 @@ impl BusProcess {
         c.wait().ok()?.code()
     }
 
+    /// SIGTERM, and the exit code once the process is gone; `None` if it is still running after
+    /// `within` (it is then killed).
+    pub fn terminate_within(&mut self, within: Duration) -> Option<i32> {
+        let mut c = self.child.take()?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
+    }
+
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn().expect("bus restarts");

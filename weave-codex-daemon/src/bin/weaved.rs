@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let shutdown = weave_bus::shutdown_signal();
         let daemon = match Daemon::start(cfg).await {
             Ok(d) => d,
             Err(e) => {
@@ -77,23 +78,9 @@ fn main() -> ExitCode {
             println!("weaved: http http://{}", daemon.http_addr);
             println!("weaved: login {}", daemon.login_url);
         }
-        daemon.run(shutdown_signal()).await;
+        daemon.run(shutdown).await;
         ExitCode::SUCCESS
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-    }
 }
 
 /// Every socket client and SSE stream holds a descriptor: take the soft open-file limit up to
