@@ -13,6 +13,8 @@ const state = {
   lastSeq: 0,
   agents: new Map(), // id -> agent
   busy: new Map(), // agent id -> relay tasks running/blocked
+  doing: new Map(), // agent id -> what it said it is doing (agent.activity)
+  receipts: new Map(), // message id -> Map(agent id -> receipt state)
   me: null, // {id, name} the person, in the selected session
   conn: { sessions: "offline", events: "idle" }, // a stream not opened yet is idle
 };
@@ -162,6 +164,8 @@ function select(id) {
   state.lastSeq = 0;
   state.agents = new Map();
   state.busy = new Map();
+  state.doing = new Map();
+  state.receipts = new Map();
   state.me = JSON.parse(localStorage.getItem(`weave.me.${id}`) || "null");
   $("timeline").replaceChildren();
   $("relays").replaceChildren();
@@ -198,8 +202,12 @@ const RECORD_TYPES = [
   "session.created", "session.closed", "agent.added", "agent.updated", "agent.removed",
   "agent.online", "agent.offline", "agents.ordered", "message.send", "action.submit",
   "action.result", "delivery.failed", "relay.submit", "relay.accepted", "relay.done",
-  "task.updated", "task.done", "loop.suppressed",
+  "task.updated", "task.done", "loop.suppressed", "receipt.updated", "agent.activity",
 ];
+
+/// Records that change what other rows show rather than being rows of their own.
+const NOT_ROWS = new Set(["receipt.updated", "agent.activity"]);
+const TICKS = { queued: "·", delivered: "✓", read: "✓✓", answered: "↩" };
 
 function addRecord(record) {
   if (state.records.has(record.seq)) return; // exactly once
@@ -233,6 +241,18 @@ function addRecord(record) {
       break;
     case "agents.ordered":
       refreshAgents();
+      break;
+    case "agent.activity":
+      if (p.activity === "busy") state.doing.set(p.id, p.doing || "working");
+      else state.doing.delete(p.id);
+      break;
+    case "receipt.updated":
+      for (const m of p.messages || []) {
+        const per = state.receipts.get(m.id) || new Map();
+        per.set(p.agent, p.state);
+        state.receipts.set(m.id, per);
+        drawTicks(m.id);
+      }
       break;
   }
   if (/^(relay\.|task\.|action\.)/.test(env.type)) scheduleRelays();
@@ -300,6 +320,27 @@ function rowClass(env) {
   return "";
 }
 
+/// The ticks of a message row: the furthest state each recipient reached.
+function drawTicks(id) {
+  const li = document.querySelector(`#timeline li[data-message="${CSS.escape(id)}"]`);
+  if (!li) return;
+  const per = state.receipts.get(id);
+  const span = li.querySelector(".ticks");
+  if (!per || !span) return;
+  const name = (a) => (state.agents.get(a) && state.agents.get(a).name) || a;
+  const states = [...per.entries()];
+  span.textContent = states.map(([, st]) => TICKS[st] || st).join(" ");
+  span.title = states.map(([a, st]) => `${name(a)}: ${st}`).join(", ");
+  span.setAttribute("aria-label", span.title);
+}
+
+/// The ids receipts are kept under for a row: the message's, or each action's of a group.
+function receiptIds(env) {
+  if (env.type === "message.send") return [env.id];
+  if (env.type === "action.submit") return ((env.payload || {}).actions || []).map((a) => a.action_id).filter(Boolean);
+  return [];
+}
+
 function renderTimeline() {
   const ol = $("timeline");
   const fresh = [];
@@ -307,6 +348,7 @@ function renderTimeline() {
     if (drawn.has(`${state.selected}:${seq}`)) continue;
     drawn.add(`${state.selected}:${seq}`);
     const env = r.envelope;
+    if (NOT_ROWS.has(env.type)) continue;
     const li = document.createElement("li");
     li.dataset.seq = seq;
     li.dataset.type = env.type;
@@ -315,7 +357,9 @@ function renderTimeline() {
     const from = env.src === "weave" ? "weave" : (state.agents.get(env.src) || {}).name || env.src;
     const to = env.dst ? ` → ${(state.agents.get(env.dst) || {}).name || env.dst}` : "";
     const kind = env.payload && env.payload.kind && env.type === "message.send" ? ` (${env.payload.kind})` : "";
-    li.innerHTML = `<span class="seq"></span><span class="kind"></span><span class="who"></span><span class="text"></span>`;
+    li.innerHTML = `<span class="seq"></span><span class="kind"></span><span class="who"></span><span class="text"></span><span class="ticks"></span>`;
+    const ids = receiptIds(env);
+    if (ids.length === 1) li.dataset.message = ids[0];
     li.querySelector(".seq").textContent = seq;
     li.querySelector(".kind").textContent = env.type + kind;
     li.querySelector(".who").textContent = from + to;
@@ -324,6 +368,7 @@ function renderTimeline() {
     fresh.push(li);
   }
   if (fresh.length) {
+    for (const li of fresh) if (li.dataset.message) queueMicrotask(() => drawTicks(li.dataset.message));
     // Keep the DOM in seq order whatever order records arrived in.
     const all = [...ol.children, ...fresh].sort((a, b) => Number(a.dataset.seq) - Number(b.dataset.seq));
     const newestLast = $("sort").value !== "desc";
@@ -421,7 +466,11 @@ function renderAgents() {
         <span class="tools"><button data-act="rename">rename</button><button data-act="up">↑</button><button data-act="down">↓</button></span>`;
       li.querySelector(".name").textContent = a.name || a.id;
       li.querySelector(".kind-tag").textContent = a.kind || "agent";
-      li.querySelector(".busy").textContent = state.busy.has(a.id) ? `busy in ${state.busy.get(a.id)}` : "";
+      li.querySelector(".busy").textContent = state.busy.has(a.id)
+        ? `busy in ${state.busy.get(a.id)}`
+        : state.doing.has(a.id)
+          ? `busy: ${state.doing.get(a.id)}`
+          : "";
       li.querySelector('[data-act="rename"]').onclick = async () => {
         const name = prompt(`New name for ${a.name || a.id}`, a.name || "");
         if (name) await api("PATCH", `/api/sessions/${state.selected}/agents/${encodeURIComponent(a.id)}`, { name });

@@ -113,6 +113,11 @@ impl Guard {
         self.nodes.get(id)
     }
 
+    /// The newest new-work message delivered to `agent` that it has not answered yet.
+    pub fn unanswered_by(&self, agent: &str) -> Option<&str> {
+        self.unanswered.get(agent).map(|id| &**id)
+    }
+
     /// Decides without changing anything.
     pub fn evaluate(
         &self,

@@ -116,6 +116,10 @@ pub struct Stamp {
     pub owner_id: Option<AgentId>,
     pub chain_id: String,
     pub hop: u32,
+    /// The message (or action) this one answers, for its receipt: the one it names
+    /// (`parent_message_id`, else `reply_to_action_id`), else — for a reply — the newest work
+    /// given to the sender that it had not answered yet.
+    pub answers: Option<String>,
 }
 
 /// One session's state. Conversations, message nodes (guard and reference), pair runs, and relays
@@ -215,6 +219,7 @@ pub(crate) struct Planned {
     new_conversation: bool,
     owner: Option<AgentId>,
     verdict: Verdict,
+    answers: Option<String>,
 }
 
 pub(crate) fn refuse(code: ErrorCode, message: impl Into<String>) -> Output {
@@ -546,6 +551,13 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
     let verdict = st
         .guard
         .evaluate(&probe, tip, cfg.max_hops, cfg.max_ping_pong);
+    let answers = explicit_parent
+        .or_else(|| {
+            (send.kind == MessageKind::Reply)
+                .then(|| st.guard.unanswered_by(&send.from))
+                .flatten()
+        })
+        .map(str::to_owned);
     if let Some(rule) = verdict.stop {
         let owner = owner.clone().unwrap_or_else(|| send.from.clone());
         let limit = match rule {
@@ -581,6 +593,7 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
         new_conversation,
         owner,
         verdict,
+        answers,
     })
 }
 
@@ -658,6 +671,7 @@ pub(crate) fn apply(
         context_id: p.context_id,
         owner_id: p.owner,
         hop: p.verdict.hop,
+        answers: p.answers,
     })];
     if send.kind == MessageKind::Reply {
         if let Some(action_id) = &send.reply_to_action_id {

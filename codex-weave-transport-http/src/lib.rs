@@ -81,6 +81,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
         )
         .route("/api/sessions/{id}/messages", post(agent_routes::messages))
         .route(
+            "/api/sessions/{id}/messages/{message_id}",
+            get(routes::message_receipts),
+        )
+        .route(
             "/api/sessions/{id}/relays/{relay_id}/done",
             post(agent_routes::relay_done),
         )

@@ -88,6 +88,12 @@ pub const ROUTES: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "get",
+        "/api/sessions/{id}/messages/{message_id}",
+        "A message's receipts, one per recipient: `{id, receipts: [{message, agent, state, seq}]}`, as `message.receipts`.",
+        true,
+    ),
+    (
+        "get",
         "/api/sessions/{id}/events",
         "Records `?since=SEQ&limit=N` -> `{records, next, head}`, as `events.history`.",
         true,

@@ -159,6 +159,30 @@ pub async fn history(
     }
 }
 
+/// How far a message got with each recipient (`message.receipts`): queued, delivered, read,
+/// answered. An id with no receipts (unknown, or a result) is a 404.
+pub async fn message_receipts(
+    State(st): State<Arc<HttpState>>,
+    Path((id, message_id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let resp = call(
+        &st,
+        "message.receipts",
+        Some(&id),
+        json!({ "ids": [message_id] }),
+    )
+    .await?;
+    let receipts = payload_of(&resp)["receipts"].take();
+    if receipts.as_array().is_none_or(Vec::is_empty) {
+        return Err(Problem::new(
+            "unknown_message",
+            format!("no message {message_id} with receipts in session {id}"),
+        ));
+    }
+    let body = json!({ "id": message_id, "receipts": receipts });
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}
+
 pub async fn list_relays(
     State(st): State<Arc<HttpState>>,
     Path(id): Path<String>,

@@ -53,6 +53,7 @@ async fn every_state_change_is_a_numbered_record() {
             "agent.added",
             "agent.online",
             "message.send",
+            "receipt.updated",
             "agent.updated",
             "delivery.failed",
             "agent.removed",
@@ -65,7 +66,7 @@ async fn every_state_change_is_a_numbered_record() {
         .iter()
         .map(|r| r["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
     for r in h["records"].as_array().unwrap() {
         let ts = r["ts"].as_str().unwrap();
         assert!(
@@ -79,7 +80,7 @@ async fn every_state_change_is_a_numbered_record() {
             assert_eq!(env["session"], s.as_str());
         }
     }
-    assert_eq!(h["head"], 10);
+    assert_eq!(h["head"], 11);
 }
 
 #[tokio::test]
@@ -88,8 +89,11 @@ async fn history_pages_latest_without_since_oldest_after_since() {
     let c = bus.connect().await;
     let s = c.create_session("s").await; // seq 1
     c.add_agent(&s, "a1", "A").await; // 2, 3
-    for i in 0..17 {
-        c.send(&s, "a1", "a1", &format!("{i}")).await; // 4..=20
+                                      // Sent to an agent that is offline, so no delivery receipt falls between the messages.
+    bus.connect().await.add_agent(&s, "b1", "B").await; // 4, 5, then offline: 6
+    c.wait_status(&s, "b1", "offline").await;
+    for i in 0..14 {
+        c.send(&s, "a1", "b1", &format!("{i}")).await; // 7..=20
     }
     let seqs = |v: &Value| -> Vec<u64> {
         v["records"]

@@ -34,6 +34,23 @@ async fn resume_with_last_event_id_mid_stream_has_no_gap_and_no_duplicate() {
         .session
         .unwrap();
     socket_call(&c, "agent.add", Some(&s), "a", json!({ "id": "a" })).await;
+    // Messages to an agent that is offline: nothing is delivered, so the log holds the messages
+    // and no delivery receipts between them.
+    {
+        let (b, _) = Client::connect(d.socket()).await.unwrap();
+        socket_call(&b, "agent.add", Some(&s), "b", json!({ "id": "b" })).await;
+    }
+    while socket_call(&c, "agent.list", Some(&s), "t", json!({}))
+        .await
+        .payload
+        .unwrap()["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["id"] == "b" && a["status"] == "online")
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let mut first = SseReader::open(d.get(&format!("/api/sessions/{s}/events/stream"))).await;
     let snapshot = first.next().await.unwrap();
     assert_eq!(snapshot.event, "snapshot");
@@ -44,7 +61,7 @@ async fn resume_with_last_event_id_mid_stream_has_no_gap_and_no_duplicate() {
             for i in 0..1000 {
                 let mut m = Envelope::new("message.send", String::new(), String::new(), "a");
                 m.session = Some(s.clone());
-                m.dst = Some("a".into());
+                m.dst = Some("b".into());
                 m.payload = Some(json!({ "text": format!("{i}") }));
                 assert_eq!(c.request(m).await.unwrap().error, None);
             }

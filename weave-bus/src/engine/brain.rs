@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::commands::TERMINAL_STATUSES;
 use super::{bus_envelope, new_id, Engine};
 use crate::refusal::Refusal;
 
@@ -216,7 +217,7 @@ pub(super) fn input_for(session: &str, env: &Envelope) -> Option<Input> {
             from: env.src.clone(),
             to: env.dst.clone()?,
             action_id: text(p, "action_id")?.to_owned(),
-            terminal: matches!(text(p, "status"), Some("completed" | "rejected" | "error")),
+            terminal: text(p, "status").is_some_and(|s| TERMINAL_STATUSES.contains(&s)),
         }),
         "relay.submit" => {
             // Recorded with names resolved to ids; `meta.weave.resolved` lists the known ones.
@@ -460,6 +461,7 @@ mod tests {
             owner_id: owner.then(|| "o".to_owned()),
             chain_id: "m".into(),
             hop: 1,
+            answers: None,
         }
     }
 

@@ -9,11 +9,12 @@ use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use codex_weave_runtime::{AckMode, Envelope, BUS_SRC};
+use codex_weave_runtime::{AckMode, Envelope, ReceiptState, BUS_SRC};
 use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::receipts::{moved, receipt_ids};
 use super::recorded::{Delivered, Recorded};
 use super::state::{actions_for, Delivery, DeliveryKind};
 use super::writer::Write;
@@ -29,6 +30,7 @@ impl Engine {
         let id = self.next_delivery;
         self.next_delivery += 1;
         let d = new_delivery(id, sid.to_owned(), session.key, target.to_owned(), seq, env);
+        self.receipts_queued(&d);
         self.index_delivery(d);
         self.batch.dirty.push(id);
         self.batch.pump.push((sid.to_owned(), target.to_owned()));
@@ -97,6 +99,12 @@ impl Engine {
             d.count += 1;
             if d.count > 1 {
                 self.metrics.inc(&self.metrics.redeliveries);
+            } else {
+                let ids = receipt_ids(d);
+                for (write, moved) in moved(d, ids, ReceiptState::Delivered) {
+                    self.batch.writes.push(write);
+                    self.batch.receipts.push(moved);
+                }
             }
             let line = delivered_line(d, conn.out.framing());
             let (ack_mode, timeout, kind, count) = (d.ack_mode, d.timeout_ms, d.kind, d.count);
@@ -127,7 +135,16 @@ impl Engine {
         let Some(&did) = agent.ack_ids.get(ack_id) else {
             return false;
         };
+        // A manual ack is the application's own: the agent has read the message.
+        let read = self
+            .deliveries
+            .get(&did)
+            .filter(|d| d.kind == DeliveryKind::Message && d.ack_mode == AckMode::Manual)
+            .map(receipt_ids);
         self.forget(did);
+        if let Some(ids) = read {
+            self.advance_receipts_logged(sid, aid, ids, ReceiptState::Read);
+        }
         self.batch.dirty.push(did);
         self.batch.pump.push((sid.to_owned(), aid.to_owned()));
         self.metrics.inc(&self.metrics.acks);

@@ -13,6 +13,7 @@ mod brain;
 mod commands;
 mod delivery;
 mod idempotency;
+mod receipts;
 mod recorded;
 mod records;
 mod snapshot;
@@ -172,6 +173,8 @@ struct Batch {
     pump: Vec<(String, String)>,
     /// Sessions whose log outgrew `retain_events`: pruned before the commit.
     prune: Vec<String>,
+    /// Receipts that moved in this batch, recorded at its end.
+    receipts: Vec<receipts::Moved>,
     /// Connections that closed during the batch: their last lines (an error for the line that
     /// made the bus close them, say) still go out.
     closing: Map<ConnId, ConnOut>,
@@ -399,6 +402,7 @@ impl Engine {
     /// or, if the store fails, `store_unavailable` for each of its requests, and memory is
     /// reloaded from the store so that nothing uncommitted is believed.
     fn finish_batch(&mut self, applied: usize) {
+        self.record_receipts();
         self.flush_dirty();
         if !self.batch.remembered.is_empty() {
             let remembered = std::mem::take(&mut self.batch.remembered);

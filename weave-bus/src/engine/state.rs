@@ -75,6 +75,9 @@ pub struct Agent {
     /// Ack id (the record's id — what a `message.ack` names as `corr` — or an action id of an
     /// action group) → delivery id.
     pub ack_ids: Map<String, u64>,
+    /// What the agent said it is doing (`agent.activity`): busy with what, or idle. Reset to
+    /// idle when its connection goes.
+    pub busy: Option<String>,
 }
 
 impl Agent {
@@ -88,6 +91,7 @@ impl Agent {
             queue: VecDeque::new(),
             inflight: BTreeSet::new(),
             ack_ids: Map::default(),
+            busy: None,
         }
     }
 
@@ -107,6 +111,8 @@ impl Agent {
             "status": if self.conn.is_some() { "online" } else { "offline" },
             "queued": self.queue.len(),
             "unacked": self.inflight.len(),
+            "activity": if self.busy.is_some() { "busy" } else { "idle" },
+            "doing": self.busy,
         })
     }
 }

@@ -49,6 +49,14 @@ pub enum Write {
         count: u32,
     },
     Undelivery(u64),
+    /// A receipt moved forward (or created at `state`).
+    Receipt {
+        session: i64,
+        message: String,
+        agent: String,
+        seq: u64,
+        state: i64,
+    },
     /// The batch's remembered responses (one row).
     Idempotency(Vec<Remembered>),
     Other(WriteFn),
@@ -87,6 +95,13 @@ impl Write {
                 count,
             } => r.put_delivery(id, session, &target, seq, count),
             Write::Undelivery(id) => r.delete_delivery(id),
+            Write::Receipt {
+                session,
+                message,
+                agent,
+                seq,
+                state,
+            } => r.put_receipt(session, &message, &agent, seq, state),
             Write::Idempotency(entries) => {
                 r.put_idempotency(entries.iter().map(|e| IdempotencyRef {
                     id: e.id,

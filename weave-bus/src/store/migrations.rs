@@ -73,6 +73,19 @@ const MIGRATIONS: &[&str] = &[
         last_id INTEGER PRIMARY KEY,
         entries TEXT NOT NULL
     );",
+    // 7: receipts, one row per message (or action of a group) and recipient: its state
+    // (0 queued, 1 delivered, 2 read, 3 answered) only ever moves forward. `seq` is the record
+    // that carried the message, so an agent's unread messages are read in log order and pruned
+    // with the log.
+    "CREATE TABLE receipts (
+        session INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        state INTEGER NOT NULL,
+        PRIMARY KEY (session, message, agent)
+    ) WITHOUT ROWID;
+    CREATE INDEX receipts_by_agent ON receipts (session, agent, state, seq);",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

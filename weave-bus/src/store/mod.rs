@@ -7,6 +7,7 @@
 //! so they never sit on the request path. The schema is created by numbered migrations.
 
 mod migrations;
+mod receipts;
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
 use crate::config::Durability;
+pub use receipts::{ReceiptRow, UnreadRow};
 
 pub use rusqlite::Error as StoreError;
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -105,6 +107,7 @@ pub struct Rows<'a> {
     delivery: CachedStatement<'a>,
     undelivery: CachedStatement<'a>,
     idempotency: CachedStatement<'a>,
+    receipt: CachedStatement<'a>,
 }
 
 /// A remembered response to write, borrowed from the engine's memory.
@@ -409,6 +412,7 @@ impl Store {
             idempotency: self
                 .conn
                 .prepare_cached("INSERT INTO idempotency_chunks (last_id, entries) VALUES (?1, ?2)")?,
+            receipt: self.conn.prepare_cached(receipts::PUT_RECEIPT)?,
         })
     }
 
@@ -459,7 +463,7 @@ impl Store {
         self.conn
             .prepare_cached("DELETE FROM events WHERE session = ?1 AND seq <= ?2")?
             .execute(params![session, through as i64])?;
-        Ok(())
+        self.prune_receipts(session, through)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,6 +1,6 @@
 //! `action.submit` (a group of actions for one or more agents) and `action.result`.
 
-use codex_weave_runtime::Envelope;
+use codex_weave_runtime::{Envelope, ReceiptState};
 use serde_json::{json, Value};
 
 use super::{bad, payload_object, Reply};
@@ -16,6 +16,8 @@ pub const RESULT_STATUSES: &[&str] = &[
     "rejected",
     "error",
 ];
+/// The statuses of [`RESULT_STATUSES`] that end an action.
+pub const TERMINAL_STATUSES: &[&str] = &["completed", "rejected", "error"];
 
 impl Engine {
     /// Records the group with each action's `dst` resolved to an agent id, and queues it for each
@@ -77,6 +79,7 @@ impl Engine {
         for target in &targets {
             self.enqueue(&sid, target, seq, record.clone());
         }
+        self.receipts_answered(&sid, &env.src, &consulted.stamps);
         self.apply_effects(&sid, consulted.effects);
         let group_id = payload.get("group_id").cloned().unwrap_or(Value::Null);
         Ok(Answer::payload(
@@ -116,6 +119,18 @@ impl Engine {
         self.stamp_origin(&sid, &mut record);
         let consulted = self.admit(&sid, &mut record)?;
         self.acknowledge(&sid, &env.src, &action_id);
+        // A result is the agent's own word on the action: it read it, and a terminal result
+        // answers it.
+        let terminal = payload
+            .get("status")
+            .and_then(Value::as_str)
+            .is_some_and(|s| TERMINAL_STATUSES.contains(&s));
+        let state = if terminal {
+            ReceiptState::Answered
+        } else {
+            ReceiptState::Read
+        };
+        self.advance_receipts_logged(&sid, &env.src, vec![action_id], state);
         let (seq, record) = self.record(&sid, record);
         self.enqueue(&sid, &target, seq, record);
         self.apply_effects(&sid, consulted.effects);

@@ -1,10 +1,10 @@
-//! `agent.list`, `agent.add`, `agent.remove`, `agent.update`: the registry of a session's agents
+//! `agent.list`, `agent.add`, `agent.remove`, `agent.update`, `agent.activity`: the registry of a session's agents
 //! and which connection speaks for each.
 
 use codex_weave_runtime::{Envelope, ErrorCode};
 use serde_json::{json, Value};
 
-use super::{bad, payload_str, valid_name, Reply, MAX_ID_BYTES};
+use super::{bad, payload_str, valid_name, Reply, MAX_DOING_CHARS, MAX_ID_BYTES};
 
 /// Kinds of agents: a terminal `agent`, a `human` in the browser, an `sdk` client.
 pub const AGENT_KINDS: &[&str] = &["agent", "human", "sdk"];
@@ -270,6 +270,52 @@ impl Engine {
         Ok(Answer::payload(json!({ "id": id, "name": name })))
     }
 
+    /// `{activity: "busy"|"idle", doing?}` from the agent itself: what `agent.list` shows it
+    /// doing. Record `agent.activity` `{id, activity, doing}` when it changes.
+    pub(super) fn agent_activity(&mut self, conn: ConnId, env: &Envelope) -> Reply {
+        let sid = self.open_session(env)?;
+        self.check_sender(conn, &sid, &env.src)?;
+        let busy = match payload_str(env, "activity") {
+            Some("busy") => {
+                let doing = payload_str(env, "doing").unwrap_or("working");
+                let doing: String = doing
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_DOING_CHARS)
+                    .collect();
+                Some(doing)
+            }
+            Some("idle") => None,
+            _ => {
+                return Err(bad(
+                    "agent.activity needs `payload.activity`: \"busy\" or \"idle\"",
+                ))
+            }
+        };
+        self.set_busy(&sid, &env.src.clone(), busy)
+    }
+
+    fn set_busy(&mut self, sid: &str, id: &str, busy: Option<String>) -> Reply {
+        let Some(agent) = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.agents.get_mut(id))
+        else {
+            return Err(Refusal::new(
+                ErrorCode::UnknownAgent,
+                format!("no agent `{id}`"),
+            ));
+        };
+        let changed = agent.busy != busy;
+        agent.busy = busy.clone();
+        let activity = if busy.is_some() { "busy" } else { "idle" };
+        let payload = json!({ "id": id, "activity": activity, "doing": busy });
+        if changed {
+            self.record_event(sid, "agent.activity", payload.clone());
+        }
+        Ok(Answer::payload(payload))
+    }
+
     /// A connection closed: its agents go offline (staying registered), unacked deliveries
     /// return to their queues, and its streams stop.
     pub(in crate::engine) fn on_closed(&mut self, conn: ConnId) {
@@ -287,6 +333,7 @@ impl Engine {
             {
                 if agent.conn == Some(conn) {
                     agent.conn = None;
+                    agent.busy = None;
                     self.record_event(
                         &sid,
                         "agent.offline",

@@ -69,6 +69,11 @@ impl Engine {
         let stamped = first.and_then(|first| stamp_payload_text(text, &fields, first));
         let payload = stamped.unwrap_or_else(|| canonical.unwrap_or(sent));
         let origin = self.origin_name(&sid, &record.src);
+        let answerer = consulted
+            .stamps
+            .iter()
+            .any(|s| s.answers.is_some())
+            .then(|| record.src.clone());
         let recorded = match record.meta.take() {
             // What nearly every sender does: the bus's meta is written directly.
             None => Recorded::with_weave(
@@ -89,6 +94,9 @@ impl Engine {
         };
         let (seq, record) = self.append(&sid, recorded);
         self.enqueue(&sid, &target, seq, record);
+        if let Some(from) = answerer {
+            self.receipts_answered(&sid, &from, &consulted.stamps);
+        }
         self.apply_effects(&sid, consulted.effects);
         /// Keys in the order `json!` gives them (sorted), as clients have always seen them.
         #[derive(serde::Serialize)]

@@ -4,9 +4,12 @@
 mod action;
 mod agent;
 mod events;
+mod inbox;
 mod message;
 mod relay;
 mod session;
+
+pub(super) use action::TERMINAL_STATUSES;
 
 use codex_weave_runtime::{Envelope, ErrorCode, RawRequest, WIRE_VERSION};
 use serde_json::{json, Value};
@@ -91,11 +94,15 @@ impl Engine {
             "agent.remove" => self.agent_remove(conn, env),
             "agent.update" => self.agent_update(conn, env),
             "agent.order" => self.agent_order(conn, env),
+            "agent.activity" => self.agent_activity(conn, env),
             "action.submit" => self.action_submit(conn, env),
             "action.result" => self.action_result(conn, env),
             "relay.submit" => self.relay_submit(conn, env),
             "events.history" => self.events_history(env),
             "deliveries.dead" => self.deliveries_dead(env),
+            "inbox.unread" => self.inbox_unread(env),
+            "message.read" => self.message_read(env),
+            "message.receipts" => self.message_receipts(env),
             "relays.list" => self.relays_list(env),
             "sessions.stream" => {
                 self.session_watchers.push((conn, env.id.clone()));
@@ -236,6 +243,8 @@ fn payload_bool(env: &Envelope, field: &str) -> Result<bool, Refusal> {
 
 /// Longest agent or session name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
+/// Longest `doing` of `agent.activity`, in characters (longer is cut).
+pub const MAX_DOING_CHARS: usize = 200;
 /// Longest agent id, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 

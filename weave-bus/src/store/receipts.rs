@@ -1,0 +1,140 @@
+//! Receipts in the store: one row per message (or action of a group) and recipient, whose state
+//! only moves forward, and the reads served from them (an agent's unread messages, a message's
+//! receipts).
+
+use rusqlite::params;
+
+use super::{Rows, Store, StoreResult};
+
+/// A receipt as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRow {
+    pub message: String,
+    pub agent: String,
+    /// The record that carried the message.
+    pub seq: u64,
+    pub state: i64,
+}
+
+/// An unread message: its receipt and the record that carried it.
+#[derive(Debug, Clone)]
+pub struct UnreadRow {
+    pub message: String,
+    pub seq: u64,
+    pub state: i64,
+    pub ts: String,
+    pub envelope: String,
+}
+
+impl Rows<'_> {
+    /// Moves a receipt to `state`, or creates it there; never moves it back.
+    pub fn put_receipt(
+        &mut self,
+        session: i64,
+        message: &str,
+        agent: &str,
+        seq: u64,
+        state: i64,
+    ) -> StoreResult<()> {
+        self.receipt
+            .execute(params![session, message, agent, seq as i64, state])?;
+        Ok(())
+    }
+}
+
+/// The upsert [`Rows::put_receipt`] runs.
+pub(super) const PUT_RECEIPT: &str =
+    "INSERT INTO receipts (session, message, agent, seq, state) VALUES (?1, ?2, ?3, ?4, ?5)
+     ON CONFLICT (session, message, agent) DO UPDATE SET state = excluded.state
+     WHERE excluded.state > receipts.state";
+
+fn receipt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
+    Ok(ReceiptRow {
+        message: r.get(0)?,
+        agent: r.get(1)?,
+        seq: r.get::<_, i64>(2)? as u64,
+        state: r.get(3)?,
+    })
+}
+
+impl Store {
+    /// The receipts of `messages` (every recipient's), in the order of the ids, then by agent.
+    pub fn receipts_of(&self, session: i64, messages: &[String]) -> StoreResult<Vec<ReceiptRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT message, agent, seq, state FROM receipts
+             WHERE session = ?1 AND message = ?2 ORDER BY agent",
+        )?;
+        let mut out = Vec::new();
+        for m in messages {
+            for row in stmt.query_map(params![session, m], receipt_row)? {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `agent`'s receipts of `messages` that exist.
+    pub fn receipts_for(
+        &self,
+        session: i64,
+        agent: &str,
+        messages: &[String],
+    ) -> StoreResult<Vec<ReceiptRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT message, agent, seq, state FROM receipts
+             WHERE session = ?1 AND message = ?2 AND agent = ?3",
+        )?;
+        let mut out = Vec::new();
+        for m in messages {
+            if let Some(row) = stmt
+                .query_map(params![session, m, agent], receipt_row)?
+                .next()
+            {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `agent`'s messages not read yet (queued or delivered), oldest first, at most `limit`,
+    /// with the records that carried them; and how many there are in all.
+    pub fn unread(
+        &self,
+        session: i64,
+        agent: &str,
+        limit: usize,
+    ) -> StoreResult<(Vec<UnreadRow>, u64)> {
+        let total: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM receipts WHERE session = ?1 AND agent = ?2 AND state < 2",
+            )?
+            .query_row(params![session, agent], |r| r.get(0))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT r.message, r.seq, r.state, e.ts, e.envelope
+             FROM receipts r JOIN events e ON e.session = r.session AND e.seq = r.seq
+             WHERE r.session = ?1 AND r.agent = ?2 AND r.state < 2
+             ORDER BY r.seq, r.message LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![session, agent, limit as i64], |r| {
+                Ok(UnreadRow {
+                    message: r.get(0)?,
+                    seq: r.get::<_, i64>(1)? as u64,
+                    state: r.get(2)?,
+                    ts: r.get(3)?,
+                    envelope: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok((rows, total as u64))
+    }
+
+    /// Receipts of records with `seq <= through` (pruned with the log).
+    pub fn prune_receipts(&self, session: i64, through: u64) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("DELETE FROM receipts WHERE session = ?1 AND seq <= ?2")?
+            .execute(params![session, through as i64])?;
+        Ok(())
+    }
+}
