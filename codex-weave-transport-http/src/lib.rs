@@ -93,6 +93,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
             post(agent_routes::relay_cancel),
         )
         .route("/api/sessions/{id}/events", get(routes::history))
+        .route("/api/sessions/{id}/search", get(routes::search))
         .route("/api/sessions/{id}/events/stream", get(sse::events_stream))
         .route(
             "/api/sessions/{id}/relays",

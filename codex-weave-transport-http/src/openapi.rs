@@ -100,6 +100,12 @@ pub const ROUTES: &[(&str, &str, &str, bool)] = &[
     ),
     (
         "get",
+        "/api/sessions/{id}/search",
+        "Records found by `?text=WORDS&from=AGENT&since=TIME&until=TIME&before=SEQ&limit=N`, newest first -> `{records, next_before}`, as `events.search`.",
+        true,
+    ),
+    (
+        "get",
         "/api/sessions/{id}/events/stream",
         "Server-Sent Events of the records; resumable with Last-Event-ID.",
         true,

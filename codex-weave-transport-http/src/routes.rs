@@ -183,6 +183,34 @@ pub async fn message_receipts(
     Ok(json_response(StatusCode::OK, body.to_string()))
 }
 
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    text: Option<String>,
+    from: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// The records `events.search` finds, passed through as the bus wrote them.
+pub async fn search(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    Query(q): Query<SearchParams>,
+) -> Result<Response, Problem> {
+    let mut env = Envelope::new("events.search", String::new(), String::new(), OPERATOR);
+    env.session = Some(id);
+    env.payload = Some(json!({
+        "text": q.text, "from": q.from, "since": q.since, "until": q.until,
+        "before": q.before, "limit": q.limit,
+    }));
+    match st.bus.call_raw(env).await.ok_or_else(Problem::bus_gone)? {
+        Ok(payload) => Ok(json_response(StatusCode::OK, payload)),
+        Err(resp) => Err(Problem::from_envelope(&resp)),
+    }
+}
+
 pub async fn list_relays(
     State(st): State<Arc<HttpState>>,
     Path(id): Path<String>,

@@ -133,6 +133,19 @@ impl Agent {
         self.deliveries.recv().await
     }
 
+    /// Takes the stream of deliveries, for a task of its own to read while the agent's requests
+    /// go on from elsewhere; [`Agent::recv`] returns `None` from then on. Dropping the stream
+    /// stops the agent's connection supervisor (nobody listens any more).
+    pub fn take_deliveries(&mut self) -> mpsc::UnboundedReceiver<Delivery> {
+        let (_, closed) = mpsc::unbounded_channel();
+        std::mem::replace(&mut self.deliveries, closed)
+    }
+
+    /// The session the agent is in.
+    pub fn session(&self) -> &str {
+        &self.opts.session
+    }
+
     /// The next delivery of one of `kinds`, skipping others, with a timeout.
     pub async fn recv_kind(&mut self, kinds: &[&str], within: Duration) -> Option<Delivery> {
         tokio::time::timeout(within, async {

@@ -406,3 +406,65 @@ async fn inbox_requests_refuse_bad_input_clearly() {
         "unknown_session"
     );
 }
+
+#[tokio::test]
+async fn the_log_is_searched_by_words_sender_and_page_and_survives_a_restart() {
+    let mut bus = BusProcess::start();
+    let (s, a, b) = bus.pair("s").await;
+    a.send(&s, "a1", "b1", "the build is green").await;
+    b.send(&s, "b1", "a1", "deploy the build").await;
+    a.send(&s, "a1", "b1", "lunch?").await;
+    let (texts, next) = find(&a, &s, json!({ "text": "BUILD" })).await;
+    assert_eq!(texts, ["deploy the build", "the build is green"]);
+    assert_eq!(next, Value::Null);
+    assert_eq!(
+        find(&a, &s, json!({ "text": "build", "from": "B" }))
+            .await
+            .0,
+        ["deploy the build"]
+    );
+    let (first, next) = find(&a, &s, json!({ "text": "build", "limit": 1 })).await;
+    assert_eq!(first, ["deploy the build"]);
+    let (second, _) = find(
+        &a,
+        &s,
+        json!({ "text": "build", "limit": 1, "before": next }),
+    )
+    .await;
+    assert_eq!(second, ["the build is green"]);
+    assert_eq!(
+        a.err(
+            "events.search",
+            Some(&s),
+            "t",
+            json!({ "since": "yesterday" })
+        )
+        .await,
+        "bad_request"
+    );
+    drop((a, b));
+    bus.restart();
+    let c = bus.connect().await;
+    assert_eq!(find(&c, &s, json!({ "text": "lunch" })).await.0, ["lunch?"]);
+}
+
+/// `events.search`: the found records' texts, and `next_before`.
+async fn find(c: &Conn, s: &str, payload: Value) -> (Vec<String>, Value) {
+    let p = c
+        .ok("events.search", Some(s), "t", payload)
+        .await
+        .payload
+        .unwrap();
+    let texts = p["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["envelope"]["payload"]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    (texts, p["next_before"].clone())
+}

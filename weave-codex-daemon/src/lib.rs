@@ -1,6 +1,7 @@
 //! The binaries users run: `weaved` (bus + runtime + HTTP in one process; this library is its
 //! body) and `weavectl` (next).
 
+pub mod agents;
 pub mod config;
 
 use std::future::Future;

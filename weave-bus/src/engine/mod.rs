@@ -53,6 +53,8 @@ const INLINE_BATCH: usize = 16;
 const SNAPSHOT_IDLE: Duration = Duration::from_millis(50);
 /// ...unless this many times `snapshot_every` records went by without one.
 const SNAPSHOT_FORCE: u64 = 3;
+/// Records of one session the search index takes in at one pause.
+const INDEX_STEP: u64 = 20_000;
 /// After a failed commit, held deliveries are retried after this long, doubling up to
 /// [`STORE_RETRY_MAX`] while the store keeps failing.
 const STORE_RETRY_MIN: Duration = Duration::from_millis(100);
@@ -149,6 +151,8 @@ pub struct Engine {
     session_watchers: Vec<(ConnId, String)>,
     /// Records written since the runtime's last snapshot.
     since_snapshot: u64,
+    /// Sessions with records the search index has not taken in (see [`Session::unindexed`]).
+    unindexed: Vec<String>,
     /// After a failed commit: agents whose deliveries wait for `retry_at` (sending them sooner
     /// would fail every batch, reads included, while the store cannot write).
     held: Vec<(String, String)>,
@@ -205,6 +209,7 @@ impl Engine {
             idem: Idempotency::default(),
             session_watchers: Vec::new(),
             since_snapshot: 0,
+            unindexed: Vec::new(),
             held: Vec::new(),
             retry_at: None,
             retry_backoff: STORE_RETRY_MIN,
@@ -222,8 +227,11 @@ impl Engine {
         self.session_ids.clear();
         self.deliveries.clear();
         self.timers.clear();
+        self.unindexed.clear();
         for row in loaded.sessions {
             self.session_ids.insert(row.key, row.id.clone());
+            // The index catches up with every stored log at the first pause.
+            self.unindexed.push(row.id.clone());
             self.sessions.insert(
                 row.id.clone(),
                 Session {
@@ -237,6 +245,7 @@ impl Engine {
                     agents: Map::default(),
                     names: Map::default(),
                     watchers: Vec::new(),
+                    unindexed: true,
                 },
             );
         }
@@ -298,7 +307,7 @@ impl Engine {
                 deadline.saturating_duration_since(Instant::now())
             });
             let snapshot_due = self.since_snapshot >= self.cfg.limits.snapshot_every.max(1);
-            let idle = snapshot_due.then_some(SNAPSHOT_IDLE);
+            let idle = (snapshot_due || !self.unindexed.is_empty()).then_some(SNAPSHOT_IDLE);
             let retry = self
                 .retry_at
                 .map(|at| at.saturating_duration_since(Instant::now()));
@@ -417,6 +426,9 @@ impl Engine {
         if let Some(through) = evicted {
             self.write(move |s| s.delete_idempotency_through(through));
         }
+        if self.batch.quiet {
+            self.index_quietly();
+        }
         let every = self.cfg.limits.snapshot_every.max(1);
         let due = (self.since_snapshot >= every && self.batch.quiet)
             || self.since_snapshot >= every.saturating_mul(SNAPSHOT_FORCE);
@@ -432,6 +444,19 @@ impl Engine {
         } else if self.writer.idle() {
             // Everything handed over is committed: the store is healthy again.
             self.retry_backoff = STORE_RETRY_MIN;
+        }
+    }
+
+    /// At a pause in the traffic the search index takes in what was written since, at most
+    /// [`INDEX_STEP`] records a session per pause (a long backlog is taken in over several).
+    fn index_quietly(&mut self) {
+        for sid in std::mem::take(&mut self.unindexed) {
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            session.unindexed = false;
+            let key = session.key;
+            self.write(move |s| s.index_search(key, INDEX_STEP).map(|_| ()));
         }
     }
 

@@ -39,6 +39,10 @@ impl Engine {
         };
         session.last_seq += 1;
         self.since_snapshot += 1;
+        if !session.unindexed {
+            session.unindexed = true;
+            self.unindexed.push(sid.to_owned());
+        }
         let seq = session.last_seq;
         if seq
             >= session.first_seq

@@ -30,6 +30,9 @@ pub struct Session {
     pub names: Map<String, String>,
     /// Connections following this session's records: (connection, stream request id).
     pub watchers: Vec<(ConnId, String)>,
+    /// Records were written that the search index has not taken in yet (it catches up when
+    /// the bus is quiet, and before every search).
+    pub unindexed: bool,
 }
 
 impl Session {

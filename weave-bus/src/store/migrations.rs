@@ -86,6 +86,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session, message, agent)
     ) WITHOUT ROWID;
     CREATE INDEX receipts_by_agent ON receipts (session, agent, state, seq);",
+    // 8: full-text search over the records' text (SQLite FTS5, contentless: the text stays in
+    // `events`; rowid = session << 40 | seq). `search_indexed` says how far each session's log
+    // is indexed; the index catches up before every search and when the bus is quiet.
+    "CREATE VIRTUAL TABLE events_fts USING fts5(
+        body, content = '', contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TABLE search_indexed (
+        session INTEGER PRIMARY KEY,
+        through INTEGER NOT NULL
+    );",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

@@ -8,6 +8,7 @@
 
 mod migrations;
 mod receipts;
+mod search;
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
 use crate::config::Durability;
 pub use receipts::{ReceiptRow, UnreadRow};
+pub use search::{match_expression, SearchQuery};
 
 pub use rusqlite::Error as StoreError;
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -252,6 +254,7 @@ impl Store {
         ))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         migrations::run(&conn)?;
+        search::ensure_index(&conn)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Store {
             conn,
@@ -463,7 +466,8 @@ impl Store {
         self.conn
             .prepare_cached("DELETE FROM events WHERE session = ?1 AND seq <= ?2")?
             .execute(params![session, through as i64])?;
-        self.prune_receipts(session, through)
+        self.prune_receipts(session, through)?;
+        self.prune_search(session, through)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -61,6 +61,13 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         since: u64,
     },
+    /// Be one agent on the bus as an MCP server over stdio, for as long as the MCP client (Claude
+    /// Code, Codex CLI, Gemini CLI, any MCP client) runs it. Without a session and name the
+    /// agent calls the `join` tool itself.
+    Mcp {
+        #[command(flatten)]
+        join: JoinAs,
+    },
     /// Be an agent from this terminal: print what arrives, send what is typed
     /// (`#name text` addresses agents, as in the Codex client).
     Join {
@@ -71,6 +78,20 @@ enum Cmd {
         #[arg(long)]
         id: Option<String>,
     },
+}
+
+/// Which session and name an adapter joins as: flags, else `WEAVE_SESSION` / `WEAVE_AGENT`.
+#[derive(clap::Args, Debug, Clone)]
+struct JoinAs {
+    /// The session: its id, its name, or a unique prefix of its id.
+    #[arg(long, env = "WEAVE_SESSION")]
+    session: Option<String>,
+    /// The agent's name in the session (its id is the name, lower-cased).
+    #[arg(long, env = "WEAVE_AGENT")]
+    name: Option<String>,
+    /// Create the session if no open session has that id or name.
+    #[arg(long)]
+    create: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +139,15 @@ fn print(line: impl std::fmt::Display) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Logs go to stderr (stdout carries MCP and hook answers), quiet unless RUST_LOG says.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_ansi(false)
+        .try_init();
     let home = match weave_bus::home::resolve_home(args.home.as_deref()) {
         Ok(h) => h,
         Err(e) => {
@@ -176,6 +206,17 @@ fn request(kind: &str, session: Option<&str>, src: &str, payload: Value) -> Enve
 async fn run(args: Args, socket: PathBuf) -> Out {
     let json_out = args.json;
     match args.cmd {
+        Cmd::Mcp { join } => {
+            let opts = weave_codex_daemon::agents::mcp::McpOptions {
+                socket,
+                session: join.session,
+                name: join.name,
+                create: join.create,
+            };
+            weave_codex_daemon::agents::mcp::serve(opts)
+                .await
+                .map_err(Failure::Other)?;
+        }
         Cmd::Status => {
             let (c, _) = connect(&socket).await?;
             let stats = c

@@ -118,6 +118,11 @@ impl Weaved {
             .json(&body)
     }
 
+    /// [`Weaved::json`] of an owned path (for closures).
+    pub async fn json_owned(&self, path: String) -> Value {
+        self.json(&path).await
+    }
+
     pub async fn json(&self, path: &str) -> Value {
         let resp = self.get(path).send().await.unwrap();
         assert!(resp.status().is_success(), "{path}: {}", resp.status());

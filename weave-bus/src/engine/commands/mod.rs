@@ -7,6 +7,7 @@ mod events;
 mod inbox;
 mod message;
 mod relay;
+mod search;
 mod session;
 
 pub(super) use action::TERMINAL_STATUSES;
@@ -101,6 +102,7 @@ impl Engine {
             "events.history" => self.events_history(env),
             "deliveries.dead" => self.deliveries_dead(env),
             "inbox.unread" => self.inbox_unread(env),
+            "events.search" => self.events_search(env),
             "message.read" => self.message_read(env),
             "message.receipts" => self.message_receipts(env),
             "relays.list" => self.relays_list(env),

@@ -55,6 +55,7 @@ impl Engine {
                 agents: Default::default(),
                 names: Default::default(),
                 watchers: Vec::new(),
+                unindexed: false,
             },
         );
         self.record_event(
