@@ -195,3 +195,173 @@ async fn two_mcp_agents_hold_a_conversation_and_receipts_pass_every_state() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+/// `weavectl agent run` as a child process, killed when dropped.
+pub struct Runner(std::process::Child);
+
+impl Runner {
+    pub fn start(home: &std::path::Path, session: &str, name: &str, command: &[&str]) -> Runner {
+        let child = Command::new(env!("CARGO_BIN_EXE_weavectl"))
+            .arg("--home")
+            .arg(home)
+            .args([
+                "agent",
+                "run",
+                "--session",
+                session,
+                "--name",
+                name,
+                "--timeout",
+                "60s",
+                "--",
+            ])
+            .args(command)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Runner(child)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn worker() -> String {
+    format!("{}/tests/py/worker.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_agent_relays_to_a_headless_runner_and_receives_its_result() {
+    let d = Weaved::start();
+    let s = create_session(&d, "relay");
+    let py = python();
+    let _runner = Runner::start(&d.home, &s, "Runner", &[py.to_str().unwrap(), &worker()]);
+    let seen = tokio::task::spawn_blocking({
+        let (home, s) = (d.home.clone(), s.clone());
+        move || run_script(&home, "mcp_relay.py", &s, &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen["plan"]["status"], "accepted", "{}", seen["plan"]);
+    let step = seen["plan"]["targets"]["runner"]["actions"][0]["action_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Busy while its command ran, with what it was doing.
+    assert_eq!(seen["busy"]["activity"], "busy");
+    assert!(seen["busy"]["doing"]
+        .as_str()
+        .unwrap()
+        .contains("build the docs"));
+    assert_eq!(seen["idle"]["activity"], "idle");
+    // Its stdout came back as the step's result, with the message's context in its environment.
+    let result = &seen["results"][0]["payload"];
+    assert_eq!(
+        (result["status"].as_str(), result["action_id"].as_str()),
+        (Some("completed"), Some(step.as_str()))
+    );
+    let detail = result["detail"].as_str().unwrap();
+    assert!(detail.starts_with("done: SLOW: BUILD THE DOCS"), "{detail}");
+    let context: Value = serde_json::from_str(detail.lines().last().unwrap()).unwrap();
+    assert_eq!(context["WEAVE_SESSION"], s.as_str());
+    assert_eq!(context["WEAVE_AGENT"], "Runner");
+    assert_eq!(context["WEAVE_FROM"], "Owner");
+    assert_eq!(context["WEAVE_MESSAGE_ID"], step.as_str());
+    assert_eq!(context["WEAVE_RELAY_ID"], "docs");
+    assert_eq!(context["WEAVE_CONTEXT_ID"], "docs:runner");
+    // relay_status: the step answered, its result listed.
+    let relay = &seen["status"]["relays"][0];
+    assert_eq!(relay["receipts"][0]["state"], "answered");
+    assert_eq!(relay["answers"][0]["step"], step.as_str());
+    // A plain message is answered with the stdout; a failing command with its stderr's tail.
+    let reply = &seen["reply"][0];
+    assert_eq!(reply["kind"], "reply");
+    assert!(reply["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("done: HELLO RUNNER"));
+    let failed = seen["failed"][0]["text"].as_str().unwrap();
+    assert!(
+        failed.starts_with("error: exit status 3: warming up\nthe build broke at step 4"),
+        "{failed}"
+    );
+    assert_eq!(seen["finish"]["status"], "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_crashes_mid_command_gets_the_message_again_and_answers_it_once() {
+    use codex_weave_transport_uds::{Agent, AgentOptions};
+    let d = Weaved::start();
+    let s = create_session(&d, "crash");
+    let py = python();
+    let mut runner = Runner::start(&d.home, &s, "Runner", &[py.to_str().unwrap(), &worker()]);
+    let mut asker = Agent::connect(AgentOptions::new(d.socket(), &s, "asker").name("Asker"))
+        .await
+        .unwrap();
+    // Wait until the runner is there, then give it slow work and kill it while it runs.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let agents = d.json(&format!("/api/sessions/{s}/agents")).await;
+        if agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "runner" && a["status"] == "online")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runner never online"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let sent = asker.send_text("runner", "slow job").await.unwrap();
+    let id = sent.payload.unwrap()["id"].as_str().unwrap().to_owned();
+    loop {
+        let agents = d.json(&format!("/api/sessions/{s}/agents")).await;
+        if agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "runner" && a["activity"] == "busy")
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "runner never busy");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    runner.kill9();
+    // Not acked, so not lost: the next runner gets it again and answers it.
+    let _again = Runner::start(&d.home, &s, "Runner", &[py.to_str().unwrap(), &worker()]);
+    let reply = asker
+        .recv_kind(&["message.send"], std::time::Duration::from_secs(20))
+        .await
+        .expect("a reply");
+    assert!(
+        reply.text().unwrap().starts_with("done: SLOW JOB"),
+        "{:?}",
+        reply.text()
+    );
+    assert_eq!(
+        reply.0.payload.as_ref().unwrap()["parent_message_id"],
+        id.as_str()
+    );
+    assert!(
+        asker
+            .recv_kind(&["message.send"], std::time::Duration::from_secs(3))
+            .await
+            .is_none(),
+        "answered once"
+    );
+    let receipts = d.json(&format!("/api/sessions/{s}/messages/{id}")).await;
+    assert_eq!(receipts["receipts"][0]["state"], "answered");
+}

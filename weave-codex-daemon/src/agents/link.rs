@@ -216,13 +216,26 @@ impl Joined {
         name: &str,
         create: bool,
     ) -> LinkResult<Joined> {
+        Self::join_with(socket, session, name, create, true).await
+    }
+
+    /// [`Joined::join`], acking deliveries automatically or not (`auto_ack: false`: the caller
+    /// acks each once it is done with it, so a crash redelivers it).
+    pub async fn join_with(
+        socket: &Path,
+        session: &str,
+        name: &str,
+        create: bool,
+        auto_ack: bool,
+    ) -> LinkResult<Joined> {
         let client = connect(socket).await?;
         let session = resolve_session(&client, session, create).await?;
         let id = agent_id_for(name);
         if id.is_empty() {
             return Err(LinkError::new("bad_request", "a name must not be empty"));
         }
-        let opts = AgentOptions::new(socket, &session.id, &id).name(name.trim());
+        let mut opts = AgentOptions::new(socket, &session.id, &id).name(name.trim());
+        opts.auto_ack = auto_ack;
         let agent = Agent::connect(opts).await.map_err(|e| match e {
             ClientError::Io(_) => LinkError::no_bus(socket),
             other => other.into(),

@@ -370,9 +370,9 @@ impl WeaveMcp {
     }
 
     #[tool(
-        description = "The agents of your session: names, online or offline, busy or idle and \
-        what each is working on (relay steps, or what it said it is doing), and how much is \
-        queued for it.",
+        description = "The agents of your session: names, online or offline, busy (running \
+        something, with what it is doing) or idle, the relays whose steps it is working on, and \
+        how much is queued for it.",
         annotations(title = "Agents in the session", read_only_hint = true)
     )]
     async fn agents(&self) -> ToolResult {
@@ -397,14 +397,13 @@ impl WeaveMcp {
                     })
                     .filter(|(_, t)| {
                         t["agent_id"] == id
-                            && matches!(t["status"].as_str(), Some("running" | "blocked" | "ready"))
+                            && matches!(t["status"].as_str(), Some("running" | "blocked"))
                     })
                     .map(|(r, t)| json!({ "relay_id": r["relay_id"], "status": t["status"] }))
                     .collect();
-                let busy = a["activity"] == "busy" || !tasks.is_empty();
                 agents.push(json!({
                     "name": a["name"], "id": id, "kind": a["kind"],
-                    "presence": a["status"], "activity": if busy { "busy" } else { "idle" },
+                    "presence": a["status"], "activity": a["activity"],
                     "doing": a["doing"], "relay_tasks": tasks, "queued": a["queued"],
                     "you": id == j.id,
                 }));

@@ -6,3 +6,4 @@
 pub mod inbox;
 pub mod link;
 pub mod mcp;
+pub mod runner;

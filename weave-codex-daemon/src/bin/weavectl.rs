@@ -112,13 +112,61 @@ enum SessionCmd {
 enum AgentCmd {
     /// List the agents of SESSION.
     List { session: String },
+    /// Be a headless agent: for each message delivered, run CMD with the text on stdin
+    /// (WEAVE_SESSION, WEAVE_AGENT, WEAVE_FROM, WEAVE_MESSAGE_ID, WEAVE_CONTEXT_ID,
+    /// WEAVE_RELAY_ID in its environment); its stdout is the reply, a non-zero exit an error.
+    /// E.g. `weavectl agent run --session demo --name reviewer -- claude -p`.
+    Run {
+        #[command(flatten)]
+        join: JoinAs,
+        /// Longest a command may run (e.g. 90s, 10m, 1h) before it is killed.
+        #[arg(long, default_value = "600s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Commands run at once (later messages wait their turn).
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+/// `90`, `90s`, `10m`, `1h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 10m, 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{s}`: the unit is s, m or h")),
+    };
+    Ok(Duration::from_secs(secs.max(1)))
 }
 
 /// How weavectl ends.
 enum Failure {
     Refused(String, String),
     NoBus(PathBuf),
+    Usage(String),
     Other(String),
+}
+
+/// An adapter's failure as weavectl ends on it.
+fn link_failure(
+    e: weave_codex_daemon::agents::link::LinkError,
+    socket: &std::path::Path,
+) -> Failure {
+    match e.code.as_str() {
+        "no_bus" => Failure::NoBus(socket.to_owned()),
+        "bad_request" => Failure::Usage(e.message),
+        _ => Failure::Refused(e.code.clone(), format!("{} ({})", e.message, e.hint())),
+    }
 }
 
 impl From<ClientError> for Failure {
@@ -178,6 +226,10 @@ fn main() -> ExitCode {
                 socket.display()
             );
             ExitCode::from(3)
+        }
+        Err(Failure::Usage(e)) => {
+            eprintln!("weavectl: {e}");
+            ExitCode::from(2)
         }
         Err(Failure::Other(e)) => {
             eprintln!("weavectl: {e}");
@@ -289,6 +341,34 @@ async fn run(args: Args, socket: PathBuf) -> Out {
                     }
                 }
             }
+        }
+        Cmd::Agent {
+            cmd:
+                AgentCmd::Run {
+                    join,
+                    timeout,
+                    concurrency,
+                    command,
+                },
+        } => {
+            let (Some(session), Some(name)) = (join.session, join.name) else {
+                return Err(Failure::Usage(
+                    "agent run needs --session and --name (or WEAVE_SESSION and WEAVE_AGENT)"
+                        .into(),
+                ));
+            };
+            let opts = weave_codex_daemon::agents::runner::RunnerOptions {
+                socket: socket.clone(),
+                session,
+                name,
+                create: join.create,
+                timeout,
+                concurrency,
+                command,
+            };
+            weave_codex_daemon::agents::runner::run(opts)
+                .await
+                .map_err(|e| link_failure(e, &socket))?;
         }
         Cmd::Agent {
             cmd: AgentCmd::List { session },
