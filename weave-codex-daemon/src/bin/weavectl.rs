@@ -68,6 +68,28 @@ enum Cmd {
         #[command(flatten)]
         join: JoinAs,
     },
+    /// The doorbell an agent's own hooks ring: reads the hook's JSON on stdin and prints what
+    /// that agent reads back — its new Weave messages as context, or at Stop a decision to take
+    /// them up. Prints nothing (exit 0) when no daemon runs or the deadline passes.
+    Hook {
+        /// Whose hook this is.
+        #[arg(value_enum)]
+        agent: weave_codex_daemon::agents::hooks::AgentKind,
+        /// The hook event (e.g. SessionStart, UserPromptSubmit, PostToolUse, Stop; Gemini:
+        /// BeforeAgent, AfterTool, AfterAgent).
+        event: String,
+        #[command(flatten)]
+        join: JoinAs,
+        /// Messages listed at most.
+        #[arg(long, default_value_t = weave_codex_daemon::agents::hooks::DEFAULT_MAX_MESSAGES)]
+        max_messages: usize,
+        /// Characters of one message shown at most.
+        #[arg(long, default_value_t = weave_codex_daemon::agents::hooks::DEFAULT_MAX_CHARS)]
+        max_chars: usize,
+        /// The longest the hook takes, in milliseconds, whatever happens.
+        #[arg(long, default_value_t = 300)]
+        deadline_ms: u64,
+    },
     /// Be an agent from this terminal: print what arrives, send what is typed
     /// (`#name text` addresses agents, as in the Codex client).
     Join {
@@ -187,6 +209,9 @@ fn print(line: impl std::fmt::Display) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Cmd::Hook { .. } = &args.cmd {
+        return hook(args);
+    }
     // Logs go to stderr (stdout carries MCP and hook answers), quiet unless RUST_LOG says.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -238,6 +263,55 @@ fn main() -> ExitCode {
     }
 }
 
+/// `weavectl hook`: whatever happens, exit 0 and print only what the agent can read.
+fn hook(args: Args) -> ExitCode {
+    let Cmd::Hook {
+        agent,
+        event,
+        join,
+        max_messages,
+        max_chars,
+        deadline_ms,
+    } = args.cmd
+    else {
+        return ExitCode::SUCCESS;
+    };
+    let started = std::time::Instant::now();
+    let deadline = Duration::from_millis(deadline_ms);
+    let Ok(home) = weave_bus::home::resolve_home(args.home.as_deref()) else {
+        return ExitCode::SUCCESS;
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::SUCCESS;
+    };
+    let opts = weave_codex_daemon::agents::hooks::HookOptions {
+        agent,
+        event,
+        session: join.session,
+        name: join.name,
+        max_messages,
+        max_chars,
+        deadline,
+    };
+    let socket = home.join(codex_weave_transport_uds::SOCKET_FILE);
+    let out = rt.block_on(async {
+        let input = weave_codex_daemon::agents::hooks::read_input(deadline).await;
+        let mut opts = opts;
+        opts.deadline = deadline.saturating_sub(started.elapsed());
+        weave_codex_daemon::agents::hooks::run(&socket, &opts, &input).await
+    });
+    if let Some(out) = out {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{out}");
+    }
+    // Do not wait for a stdin reader still blocked: the process ends here.
+    rt.shutdown_background();
+    ExitCode::SUCCESS
+}
+
 async fn connect(
     socket: &PathBuf,
 ) -> Result<(Client, codex_weave_transport_uds::client::Events), Failure> {
@@ -258,6 +332,8 @@ fn request(kind: &str, session: Option<&str>, src: &str, payload: Value) -> Enve
 async fn run(args: Args, socket: PathBuf) -> Out {
     let json_out = args.json;
     match args.cmd {
+        // Served by `hook` before any of this.
+        Cmd::Hook { .. } => {}
         Cmd::Mcp { join } => {
             let opts = weave_codex_daemon::agents::mcp::McpOptions {
                 socket,
