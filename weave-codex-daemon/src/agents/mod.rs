@@ -5,6 +5,7 @@
 
 pub mod hooks;
 pub mod inbox;
+pub mod install;
 pub mod link;
 pub mod mcp;
 pub mod runner;

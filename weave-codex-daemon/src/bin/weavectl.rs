@@ -90,6 +90,11 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         deadline_ms: u64,
     },
+    /// Connect an agent to Weave: write the `weave` MCP server and the doorbell hooks into its
+    /// configuration (idempotent; each changed file is first kept as FILE.weave-backup).
+    Install(InstallArgs),
+    /// Remove exactly what `install` wrote (the user's own entries stay).
+    Uninstall(InstallArgs),
     /// Be an agent from this terminal: print what arrives, send what is typed
     /// (`#name text` addresses agents, as in the Codex client).
     Join {
@@ -114,6 +119,28 @@ struct JoinAs {
     /// Create the session if no open session has that id or name.
     #[arg(long)]
     create: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct InstallArgs {
+    /// The agent whose configuration to change.
+    #[arg(value_enum)]
+    agent: weave_codex_daemon::agents::hooks::AgentKind,
+    /// The project directory (default: the current one).
+    #[arg(long, conflicts_with = "user")]
+    project: Option<PathBuf>,
+    /// The user's configuration (in the home directory) instead of a project's.
+    #[arg(long)]
+    user: bool,
+    /// The session the agent joins (else WEAVE_SESSION when it runs, else it calls `join`).
+    #[arg(long)]
+    session: Option<String>,
+    /// The agent's name in the session (else WEAVE_AGENT when it runs).
+    #[arg(long)]
+    name: Option<String>,
+    /// Print the diff, write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -263,6 +290,66 @@ fn main() -> ExitCode {
     }
 }
 
+/// `weavectl install` / `uninstall`.
+fn install(a: InstallArgs, remove: bool, json_out: bool) -> Out {
+    use weave_codex_daemon::agents::install::{self, InstallOptions, Scope};
+    let scope = if a.user {
+        Scope::User(dirs::home_dir().ok_or_else(|| Failure::Other("no home directory".into()))?)
+    } else {
+        let dir = match a.project {
+            Some(d) => d,
+            None => std::env::current_dir().map_err(|e| Failure::Other(e.to_string()))?,
+        };
+        Scope::Project(dir)
+    };
+    let weavectl = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "weavectl".into());
+    let opts = InstallOptions {
+        agent: a.agent,
+        scope,
+        session: a.session,
+        name: a.name,
+        weavectl,
+    };
+    let changes = install::plan(&opts, remove).map_err(Failure::Other)?;
+    if a.dry_run {
+        for c in &changes {
+            print(c.diff());
+        }
+        if changes.is_empty() {
+            eprintln!("weavectl: nothing to change");
+        }
+        return Ok(());
+    }
+    install::apply(&changes).map_err(Failure::Other)?;
+    for c in &changes {
+        if json_out {
+            print(
+                json!({ "changed": c.path, "backup": c.before.as_ref().map(|_| install::backup_path(&c.path)) }),
+            );
+        } else {
+            print(format!(
+                "{} {}",
+                if remove { "updated" } else { "wrote" },
+                c.path.display()
+            ));
+        }
+    }
+    if changes.is_empty() && !json_out {
+        print(format!(
+            "{} is already {}",
+            a.agent.as_str(),
+            if remove {
+                "without Weave"
+            } else {
+                "connected to Weave"
+            }
+        ));
+    }
+    Ok(())
+}
+
 /// `weavectl hook`: whatever happens, exit 0 and print only what the agent can read.
 fn hook(args: Args) -> ExitCode {
     let Cmd::Hook {
@@ -334,6 +421,8 @@ async fn run(args: Args, socket: PathBuf) -> Out {
     match args.cmd {
         // Served by `hook` before any of this.
         Cmd::Hook { .. } => {}
+        Cmd::Install(a) => install(a, false, json_out)?,
+        Cmd::Uninstall(a) => install(a, true, json_out)?,
         Cmd::Mcp { join } => {
             let opts = weave_codex_daemon::agents::mcp::McpOptions {
                 socket,
