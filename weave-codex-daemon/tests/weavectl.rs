@@ -150,3 +150,81 @@ async fn send_tail_and_join() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_search_and_doctor_say_how_far_a_message_got_and_why_nobody_answered() {
+    let d = Weaved::start();
+    let s = stdout(&weavectl(&d.home, &["session", "create", "triage"]))
+        .trim()
+        .to_owned();
+    // An agent that came and went, and one that is there.
+    {
+        let _gone = Agent::connect(AgentOptions::new(d.socket(), &s, "ghost").name("Ghost"))
+            .await
+            .unwrap();
+    }
+    let sender = Agent::connect(AgentOptions::new(d.socket(), &s, "boss").name("Boss"))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !stdout(&weavectl(&d.home, &["agent", "list", &s])).contains("offline") {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = sender
+        .send_text("ghost", "please rotate the \u{1b}[2Jkeys")
+        .await
+        .unwrap();
+    let id = sent.payload.unwrap()["id"].as_str().unwrap().to_owned();
+
+    let status = weavectl(&d.home, &["status", &id, "--session", "triage"]);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(
+        stdout(&status).split_whitespace().collect::<Vec<_>>(),
+        ["ghost", "queued"]
+    );
+    let missing = weavectl(&d.home, &["status", "nope", "--session", "triage"]);
+    assert_eq!(missing.status.code(), Some(1));
+
+    let found = stdout(&weavectl(&d.home, &["search", "triage", "rotate"]));
+    assert!(
+        found.contains("please rotate the \\u{1b}[2Jkeys"),
+        "escaped: {found}"
+    );
+    assert!(!found.contains('\u{1b}'));
+    let by_json = stdout(&weavectl(
+        &d.home,
+        &["--json", "search", "triage", "--from", "Boss"],
+    ));
+    assert!(by_json
+        .lines()
+        .all(|l| serde_json::from_str::<Value>(l).is_ok()));
+
+    let doctor = weavectl(&d.home, &["doctor", "--session", "triage", "Ghost"]);
+    let text = stdout(&doctor);
+    assert_eq!(
+        doctor.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&doctor.stderr)
+    );
+    assert!(
+        text.starts_with("Ghost (ghost, offline, 1 unread)"),
+        "{text}"
+    );
+    assert!(text.contains("offline since 20"), "{text}");
+    assert!(text.contains("never read one"), "{text}");
+    assert!(text.contains("no doorbell hooks for `Ghost`"), "{text}");
+    let report: Value = serde_json::from_str(&stdout(&weavectl(
+        &d.home,
+        &["--json", "doctor", "--session", "triage", "boss"],
+    )))
+    .unwrap();
+    assert_eq!(report["presence"], "online");
+    drop(sender);
+}

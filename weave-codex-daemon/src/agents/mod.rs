@@ -3,6 +3,7 @@
 //! per message (`weavectl agent run`, [`runner`]). Each is a plain client of the socket
 //! ([`link`]); the bus knows nothing of MCP or hooks. [`inbox`] is what they share of a message.
 
+pub mod doctor;
 pub mod hooks;
 pub mod inbox;
 pub mod install;

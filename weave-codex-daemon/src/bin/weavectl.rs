@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use codex_weave_transport_uds::{Agent, AgentOptions, Client, ClientError, Envelope};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
+use weave_codex_daemon::agents::link;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,8 +31,44 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Is a bus running? Its counters.
-    Status,
+    /// Is a bus running? Its counters. With MESSAGE (and --session): how far that message got
+    /// with each recipient — queued, delivered, read, answered.
+    Status {
+        message: Option<String>,
+        /// The message's session (id, name or id prefix).
+        #[arg(long, env = "WEAVE_SESSION")]
+        session: Option<String>,
+    },
+    /// Search a session's records by words, sender and time, newest first.
+    Search {
+        /// The session (id, name or id prefix).
+        session: String,
+        /// Words that must all occur (`word*` a prefix); none: every record.
+        text: Vec<String>,
+        /// Only what this agent sent (name or id).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only records older than this seq (the next page).
+        #[arg(long)]
+        before: Option<u64>,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+    /// Why has an agent not answered? Presence, unread messages, reads, held deliveries,
+    /// loop-guard stops, dead letters, and whether its hooks are installed.
+    Doctor {
+        /// The session (id, name or id prefix).
+        #[arg(long, env = "WEAVE_SESSION")]
+        session: String,
+        /// One agent (name or id); default: all of them.
+        agent: Option<String>,
+    },
     /// Sessions.
     Session {
         #[command(subcommand)]
@@ -434,7 +471,116 @@ async fn run(args: Args, socket: PathBuf) -> Out {
                 .await
                 .map_err(Failure::Other)?;
         }
-        Cmd::Status => {
+        Cmd::Status {
+            message: Some(message),
+            session,
+        } => {
+            let session =
+                session.ok_or_else(|| Failure::Usage("status MESSAGE needs --session".into()))?;
+            let (c, _) = connect(&socket).await?;
+            let s = link::resolve_session(&c, &session, false)
+                .await
+                .map_err(|e| link_failure(e, &socket))?;
+            let r = c
+                .call(request(
+                    "message.receipts",
+                    Some(&s.id),
+                    "weavectl",
+                    json!({ "ids": [message] }),
+                ))
+                .await?
+                .payload
+                .unwrap_or_default();
+            let receipts = r["receipts"].as_array().cloned().unwrap_or_default();
+            if receipts.is_empty() {
+                return Err(Failure::Refused(
+                    "unknown_message".into(),
+                    format!("no message {message} with receipts in session {}", s.id),
+                ));
+            }
+            for rc in receipts {
+                if json_out {
+                    print(rc);
+                } else {
+                    print(format!(
+                        "{:<24} {}",
+                        rc["agent"].as_str().unwrap_or(""),
+                        rc["state"].as_str().unwrap_or("")
+                    ));
+                }
+            }
+        }
+        Cmd::Search {
+            session,
+            text,
+            from,
+            since,
+            until,
+            before,
+            limit,
+        } => {
+            let (c, _) = connect(&socket).await?;
+            let s = link::resolve_session(&c, &session, false)
+                .await
+                .map_err(|e| link_failure(e, &socket))?;
+            let text = (!text.is_empty()).then(|| text.join(" "));
+            let found = c
+                .call(request(
+                    "events.search",
+                    Some(&s.id),
+                    "weavectl",
+                    json!({ "text": text, "from": from, "since": since, "until": until, "before": before, "limit": limit }),
+                ))
+                .await?
+                .payload
+                .unwrap_or_default();
+            for r in found["records"].as_array().into_iter().flatten() {
+                if json_out {
+                    print(r);
+                } else {
+                    print(shown(&describe(r)));
+                }
+            }
+            if let (false, Some(next)) = (json_out, found["next_before"].as_u64()) {
+                eprintln!("weavectl: more with --before {next}");
+            }
+        }
+        Cmd::Doctor { session, agent } => {
+            let (c, _) = connect(&socket).await?;
+            let s = link::resolve_session(&c, &session, false)
+                .await
+                .map_err(|e| link_failure(e, &socket))?;
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let home = dirs::home_dir().unwrap_or_default();
+            let found = weave_codex_daemon::agents::doctor::diagnose(
+                &c,
+                &s,
+                agent.as_deref(),
+                &[&cwd, &home],
+            )
+            .await
+            .map_err(|e| link_failure(e, &socket))?;
+            if found.is_empty() {
+                return Err(Failure::Refused(
+                    "unknown_agent".into(),
+                    "no such agent in the session".into(),
+                ));
+            }
+            for d in found {
+                if json_out {
+                    print(serde_json::to_value(&d).unwrap_or_default());
+                } else {
+                    print(format!(
+                        "{} ({}, {}, {} unread)",
+                        d.name, d.agent, d.presence, d.unread
+                    ));
+                    for f in d.findings {
+                        print(format!("  - {f}"));
+                    }
+                }
+            }
+        }
+        Cmd::Status { message: None, .. } => {
             let (c, _) = connect(&socket).await?;
             let stats = c
                 .call(request("bus.stats", None, "weavectl", Value::Null))
@@ -615,7 +761,7 @@ async fn run(args: Args, socket: PathBuf) -> Out {
                 if json_out {
                     print(&record);
                 } else {
-                    print(describe(&record));
+                    print(shown(&describe(&record)));
                 }
             }
         }
@@ -641,7 +787,7 @@ async fn run(args: Args, socket: PathBuf) -> Out {
                             print(serde_json::to_string(&d.0).unwrap_or_default());
                         } else {
                             let from = d.0.meta.as_ref().and_then(|m| m.pointer("/weave/origin_src_name")).and_then(Value::as_str).unwrap_or(&d.0.src).to_owned();
-                            print(format!("[{}] {}: {}", d.kind(), from, d.text().unwrap_or("")));
+                            print(shown(&format!("[{}] {}: {}", d.kind(), from, d.text().unwrap_or(""))));
                         }
                     }
                     line = stdin.next_line() => {
@@ -680,6 +826,12 @@ fn parse_addressed(line: &str) -> (Vec<String>, String) {
         rest = stripped[end..].trim_start();
     }
     (targets, rest.to_owned())
+}
+
+/// Text from others as it may be shown on a terminal: control characters and escape sequences
+/// escaped, not obeyed.
+fn shown(text: &str) -> String {
+    weave_codex_daemon::agents::inbox::escape_controls(text)
 }
 
 /// One record for a person: `seq type src → dst: text`.

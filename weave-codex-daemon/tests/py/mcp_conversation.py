@@ -57,13 +57,21 @@ async def main():
             bad_reply = await call(bob, "reply", message_id="no-such-message", text="x")
             found = await call(alice, "search", text="review")
             history = await call(bob, "history", limit=50)
+            # Two models handing each other new work forever: the loop guard stops them.
+            stopped = None
+            for i in range(10):
+                who, to = (alice, "Bob") if i % 2 == 0 else (bob, "Alice")
+                r = await call(who, "send", to=[to], text=f"your turn {i}")
+                if r["error"]:
+                    stopped = {"at": i, **r}
+                    break
             print(json.dumps({
                 "tools": tools,
                 "send_schema": schemas["send"],
                 "me": me, "bob_me": bob_me, "agents": agents,
                 "sent": sent, "got": got, "again": again, "replied": replied,
                 "answer": answer, "followed": followed, "unknown": unknown, "bad_reply": bad_reply,
-                "found": found, "history": history, "message_id": message_id,
+                "found": found, "history": history, "message_id": message_id, "stopped": stopped,
             }))
 
 
