@@ -92,6 +92,7 @@ async fn two_mcp_agents_hold_a_conversation_and_receipts_pass_every_state() {
             "history",
             "inbox",
             "join",
+            "receipts",
             "relay",
             "relay_status",
             "reply",
@@ -140,9 +141,19 @@ async fn two_mcp_agents_hold_a_conversation_and_receipts_pass_every_state() {
         .unwrap()
         .contains("agents"));
     assert_eq!(seen["bad_reply"]["error"]["code"], "unknown_message");
+    // The sender's own view of its message: answered by Bob.
+    assert_eq!(seen["receipts"]["receipts"][0]["agent"], "bob");
+    assert_eq!(seen["receipts"]["receipts"][0]["state"], "answered");
     // The loop guard covers MCP agents as it covers socket agents.
-    assert_eq!(seen["stopped"]["error"]["code"], "loop_suppressed", "{}", seen["stopped"]);
-    assert!(seen["stopped"]["error"]["hint"].as_str().unwrap().contains("do not answer acknowledgements"));
+    assert_eq!(
+        seen["stopped"]["error"]["code"], "loop_suppressed",
+        "{}",
+        seen["stopped"]
+    );
+    assert!(seen["stopped"]["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("do not answer acknowledgements"));
     // Search and history see the conversation.
     assert_eq!(seen["found"]["records"][0]["text"], "please review PR 7");
     assert!(seen["history"]["records"]

@@ -170,6 +170,12 @@ pub struct RelayStatusArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ReceiptsArgs {
+    /// The message ids (as `send` returned them), at most 1,000.
+    pub message_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct TaskResultArgs {
     /// The id of the relay step, as `inbox` showed it.
     pub message_id: String,
@@ -296,15 +302,9 @@ impl WeaveMcp {
             wake,
             notices,
         });
-        let old = self.live.write().await.replace(live.clone());
-        if let Some(old) = old {
-            if old.joined.session.id != live.joined.session.id || old.joined.id != live.joined.id {
-                let _ = old
-                    .joined
-                    .call("agent.remove", json!({ "id": old.joined.id }))
-                    .await;
-            }
-        }
+        // An earlier join is let go: its connection closes once no tool call uses it, and that
+        // agent goes offline with its name and its mail kept (never removed).
+        self.live.write().await.replace(live.clone());
         Ok(live)
     }
 
@@ -588,6 +588,22 @@ impl WeaveMcp {
                 out.push(r);
             }
             Ok(json!({ "relays": out }))
+        })
+        .await
+    }
+
+    #[tool(
+        description = "How far messages you sent got with each recipient: queued, delivered \
+        (its connection has it), read (the agent took it), answered (a reply or result refers to \
+        it). Name them by the ids `send` returned.",
+        annotations(title = "Receipts of messages", read_only_hint = true)
+    )]
+    async fn receipts(&self, Parameters(a): Parameters<ReceiptsArgs>) -> ToolResult {
+        tool_body(async {
+            let live = self.live().await?;
+            live.joined
+                .call("message.receipts", json!({ "ids": a.message_ids }))
+                .await
         })
         .await
     }

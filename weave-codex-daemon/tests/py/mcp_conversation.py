@@ -56,6 +56,7 @@ async def main():
             unknown = await call(alice, "send", to=["Nobody"], text="hello?")
             bad_reply = await call(bob, "reply", message_id="no-such-message", text="x")
             found = await call(alice, "search", text="review")
+            receipts = await call(alice, "receipts", message_ids=[message_id])
             history = await call(bob, "history", limit=50)
             # Two models handing each other new work forever: the loop guard stops them.
             stopped = None
@@ -71,7 +72,7 @@ async def main():
                 "me": me, "bob_me": bob_me, "agents": agents,
                 "sent": sent, "got": got, "again": again, "replied": replied,
                 "answer": answer, "followed": followed, "unknown": unknown, "bad_reply": bad_reply,
-                "found": found, "history": history, "message_id": message_id, "stopped": stopped,
+                "found": found, "history": history, "message_id": message_id, "stopped": stopped, "receipts": receipts,
             }))
 
 
