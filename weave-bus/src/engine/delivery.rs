@@ -14,7 +14,7 @@ use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::receipts::{moved, receipt_ids};
+use super::receipts::{delivered, receipt_ids};
 use super::recorded::{Delivered, Recorded};
 use super::state::{actions_for, Delivery, DeliveryKind};
 use super::writer::Write;
@@ -100,11 +100,7 @@ impl Engine {
             if d.count > 1 {
                 self.metrics.inc(&self.metrics.redeliveries);
             } else {
-                let ids = receipt_ids(d);
-                for (write, moved) in moved(d, ids, ReceiptState::Delivered) {
-                    self.batch.writes.push(write);
-                    self.batch.receipts.push(moved);
-                }
+                delivered(d, &mut self.batch.receipt_rows, &mut self.batch.receipts);
             }
             let line = delivered_line(d, conn.out.framing());
             let (ack_mode, timeout, kind, count) = (d.ack_mode, d.timeout_ms, d.kind, d.count);

@@ -179,6 +179,8 @@ struct Batch {
     prune: Vec<String>,
     /// Receipts that moved in this batch, recorded at its end.
     receipts: Vec<receipts::Moved>,
+    /// Receipt rows not handed to `writes` yet.
+    receipt_rows: receipts::ReceiptRows,
     /// Connections that closed during the batch: their last lines (an error for the line that
     /// made the bus close them, say) still go out.
     closing: Map<ConnId, ConnOut>,
@@ -412,6 +414,7 @@ impl Engine {
     /// reloaded from the store so that nothing uncommitted is believed.
     fn finish_batch(&mut self, applied: usize) {
         self.record_receipts();
+        self.flush_receipts();
         self.flush_dirty();
         if !self.batch.remembered.is_empty() {
             let remembered = std::mem::take(&mut self.batch.remembered);
@@ -540,6 +543,8 @@ impl Engine {
     /// keeping which connection serves which agent and who watches what.
     fn reload_after_failure(&mut self) {
         self.batch.writes.clear();
+        self.batch.receipt_rows.clear();
+        self.batch.receipts.clear();
         let loaded = match self.read(|s| s.load()) {
             Ok(loaded) => loaded,
             Err(e) => {
@@ -603,6 +608,7 @@ impl Engine {
         &mut self,
         f: impl FnOnce(&Store) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        self.flush_receipts();
         self.writer.write(std::mem::take(&mut self.batch.writes));
         self.writer.read(f)
     }

@@ -39,40 +39,72 @@ pub(super) fn receipt_ids(d: &Delivery) -> Vec<String> {
     }
 }
 
-/// The write and the note of one receipt moving to `state`.
-pub(super) fn moved(d: &Delivery, ids: Vec<String>, state: ReceiptState) -> Vec<(Write, Moved)> {
-    ids.into_iter()
-        .map(|message| {
-            (
-                Write::Receipt {
-                    session: d.session_key,
-                    message: message.clone(),
-                    agent: d.target.clone(),
-                    seq: d.seq,
-                    state: state.code(),
-                },
-                Moved {
-                    sid: d.session.clone(),
-                    agent: d.target.clone(),
-                    state,
-                    message,
-                    seq: d.seq,
-                },
-            )
-        })
-        .collect()
+/// Receipt rows to write when the batch ends (or before the store is read): (session key,
+/// message, agent) → (seq, state). A message queued and sent within one batch — nearly every
+/// one under load — costs one row write, not two.
+pub(super) type ReceiptRows = Map<(i64, String, String), (u64, ReceiptState)>;
+
+/// Sets a row to write at `state`, unless it is already further.
+pub(super) fn put_row(
+    rows: &mut ReceiptRows,
+    key: i64,
+    message: String,
+    agent: String,
+    seq: u64,
+    state: ReceiptState,
+) {
+    let row = rows.entry((key, message, agent)).or_insert((seq, state));
+    row.1 = row.1.max(state);
+}
+
+/// A delivery first written to its agent's connection: its receipts become `delivered`.
+pub(super) fn delivered(d: &Delivery, rows: &mut ReceiptRows, moved: &mut Vec<Moved>) {
+    for message in receipt_ids(d) {
+        put_row(
+            rows,
+            d.session_key,
+            message.clone(),
+            d.target.clone(),
+            d.seq,
+            ReceiptState::Delivered,
+        );
+        moved.push(Moved {
+            sid: d.session.clone(),
+            agent: d.target.clone(),
+            state: ReceiptState::Delivered,
+            message,
+            seq: d.seq,
+        });
+    }
 }
 
 impl Engine {
     /// Receipts of a delivery just queued: `queued`, not recorded (its record says so).
     pub(super) fn receipts_queued(&mut self, d: &Delivery) {
         for message in receipt_ids(d) {
-            self.write_row(Write::Receipt {
-                session: d.session_key,
+            let agent = d.target.clone();
+            put_row(
+                &mut self.batch.receipt_rows,
+                d.session_key,
                 message,
-                agent: d.target.clone(),
-                seq: d.seq,
-                state: ReceiptState::Queued.code(),
+                agent,
+                d.seq,
+                ReceiptState::Queued,
+            );
+        }
+    }
+
+    /// Hands the batch's receipt rows to its writes.
+    pub(super) fn flush_receipts(&mut self) {
+        for ((session, message, agent), (seq, state)) in
+            std::mem::take(&mut self.batch.receipt_rows)
+        {
+            self.batch.writes.push(Write::Receipt {
+                session,
+                message,
+                agent,
+                seq,
+                state: state.code(),
             });
         }
     }
@@ -99,13 +131,15 @@ impl Engine {
             .filter(|r| r.state < state.code())
             .collect();
         for r in &behind {
-            self.write_row(Write::Receipt {
-                session: key,
-                message: r.message.clone(),
-                agent: r.agent.clone(),
-                seq: r.seq,
-                state: state.code(),
-            });
+            let (message, agent) = (r.message.clone(), r.agent.clone());
+            put_row(
+                &mut self.batch.receipt_rows,
+                key,
+                message,
+                agent,
+                r.seq,
+                state,
+            );
             self.batch.receipts.push(Moved {
                 sid: sid.to_owned(),
                 agent: r.agent.clone(),
