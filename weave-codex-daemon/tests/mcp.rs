@@ -379,3 +379,58 @@ async fn a_runner_that_crashes_mid_command_gets_the_message_again_and_answers_it
     let receipts = d.json(&format!("/api/sessions/{s}/messages/{id}")).await;
     assert_eq!(receipts["receipts"][0]["state"], "answered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_past_its_timeout_is_killed_and_answered_with_an_error() {
+    use codex_weave_transport_uds::{Agent, AgentOptions};
+    let d = Weaved::start();
+    let s = create_session(&d, "timeout");
+    let py = python();
+    let child = Command::new(env!("CARGO_BIN_EXE_weavectl"))
+        .arg("--home")
+        .arg(&d.home)
+        .args([
+            "agent",
+            "run",
+            "--session",
+            &s,
+            "--name",
+            "Sleeper",
+            "--timeout",
+            "1s",
+            "--",
+        ])
+        .arg(&py)
+        .arg(worker())
+        .env("WORKER_SLOW_S", "30")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _runner = Runner(child);
+    let mut asker = Agent::connect(AgentOptions::new(d.socket(), &s, "asker").name("Asker"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let agents = d.json(&format!("/api/sessions/{s}/agents")).await;
+        if agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "sleeper" && a["status"] == "online")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runner never online"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    asker.send_text("sleeper", "slow one").await.unwrap();
+    let reply = asker
+        .recv_kind(&["message.send"], std::time::Duration::from_secs(15))
+        .await
+        .expect("an answer");
+    assert_eq!(reply.text(), Some("error: timed out after 1 s"));
+}
