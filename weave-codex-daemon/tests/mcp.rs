@@ -321,38 +321,10 @@ async fn a_runner_that_crashes_mid_command_gets_the_message_again_and_answers_it
         .await
         .unwrap();
     // Wait until the runner is there, then give it slow work and kill it while it runs.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let agents = d.json(&format!("/api/sessions/{s}/agents")).await;
-        if agents["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == "runner" && a["status"] == "online")
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "runner never online"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_agent(&d, &s, "runner", "status", "online").await;
     let sent = asker.send_text("runner", "slow job").await.unwrap();
     let id = sent.payload.unwrap()["id"].as_str().unwrap().to_owned();
-    loop {
-        let agents = d.json(&format!("/api/sessions/{s}/agents")).await;
-        if agents["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == "runner" && a["activity"] == "busy")
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "runner never busy");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_agent(&d, &s, "runner", "activity", "busy").await;
     runner.kill9();
     // Not acked, so not lost: the next runner gets it again and answers it.
     let _again = Runner::start(&d.home, &s, "Runner", &[py.to_str().unwrap(), &worker()]);
@@ -410,6 +382,17 @@ async fn a_command_past_its_timeout_is_killed_and_answered_with_an_error() {
     let mut asker = Agent::connect(AgentOptions::new(d.socket(), &s, "asker").name("Asker"))
         .await
         .unwrap();
+    wait_agent(&d, &s, "sleeper", "status", "online").await;
+    asker.send_text("sleeper", "slow one").await.unwrap();
+    let reply = asker
+        .recv_kind(&["message.send"], std::time::Duration::from_secs(15))
+        .await
+        .expect("an answer");
+    assert_eq!(reply.text(), Some("error: timed out after 1 s"));
+}
+
+/// Waits until agent `id` of session `s` shows `field` = `value` over HTTP.
+async fn wait_agent(d: &Weaved, s: &str, id: &str, field: &str, value: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let agents = d.json(&format!("/api/sessions/{s}/agents")).await;
@@ -417,20 +400,14 @@ async fn a_command_past_its_timeout_is_killed_and_answered_with_an_error() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["id"] == "sleeper" && a["status"] == "online")
+            .any(|a| a["id"] == id && a[field] == value)
         {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "runner never online"
+            "{id} never had {field} {value}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    asker.send_text("sleeper", "slow one").await.unwrap();
-    let reply = asker
-        .recv_kind(&["message.send"], std::time::Duration::from_secs(15))
-        .await
-        .expect("an answer");
-    assert_eq!(reply.text(), Some("error: timed out after 1 s"));
 }
