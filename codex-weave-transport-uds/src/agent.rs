@@ -141,11 +141,6 @@ impl Agent {
         std::mem::replace(&mut self.deliveries, closed)
     }
 
-    /// The session the agent is in.
-    pub fn session(&self) -> &str {
-        &self.opts.session
-    }
-
     /// The next delivery of one of `kinds`, skipping others, with a timeout.
     pub async fn recv_kind(&mut self, kinds: &[&str], within: Duration) -> Option<Delivery> {
         tokio::time::timeout(within, async {

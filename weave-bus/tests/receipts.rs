@@ -318,18 +318,7 @@ async fn an_agent_says_it_is_busy_and_goes_idle_when_it_leaves() {
         busy["doing"], "running tests[31m",
         "control characters are dropped"
     );
-    let list = a
-        .ok("agent.list", Some(&s), "t", Value::Null)
-        .await
-        .payload
-        .unwrap();
-    let bob = list["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == "b1")
-        .unwrap()
-        .clone();
+    let bob = agent_of(&a, &s, "b1").await;
     assert_eq!(
         (bob["activity"].as_str(), bob["doing"].as_str()),
         (Some("busy"), Some("running tests[31m"))
@@ -357,18 +346,7 @@ async fn an_agent_says_it_is_busy_and_goes_idle_when_it_leaves() {
     );
     drop(b);
     a.wait_status(&s, "b1", "offline").await;
-    let list = a
-        .ok("agent.list", Some(&s), "t", Value::Null)
-        .await
-        .payload
-        .unwrap();
-    let bob = list["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["id"] == "b1")
-        .unwrap()
-        .clone();
+    let bob = agent_of(&a, &s, "b1").await;
     assert_eq!(bob["activity"], "idle");
 }
 
@@ -467,4 +445,20 @@ async fn find(c: &Conn, s: &str, payload: Value) -> (Vec<String>, Value) {
         })
         .collect();
     (texts, p["next_before"].clone())
+}
+
+/// Agent `id` as `agent.list` shows it.
+async fn agent_of(c: &Conn, s: &str, id: &str) -> Value {
+    let list = c
+        .ok("agent.list", Some(s), "t", Value::Null)
+        .await
+        .payload
+        .unwrap();
+    list["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id)
+        .unwrap()
+        .clone()
 }

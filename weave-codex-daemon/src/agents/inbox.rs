@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::link::{envelope, Joined, LinkError, LinkResult};
+use super::link::{Joined, LinkError, LinkResult};
 
 /// One message to an agent: a `message.send`, or one action of a group (a relay step).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -332,11 +332,6 @@ pub fn summary(record: &Value) -> Value {
         out["id"] = json!(id);
     }
     out
-}
-
-/// A request envelope as `j` (for callers building their own).
-pub fn request(j: &Joined, kind: &str, payload: Value) -> codex_weave_transport_uds::Envelope {
-    envelope(kind, Some(&j.session.id), &j.id, payload)
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use codex_weave_transport_uds::{Agent, AgentOptions, Client, ClientError, Envelope};
+use codex_weave_transport_uds::{Agent, AgentOptions, Client, ClientError};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
-use weave_codex_daemon::agents::link;
+use weave_codex_daemon::agents::link::{self, envelope as request};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -442,15 +442,6 @@ async fn connect(
     Client::connect(socket)
         .await
         .map_err(|_| Failure::NoBus(socket.clone()))
-}
-
-fn request(kind: &str, session: Option<&str>, src: &str, payload: Value) -> Envelope {
-    let mut env = Envelope::new(kind, String::new(), String::new(), src);
-    env.session = session.map(str::to_owned);
-    if !payload.is_null() {
-        env.payload = Some(payload);
-    }
-    env
 }
 
 async fn run(args: Args, socket: PathBuf) -> Out {
