@@ -70,6 +70,8 @@ pub struct Probe<'a> {
     /// The conversation existed before this message (a follow-up).
     pub follow_up: bool,
     pub explicit_parent: Option<&'a str>,
+    /// The sender is a person: a new chain, never a ping-pong run.
+    pub person: bool,
 }
 
 /// An admitted message, with its ids shared (see [`crate::memory::Id`]).
@@ -78,6 +80,8 @@ pub(crate) struct Admitted<'a> {
     pub from: &'a Id,
     pub to: &'a [Id],
     pub new_work: bool,
+    /// The sender is a person (see [`Probe::person`]).
+    pub person: bool,
     pub conversation: Option<&'a Id>,
     pub relay_id: Option<Id>,
 }
@@ -126,6 +130,15 @@ impl Guard {
         max_hops: u32,
         max_ping_pong: u32,
     ) -> Verdict {
+        if probe.person {
+            // A person's word starts a fresh budget for the agents it answers.
+            return Verdict {
+                chain: None,
+                hop: 1,
+                run: 0,
+                stop: None,
+            };
+        }
         let explicit = probe.explicit_parent.filter(|p| {
             self.nodes
                 .get(*p)
@@ -183,6 +196,10 @@ impl Guard {
         let chain = verdict.chain.as_ref().unwrap_or(m.id);
         if m.new_work {
             for to in m.to.iter().filter(|t| *t != m.from) {
+                self.unanswered.insert(to.clone(), m.id.clone());
+                if m.person {
+                    continue;
+                }
                 let (lo, hi) = if m.from <= to {
                     (m.from, to)
                 } else {
@@ -205,7 +222,6 @@ impl Guard {
                         e.insert(set);
                     }
                 }
-                self.unanswered.insert(to.clone(), m.id.clone());
             }
         }
         let node = Node {

@@ -159,6 +159,9 @@ pub struct Relay {
     pub queue: VecDeque<Step>,
     /// `relay.submit`s accepted so far (for action ids).
     pub submits: u32,
+    /// Steps accepted so far, waits included: the next step's `action_index`.
+    #[serde(default)]
+    pub steps: u32,
     pub summary: Option<String>,
 }
 

@@ -299,6 +299,7 @@ impl Runtime {
                 actions: Vec::new(),
                 queue: VecDeque::new(),
                 submits: 0,
+                steps: 0,
                 summary: None,
             });
         }
@@ -335,23 +336,38 @@ impl Runtime {
         }
         let mut sends = sends.into_iter().zip(verdicts);
         let mut new_actions = Vec::new();
+        // Waits as clients look for them: steps of type `wait` among each awaited target's
+        // actions.
+        let mut new_waits: Vec<(Vec<AgentId>, Value)> = Vec::new();
         for step in steps {
             let relay = st.relays.get_mut(&relay_id).expect("inserted");
+            let step_index = relay.steps;
+            relay.steps += 1;
             match step {
                 ParsedStep::Wait {
                     plan_step_id,
                     targets,
-                } => relay.queue.push_back(Step::Wait {
-                    plan_step_id,
-                    targets,
-                }),
+                } => {
+                    let wait = json!({
+                        "action_id": format!("{relay_id}:{submit_no}:wait:{}", new_waits.len()),
+                        "action_index": step_index,
+                        "type": "wait",
+                        "plan_step_id": plan_step_id,
+                        "targets": targets,
+                    });
+                    new_waits.push((targets.clone(), wait));
+                    relay.queue.push_back(Step::Wait {
+                        plan_step_id,
+                        targets,
+                    })
+                }
                 ParsedStep::Act(p) => {
                     let (send, verdict) = sends.next().expect("one send per action");
                     let index = relay.actions.len();
                     let mut wire = p.wire;
                     wire.insert("dst".into(), json!(p.target));
                     wire.insert("action_id".into(), json!(send.id));
-                    wire.insert("action_index".into(), json!(index));
+                    wire.insert("action_index".into(), json!(step_index));
                     wire.insert("plan_step_id".into(), json!(p.plan_step_id));
                     if p.kind == "message" {
                         wire.insert("expects_reply".into(), json!(p.expects_reply));
@@ -359,7 +375,7 @@ impl Runtime {
                     }
                     relay.actions.push(Action {
                         action_id: send.id.clone(),
-                        action_index: index as u32,
+                        action_index: step_index,
                         kind: p.kind,
                         plan_step_id: p.plan_step_id,
                         target: p.target.clone(),
@@ -386,7 +402,7 @@ impl Runtime {
         let mut per_target = Map::new();
         for t in &relay.target_order {
             let target = &relay.targets[t];
-            let actions: Vec<Value> = new_actions
+            let mut actions: Vec<(u32, Value)> = new_actions
                 .iter()
                 .map(|&i| &relay.actions[i])
                 .filter(|a| &a.target == t)
@@ -400,9 +416,17 @@ impl Runtime {
                     } else if let Some(c) = a.wire.get("command") {
                         v["command"] = c.clone();
                     }
-                    v
+                    (a.action_index, v)
                 })
                 .collect();
+            for (awaited, wait) in &new_waits {
+                if awaited.contains(t) {
+                    let index = wait["action_index"].as_u64().unwrap_or_default() as u32;
+                    actions.push((index, wait.clone()));
+                }
+            }
+            actions.sort_by_key(|(index, _)| *index);
+            let actions: Vec<Value> = actions.into_iter().map(|(_, v)| v).collect();
             let group_id = dispatched.iter().find_map(|o| match o {
                 Output::Dispatch { target, group, .. } if target == t => {
                     group.get("group_id").cloned()

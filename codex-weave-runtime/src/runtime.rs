@@ -84,6 +84,12 @@ pub enum Input {
     },
     /// An agent left the session for good.
     AgentRemoved { session: String, agent: AgentId },
+    /// An agent joined the session; `person`: it is a person (kind `human`).
+    AgentAdded {
+        session: String,
+        agent: AgentId,
+        person: bool,
+    },
 }
 
 /// What the bus must do.
@@ -136,6 +142,10 @@ pub(crate) struct Session {
     pub guard: Guard,
     /// The conversation an agent answers into when its reply names none.
     pub pending_reply: Map<Id, Id>,
+    /// Agents that are people (kind `human`): their messages never count toward the loop
+    /// guard, and each starts a fresh chain for the agents it answers.
+    #[serde(default)]
+    pub persons: std::collections::BTreeSet<String>,
     /// One shared [`Id`] per agent id seen (rebuilt as agents are seen again after a restart).
     #[serde(skip)]
     pub agents: hashbrown::HashSet<Id, foldhash::fast::RandomState>,
@@ -267,7 +277,8 @@ impl Runtime {
             }
             Input::Result { session, .. }
             | Input::Relay { session, .. }
-            | Input::AgentRemoved { session, .. } => session.clone(),
+            | Input::AgentRemoved { session, .. }
+            | Input::AgentAdded { session, .. } => session.clone(),
         };
         let out = self.dispatch(input);
         self.remember(&session);
@@ -292,6 +303,18 @@ impl Runtime {
                 resolve,
             } => self.relay(&session, &from, &payload, &resolve),
             Input::AgentRemoved { session, agent } => self.agent_removed(&session, &agent),
+            Input::AgentAdded {
+                session,
+                agent,
+                person,
+            } => {
+                let st = open(&mut self.sessions, &mut self.slots, &session);
+                match person {
+                    true => st.persons.insert(agent),
+                    false => st.persons.remove(&agent),
+                };
+                Vec::new()
+            }
         }
     }
 
@@ -450,6 +473,7 @@ impl Runtime {
         };
         st.guard.forget_agent(agent);
         st.pending_reply.remove(agent);
+        st.persons.remove(agent);
         // Nobody waits for an agent that is gone.
         let relays: Vec<String> = st
             .relays
@@ -547,6 +571,7 @@ fn plan(cfg: &RuntimeConfig, st: &Session, send: &Message) -> Result<Planned, Ve
         conversation: context_id.as_deref(),
         follow_up,
         explicit_parent,
+        person: st.persons.contains(&send.from),
     };
     let verdict = st
         .guard
@@ -652,6 +677,7 @@ pub(crate) fn apply(
         from: &from,
         to: &to,
         new_work,
+        person: st.persons.contains(&send.from),
         conversation: ctx.as_ref(),
         relay_id,
     };

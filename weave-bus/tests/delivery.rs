@@ -283,7 +283,7 @@ fn group(
 }
 
 #[tokio::test]
-async fn action_groups_reach_each_target_filtered_and_are_acked_by_any_result() {
+async fn action_groups_reach_each_target_filtered_and_are_done_when_each_action_is_answered() {
     let bus = BusProcess::start();
     let (s, c) = session_with(&bus, &[("o1", "Owner"), ("w1", "Worker"), ("w2", "Other")]).await;
     let mut c = c.into_iter();
@@ -315,7 +315,9 @@ async fn action_groups_reach_each_target_filtered_and_are_acked_by_any_result() 
         1
     );
 
-    // w1 answers `accepted` for x1: that acks the group. w2 answers nothing.
+    // w1 answers `accepted` for x1, then replies to x2 as an unchanged client does (a group
+    // with `reply_to_action_id` and `reply_policy: "none"`): its group is done. w2 answers
+    // nothing.
     let mut result = envelope(
         "action.result",
         Some(&s),
@@ -327,7 +329,13 @@ async fn action_groups_reach_each_target_filtered_and_are_acked_by_any_result() 
     let res = owner.next_of("action.result").await;
     assert_eq!(res.src, "w1");
     assert_eq!(res.payload.unwrap()["status"], "accepted");
-    // Actions are never redelivered on a timer; after a reconnect, only the unacked group is.
+    let reply = json!([{ "type": "message", "dst": "o1", "action_id": "y1", "action_index": 0,
+        "text": "done", "kind": "reply", "reply_to_action_id": "x2", "reply_policy": "none" }]);
+    w1.call(group(&s, "w1", "g2", reply)).await;
+    let answer = owner.next_of("action.submit").await;
+    assert_eq!(answer.payload.unwrap()["actions"][0]["text"], "done");
+    // Actions are never redelivered on a timer; after a reconnect, only the unanswered group
+    // is (and the owner, who never acked the reply, does not get it again either).
     w1.ok("agent.list", Some(&s), "w1", Value::Null).await;
     drop(w1);
     drop(w2);
@@ -339,6 +347,12 @@ async fn action_groups_reach_each_target_filtered_and_are_acked_by_any_result() 
     w2.add_agent(&s, "w2", "Other").await;
     let again = w2.next_of("action.submit").await;
     assert_eq!(meta_weave(&again, "redelivered"), Some(&json!(true)));
+    drop(owner);
+    let mut owner = bus.connect().await;
+    owner.add_agent(&s, "o1", "Owner").await;
+    owner
+        .none_of("action.submit", Duration::from_millis(300))
+        .await;
 }
 
 #[tokio::test]

@@ -74,7 +74,18 @@ async fn owner_relays_to_two_agents_who_reply_then_finishes() {
     assert_eq!(p["status"], "accepted");
     assert_eq!(p["failures"][0]["dst"], "nobody");
     assert_eq!(p["target_count"], 2);
-    assert_eq!(p["targets"]["w1"]["actions"].as_array().unwrap().len(), 2);
+    let w1_steps = p["targets"]["w1"]["actions"].as_array().unwrap();
+    let types: Vec<_> = w1_steps
+        .iter()
+        .map(|a| a["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["message", "wait", "message"],
+        "the wait is listed among w1's steps"
+    );
+    assert_eq!(w1_steps[1]["action_index"], 2);
+    assert_eq!(w1_steps[1]["plan_step_id"], "p3");
     let a1 = w1.next_of("action.submit").await;
     assert_eq!(a1.src, "o");
     let pay = a1.payload.as_ref().unwrap();

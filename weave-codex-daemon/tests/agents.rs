@@ -22,10 +22,14 @@ async fn session(d: &Weaved) -> String {
 }
 
 async fn register(d: &Weaved, s: &str, name: &str) -> String {
+    register_as(d, s, name, "human").await
+}
+
+async fn register_as(d: &Weaved, s: &str, name: &str, kind: &str) -> String {
     let resp = d
         .post(
             &format!("/api/sessions/{s}/agents"),
-            json!({ "name": name, "kind": "human" }),
+            json!({ "name": name, "kind": kind }),
         )
         .send()
         .await
@@ -189,14 +193,29 @@ async fn the_runtime_rules_apply_to_http_agents_with_problem_statuses() {
         some.json::<Value>().await.unwrap()["failures"][0]["code"],
         "unknown_agent"
     );
-    // A loop between two people is stopped: 409 loop_suppressed.
-    let mut last = 0;
-    for i in 0..10 {
+    // Two people alternate freely: a person's messages never count toward ping-pong.
+    for i in 0..20 {
         let (from, to) = if i % 2 == 0 {
             (&owner, &other)
         } else {
             (&other, &owner)
         };
+        let r = d
+            .post(
+                &format!("/api/sessions/{s}/messages"),
+                json!({ "from": from, "text": format!("you {i}"), "agent_ids": [to] }),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "people's message {i} is not a loop");
+    }
+    // A loop between two SDK agents is stopped: 409 loop_suppressed.
+    let a = register_as(&d, &s, "BotA", "sdk").await;
+    let b = register_as(&d, &s, "BotB", "sdk").await;
+    let mut last = 0;
+    for i in 0..10 {
+        let (from, to) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
         let r = d
             .post(
                 &format!("/api/sessions/{s}/messages"),

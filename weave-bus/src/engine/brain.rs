@@ -239,6 +239,12 @@ pub(super) fn input_for(session: &str, env: &Envelope) -> Option<Input> {
                 resolve,
             })
         }
+        // The runtime keeps people apart from agents (the loop guard does not count them).
+        "agent.added" if text(p, "kind") == Some("human") => Some(Input::AgentAdded {
+            session: session.to_owned(),
+            agent: text(p, "id")?.to_owned(),
+            person: true,
+        }),
         "agent.removed" => Some(Input::AgentRemoved {
             session: session.to_owned(),
             agent: text(p, "id")?.to_owned(),

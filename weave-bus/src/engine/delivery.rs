@@ -147,6 +147,64 @@ impl Engine {
         true
     }
 
+    /// Agent `aid` completed action `action_id` (a result for it, or a reply naming it): the
+    /// action, and the actions before it in its group (clients take a group's actions in
+    /// order), want nothing more. When none of the group's actions for the agent is left
+    /// open, the group is acknowledged. Returns whether it was.
+    pub(super) fn complete_action(&mut self, sid: &str, aid: &str, action_id: &str) -> bool {
+        let Some(&did) = self
+            .sessions
+            .get(sid)
+            .and_then(|s| s.agents.get(aid))
+            .and_then(|a| a.ack_ids.get(action_id))
+        else {
+            return false;
+        };
+        let Some(d) = self.deliveries.get_mut(&did) else {
+            return false;
+        };
+        if d.kind != DeliveryKind::Action {
+            return false;
+        }
+        if let Some(i) = d.open.iter().position(|a| a == action_id) {
+            d.open.drain(..=i);
+        }
+        d.open.is_empty() && self.acknowledge(sid, aid, action_id)
+    }
+
+    /// What was queued for agent `from` goes to agent `to` (the same agent under a new id),
+    /// in its order, ahead of anything newer.
+    pub(super) fn move_deliveries(&mut self, sid: &str, from: &str, to: &str) -> usize {
+        let Some(agent) = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.agents.get_mut(from))
+        else {
+            return 0;
+        };
+        let mut moving: Vec<u64> = agent.queue.drain(..).collect();
+        moving.extend(std::mem::take(&mut agent.inflight));
+        agent.ack_ids.clear();
+        moving.sort_unstable();
+        for did in &moving {
+            if let Some(mut d) = self.deliveries.remove(did) {
+                d.addressed.get_or_insert_with(|| d.target.clone());
+                d.target = to.to_owned();
+                self.index_delivery(d);
+                self.batch.dirty.push(*did);
+            }
+        }
+        if let Some(agent) = self
+            .sessions
+            .get_mut(sid)
+            .and_then(|s| s.agents.get_mut(to))
+        {
+            agent.queue.make_contiguous().sort_unstable();
+        }
+        self.batch.pump.push((sid.to_owned(), to.to_owned()));
+        moving.len()
+    }
+
     /// Removes a delivery from memory (its row is deleted at commit via `dirty`).
     pub(super) fn forget(&mut self, did: u64) -> Option<Delivery> {
         let d = self.deliveries.remove(&did)?;
@@ -283,12 +341,14 @@ impl Engine {
                 Some(d) => {
                     let (key, target, seq, count) =
                         (d.session_key, d.target.clone(), d.seq, d.count);
+                    let addressed = d.addressed.clone();
                     self.write_row(Write::Delivery {
                         id: did,
                         session: key,
                         target,
                         seq,
                         count,
+                        addressed,
                     });
                 }
                 None => self.write_row(Write::Undelivery(did)),
@@ -303,7 +363,7 @@ impl Engine {
 fn delivered_line(d: &Delivery, framing: Framing) -> bytes::Bytes {
     let filtered = match d.kind {
         DeliveryKind::Action => d.envelope.payload_value().map(|mut p| {
-            let mine: Vec<Value> = actions_for(&p, &d.target).cloned().collect();
+            let mine: Vec<Value> = actions_for(&p, d.addressed()).cloned().collect();
             p["actions"] = Value::Array(mine);
             p.to_string()
         }),

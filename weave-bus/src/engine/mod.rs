@@ -261,6 +261,7 @@ impl Engine {
             session.agents.insert(row.id.clone(), {
                 let mut a = Agent::new(row.id, row.name, row.kind);
                 a.position = row.position;
+                a.instance = row.instance;
                 a
             });
         }
@@ -279,11 +280,12 @@ impl Engine {
                 orphans += 1;
                 continue;
             }
-            let mut d = new_delivery(
+            let mut d = moved_delivery(
                 row.id,
                 sid,
                 row.session_key,
                 row.target,
+                row.addressed,
                 row.seq,
                 Arc::new(Recorded::new(envelope)),
             );
@@ -663,13 +665,36 @@ fn new_delivery(
     seq: u64,
     envelope: Arc<Recorded>,
 ) -> Delivery {
+    moved_delivery(id, session, session_key, target, None, seq, envelope)
+}
+
+/// A delivery to `target` of a record addressed to `addressed` (`None`: to the target).
+fn moved_delivery(
+    id: u64,
+    session: String,
+    session_key: i64,
+    target: String,
+    addressed: Option<String>,
+    seq: u64,
+    envelope: Arc<Recorded>,
+) -> Delivery {
     let kind = DeliveryKind::of(&envelope.env.kind);
+    let mut open = Vec::new();
     let (ack_mode, timeout_ms) = match kind {
         DeliveryKind::Message => {
             let ack = envelope.env.ack.clone().unwrap_or_default();
             (ack.mode.unwrap_or_default(), ack.timeout_ms)
         }
-        DeliveryKind::Action => (AckMode::Manual, None),
+        DeliveryKind::Action => {
+            let to = addressed.as_deref().unwrap_or(&target);
+            open = state::open_actions(&envelope.payload_value().unwrap_or_default(), to);
+            // A group whose every action wants no answer (`reply_policy: "none"`, as
+            // clients send replies) is done once written.
+            match open.is_empty() {
+                true => (AckMode::None, None),
+                false => (AckMode::Manual, None),
+            }
+        }
         DeliveryKind::Notice => (AckMode::None, None),
     };
     Delivery {
@@ -683,6 +708,8 @@ fn new_delivery(
         ack_mode,
         timeout_ms,
         count: 0,
+        open,
+        addressed,
     }
 }
 

@@ -81,6 +81,9 @@ pub struct Agent {
     /// What the agent said it is doing (`agent.activity`): busy with what, or idle. Reset to
     /// idle when its connection goes.
     pub busy: Option<String>,
+    /// The client's instance key (`agent.add` `payload.instance`): the same agent, should it
+    /// come back under a new id.
+    pub instance: Option<String>,
 }
 
 impl Agent {
@@ -95,6 +98,7 @@ impl Agent {
             inflight: BTreeSet::new(),
             ack_ids: Map::default(),
             busy: None,
+            instance: None,
         }
     }
 
@@ -125,8 +129,9 @@ impl Agent {
 pub enum DeliveryKind {
     /// A `message.send`: acked by `message.ack` (unless `ack.mode` is `none`).
     Message,
-    /// An `action.submit` group: acked by any `action.result` for one of its actions (or a
-    /// `message.ack`); redelivered only after a reconnect, never on a timer.
+    /// An `action.submit` group: done when each of its actions for the target is completed (an
+    /// `action.result` for it, or a reply naming it in `reply_to_action_id`), or by a
+    /// `message.ack`; redelivered only after a reconnect, never on a timer.
     Action,
     /// Results and notices (`action.result`, `delivery.failed`): sent once the target is
     /// connected; kept durably until then.
@@ -158,16 +163,27 @@ pub struct Delivery {
     pub timeout_ms: Option<u64>,
     /// Times sent so far (first delivery included).
     pub count: u32,
+    /// An action group's actions for the target not completed yet, in the group's order
+    /// (actions sent with `reply_policy: "none"` want no answer and are not listed).
+    pub open: Vec<String>,
+    /// The agent the record was addressed to, when the delivery moved since to the same agent
+    /// under a new id (an action group's actions are picked by it).
+    pub addressed: Option<String>,
 }
 
 impl Delivery {
+    /// Whose actions of a group this delivery carries.
+    pub fn addressed(&self) -> &str {
+        self.addressed.as_deref().unwrap_or(&self.target)
+    }
+
     /// The action ids an `action.result` may use to ack it (an action group's).
     pub fn action_ids(&self) -> Vec<String> {
         if self.kind != DeliveryKind::Action {
             return Vec::new();
         }
         let payload = self.envelope.payload_value().unwrap_or_default();
-        actions_for(&payload, &self.target)
+        actions_for(&payload, self.addressed())
             .filter_map(|a| {
                 a.get("action_id")
                     .and_then(|v| v.as_str())
@@ -175,6 +191,19 @@ impl Delivery {
             })
             .collect()
     }
+}
+
+/// The ids of a group's actions for `target` that want an answer: all but those sent with
+/// `reply_policy: "none"` (what clients send their replies with).
+pub fn open_actions(payload: &serde_json::Value, target: &str) -> Vec<String> {
+    actions_for(payload, target)
+        .filter(|a| a.get("reply_policy").and_then(|v| v.as_str()) != Some("none"))
+        .filter_map(|a| {
+            a.get("action_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 /// The actions of a group addressed to `target` (each `dst` was resolved to an agent id when the

@@ -47,6 +47,8 @@ pub enum Write {
         target: String,
         seq: u64,
         count: u32,
+        /// Set when the delivery moved to another agent (see `Delivery::addressed`).
+        addressed: Option<String>,
     },
     Undelivery(u64),
     /// A receipt moved forward (or created at `state`).
@@ -93,7 +95,8 @@ impl Write {
                 target,
                 seq,
                 count,
-            } => r.put_delivery(id, session, &target, seq, count),
+                addressed,
+            } => r.put_delivery(id, session, &target, seq, count, addressed.as_deref()),
             Write::Undelivery(id) => r.delete_delivery(id),
             Write::Receipt {
                 session,

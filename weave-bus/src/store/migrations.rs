@@ -96,6 +96,11 @@ const MIGRATIONS: &[&str] = &[
         session INTEGER PRIMARY KEY,
         through INTEGER NOT NULL
     );",
+    // 9: a client's instance key per agent (the same agent under a new id takes over what was
+    // queued for the old one), and the agent a moved delivery was first addressed to (an
+    // action group's actions are picked by it; NULL: the target).
+    "ALTER TABLE agents ADD COLUMN instance TEXT;
+    ALTER TABLE deliveries ADD COLUMN addressed TEXT;",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

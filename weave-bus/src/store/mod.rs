@@ -43,6 +43,7 @@ pub struct AgentRow {
     pub name: Option<String>,
     pub kind: String,
     pub position: Option<i64>,
+    pub instance: Option<String>,
 }
 
 /// A pending delivery and the stored record it delivers.
@@ -54,6 +55,8 @@ pub struct DeliveryRow {
     pub seq: u64,
     pub count: u32,
     pub envelope: String,
+    /// The agent the delivery was first addressed to, when it has moved since.
+    pub addressed: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,9 +199,11 @@ impl Rows<'_> {
         target: &str,
         seq: u64,
         count: u32,
+        addressed: Option<&str>,
     ) -> StoreResult<()> {
-        self.delivery
-            .execute(params![id as i64, session, target, seq as i64, count])?;
+        self.delivery.execute(params![
+            id as i64, session, target, seq as i64, count, addressed
+        ])?;
         Ok(())
     }
 
@@ -315,9 +320,9 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT session, id, name, kind, position FROM agents ORDER BY rowid")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT session, id, name, kind, position, instance FROM agents ORDER BY rowid",
+        )?;
         loaded.agents = stmt
             .query_map([], |r| {
                 Ok(AgentRow {
@@ -326,11 +331,12 @@ impl Store {
                     name: r.get(2)?,
                     kind: r.get(3)?,
                     position: r.get(4)?,
+                    instance: r.get(5)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
         let mut stmt = self.conn.prepare(
-            "SELECT d.id, d.session, d.target, d.seq, d.count, e.envelope
+            "SELECT d.id, d.session, d.target, d.seq, d.count, e.envelope, d.addressed
              FROM deliveries d JOIN events e ON e.session = d.session AND e.seq = d.seq
              ORDER BY d.id",
         )?;
@@ -343,6 +349,7 @@ impl Store {
                     seq: r.get::<_, i64>(3)? as u64,
                     count: r.get(4)?,
                     envelope: r.get(5)?,
+                    addressed: r.get(6)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -406,15 +413,17 @@ impl Store {
                 "INSERT INTO events (session, seq, ts, envelope) VALUES (?1, ?2, ?3, ?4)",
             )?,
             delivery: self.conn.prepare_cached(
-                "INSERT INTO deliveries (id, session, target, seq, count) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET count = excluded.count",
+                "INSERT INTO deliveries (id, session, target, seq, count, addressed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET count = excluded.count, target = excluded.target,
+                 addressed = excluded.addressed",
             )?,
             undelivery: self
                 .conn
                 .prepare_cached("DELETE FROM deliveries WHERE id = ?1")?,
-            idempotency: self
-                .conn
-                .prepare_cached("INSERT INTO idempotency_chunks (last_id, entries) VALUES (?1, ?2)")?,
+            idempotency: self.conn.prepare_cached(
+                "INSERT INTO idempotency_chunks (last_id, entries) VALUES (?1, ?2)",
+            )?,
             receipt: self.conn.prepare_cached(receipts::PUT_RECEIPT)?,
         })
     }
@@ -439,6 +448,18 @@ impl Store {
                  ON CONFLICT (session, id) DO UPDATE SET name = excluded.name, kind = excluded.kind",
             )?
             .execute(params![session, id, name, kind])?;
+        Ok(())
+    }
+
+    pub fn set_agent_instance(
+        &self,
+        session: i64,
+        id: &str,
+        instance: Option<&str>,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("UPDATE agents SET instance = ?3 WHERE session = ?1 AND id = ?2")?
+            .execute(params![session, id, instance])?;
         Ok(())
     }
 

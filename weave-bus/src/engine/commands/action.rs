@@ -79,6 +79,13 @@ impl Engine {
         for target in &targets {
             self.enqueue(&sid, target, seq, record.clone());
         }
+        // A reply naming an action given to the sender completes it.
+        for named in actions
+            .iter()
+            .filter_map(|a| a.get("reply_to_action_id").and_then(Value::as_str))
+        {
+            self.complete_action(&sid, &env.src, named);
+        }
         self.receipts_answered(&sid, &env.src, &consulted.stamps);
         self.apply_effects(&sid, consulted.effects);
         let group_id = payload.get("group_id").cloned().unwrap_or(Value::Null);
@@ -87,8 +94,8 @@ impl Engine {
         ))
     }
 
-    /// Records a result and delivers it to `dst`; any result for an action acknowledges the
-    /// group that carried it to the sender.
+    /// Records a result and delivers it to `dst`; any result completes the action (see
+    /// [`Engine::complete_action`]).
     pub(super) fn action_result(&mut self, conn: ConnId, env: &Envelope) -> Reply {
         let sid = self.open_session(env)?;
         self.check_sender(conn, &sid, &env.src)?;
@@ -118,7 +125,7 @@ impl Engine {
         record.dst = Some(target.clone());
         self.stamp_origin(&sid, &mut record);
         let consulted = self.admit(&sid, &mut record)?;
-        self.acknowledge(&sid, &env.src, &action_id);
+        self.complete_action(&sid, &env.src, &action_id);
         // A result is the agent's own word on the action: it read it, and a terminal result
         // answers it.
         let terminal = payload

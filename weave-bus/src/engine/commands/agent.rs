@@ -2,6 +2,7 @@
 //! and which connection speaks for each.
 
 use codex_weave_runtime::{Envelope, ErrorCode};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{bad, payload_str, valid_name, Reply, MAX_DOING_CHARS, MAX_ID_BYTES};
@@ -42,19 +43,39 @@ impl Engine {
             Some(Value::String(k)) if AGENT_KINDS.contains(&k.as_str()) => Some(k.clone()),
             Some(_) => return Err(bad("`payload.kind` must be `agent`, `human` or `sdk`")),
         };
+        let instance = match env.payload.as_ref().and_then(|p| p.get("instance")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_ID_BYTES => Some(k.clone()),
+            Some(_) => {
+                return Err(bad(format!(
+                    "`payload.instance` must be a string of 1 to {MAX_ID_BYTES} bytes"
+                )))
+            }
+        };
         let session = &self.sessions[&sid];
+        // A name held by an agent with no live connection can be taken (see `reclaim`).
+        let mut reclaim = None;
         if let Some(name) = &name {
             if let Some(owner) = session.names.get(&name.to_lowercase()) {
-                if *owner != id {
+                let holder = &session.agents[owner];
+                if *owner != id && holder.conn.is_some() {
                     return Err(Refusal::new(
                         ErrorCode::NameTaken,
-                        format!("name `{name}` is taken in this session"),
+                        format!("name `{name}` is taken in this session by a connected agent"),
                     ));
+                }
+                if *owner != id {
+                    let same = instance.is_some() && holder.instance == instance;
+                    reclaim = Some((owner.clone(), same));
                 }
             }
         }
         let existing = session.agents.get(&id);
-        if existing.is_none() && session.agents.len() >= self.cfg.limits.max_agents_per_session {
+        let frees_one = reclaim.as_ref().is_some_and(|(_, same)| *same);
+        if existing.is_none()
+            && !frees_one
+            && session.agents.len() >= self.cfg.limits.max_agents_per_session
+        {
             return Err(Refusal::new(
                 ErrorCode::LimitReached,
                 format!(
@@ -80,14 +101,27 @@ impl Engine {
                 }
                 let (w_id, w_name, w_kind) = (id.clone(), name.clone(), kind.clone());
                 self.write(move |s| s.upsert_agent(key, &w_id, w_name.as_deref(), &w_kind));
-                self.record_event(
-                    &sid,
-                    "agent.added",
-                    json!({ "id": id, "name": name, "kind": kind }),
-                );
+                let mut record: Envelope = bus_envelope("agent.added", Some(&sid));
+                record.payload = Some(json!({ "id": id, "name": name, "kind": kind }));
+                let consulted = self.consult(&sid, &record);
+                self.record(&sid, record);
+                self.apply_effects(&sid, consulted.effects);
             }
             Some(old) if name.is_some() && old != name => self.rename(&sid, &id, old, name.clone()),
             Some(_) => {}
+        }
+        if let Some((holder, same)) = reclaim {
+            self.reclaim(&sid, &holder, &id, same);
+        }
+        let agent = self
+            .sessions
+            .get_mut(&sid)
+            .and_then(|s| s.agents.get_mut(&id))
+            .expect("added");
+        if instance.is_some() && agent.instance != instance {
+            agent.instance = instance.clone();
+            let w_id = id.clone();
+            self.write(move |s| s.set_agent_instance(key, &w_id, instance.as_deref()));
         }
 
         if let Some(old_conn) = previous_conn.filter(|c| *c != conn) {
@@ -111,6 +145,42 @@ impl Engine {
         Ok(Answer::payload(
             json!({ "id": id, "name": agent.name, "queued": agent.pending() }),
         ))
+    }
+
+    /// Agent `taker` takes the name of `holder`, which has no live connection. When both are
+    /// the same agent (the same instance key), what was queued for `holder` goes to `taker`
+    /// and `holder` leaves (recorded as `agent.removed` with `replaced_by`); otherwise
+    /// `holder` stays, without a name (recorded as `agent.updated` with `taken_by`).
+    fn reclaim(&mut self, sid: &str, holder: &str, taker: &str, same: bool) {
+        let session = self.sessions.get_mut(sid).expect("known session");
+        let key = session.key;
+        let Some(old) = session.agents.get_mut(holder) else {
+            return;
+        };
+        let name = old.name.take();
+        let w_id = holder.to_owned();
+        if !same {
+            let kind = old.kind.clone();
+            self.write(move |s| s.upsert_agent(key, &w_id, None, &kind));
+            self.record_event(
+                sid,
+                "agent.updated",
+                json!({ "id": holder, "name": null, "previous_name": name, "taken_by": taker }),
+            );
+            return;
+        }
+        let moved = self.move_deliveries(sid, holder, taker);
+        if let Some(s) = self.sessions.get_mut(sid) {
+            s.agents.remove(holder);
+        }
+        self.write(move |s| s.delete_agent(key, &w_id));
+        let mut record: Envelope = bus_envelope("agent.removed", Some(sid));
+        record.payload = Some(json!({
+            "id": holder, "name": name, "replaced_by": taker, "moved": moved,
+        }));
+        let consulted = self.consult(sid, &record);
+        self.record(sid, record);
+        self.apply_effects(sid, consulted.effects);
     }
 
     /// Moves an agent off `old_conn`: it gets `agent.displaced` and nothing more for the agent;
@@ -155,19 +225,29 @@ impl Engine {
             "agent.updated",
             json!({ "id": id, "name": name, "previous_name": old }),
         );
-        // Others in the session see the rename live (clients show names, not ids).
-        let others: Vec<ConnId> = self.sessions[sid]
+        // Others in the session see the rename live (clients show names, not ids), each
+        // addressed by `dst` as clients filter their lines.
+        self.tell_connected(sid, Some(id), &env.envelope());
+    }
+
+    /// Sends `env` live to every connected agent of the session but `except`, once per agent
+    /// with `dst` = that agent (not recorded again: `env` is a record already).
+    pub(in crate::engine) fn tell_connected(
+        &mut self,
+        sid: &str,
+        except: Option<&str>,
+        env: &Envelope<Box<RawValue>, Box<RawValue>>,
+    ) {
+        let connected: Vec<(String, ConnId)> = self.sessions[sid]
             .agents
             .values()
-            .filter(|a| a.id != id)
-            .filter_map(|a| a.conn)
+            .filter(|a| Some(a.id.as_str()) != except)
+            .filter_map(|a| a.conn.map(|c| (a.id.clone(), c)))
             .collect();
-        let mut sent = Vec::new();
-        for conn in others {
-            if !sent.contains(&conn) {
-                sent.push(conn);
-                self.send(conn, &env.envelope());
-            }
+        for (agent, conn) in connected {
+            let mut env = env.clone();
+            env.dst = Some(agent);
+            self.send(conn, &env);
         }
     }
 

@@ -64,6 +64,11 @@ impl Engine {
             timeout_ms: ack.timeout_ms,
         });
         let input = message_input(&sid, &record.id, &record.src, Some(&target), &fields);
+        // A reply naming an action given to the sender completes it.
+        let completes = fields
+            .reply_to_action_id
+            .as_deref()
+            .map(|a| (record.src.clone(), a.to_owned()));
         let consulted = self.admit_input(&sid, input)?;
         let first = consulted.stamps.first();
         let stamped = first.and_then(|first| stamp_payload_text(text, &fields, first));
@@ -94,6 +99,9 @@ impl Engine {
         };
         let (seq, record) = self.append(&sid, recorded);
         self.enqueue(&sid, &target, seq, record);
+        if let Some((from, action_id)) = completes {
+            self.complete_action(&sid, &from, &action_id);
+        }
         if let Some(from) = answerer {
             self.receipts_answered(&sid, &from, &consulted.stamps);
         }

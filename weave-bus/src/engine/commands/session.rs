@@ -88,7 +88,10 @@ impl Engine {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.closed = true;
         }
-        self.record_event(&sid, "session.closed", json!({ "id": sid, "by": env.src }));
+        let (_, record) =
+            self.record_event(&sid, "session.closed", json!({ "id": sid, "by": env.src }));
+        // Its connected agents hear it now: nothing more can be sent in it.
+        self.tell_connected(&sid, None, &record.envelope());
         Ok(Answer::payload(self.sessions[&sid].summary()))
     }
 }
