@@ -5,13 +5,16 @@
 //! Layout (one concept per file): `config` (limits), `home` (directory, lock, socket file),
 //! `store` (SQLite), `engine` (the single thread that owns state; `engine/commands` has one
 //! file per request family), `server` (accept loop and connections), `handle` (the in-process
-//! `Bus`), `refusal` (why a request was refused), `engine/brain.rs` (where every request meets the runtime).
+//! `Bus`), `refusal` (why a request was refused), `limit_flags` (every limit as a flag and a config key),
+//! `console` (logs and console lines that a closed pipe cannot hurt), `engine/brain.rs` (where every request meets the runtime).
 
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod engine;
 pub mod handle;
 pub mod home;
+pub mod limit_flags;
 pub mod metrics;
 pub mod refusal;
 pub mod server;
@@ -21,6 +24,7 @@ pub mod store;
 pub use codex_weave_runtime::RuntimeConfig;
 pub use config::{BusConfig, Durability, Limits};
 pub use handle::{Bus, LocalConn, LocalSender};
+pub use limit_flags::LimitFlags;
 pub use refusal::Refusal;
 pub use server::{BusServer, StartError};
 pub use signals::shutdown_signal;

@@ -5,24 +5,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use weave_bus::{BusConfig, Durability};
+use weave_bus::{BusConfig, Durability, LimitFlags};
 
 /// Where HTTP listens unless told otherwise.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8787";
 
-/// Keys of `<home>/config.toml`; every one optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Keys of `<home>/config.toml`; every one optional. Besides `http_addr` and `durability`,
+/// every limit of the bus is a key named like its flag (`max_queue_per_agent = 500`).
+#[derive(Debug, Default)]
 pub struct FileConfig {
     pub http_addr: Option<String>,
     pub durability: Option<String>,
-    pub max_hops: Option<u32>,
-    pub max_ping_pong: Option<u32>,
-    pub max_line: Option<usize>,
-    pub max_connections: Option<usize>,
-    pub max_queue_per_agent: Option<usize>,
-    pub retain_events: Option<u64>,
-    pub runtime_memory: Option<usize>,
+    pub limits: LimitFlags,
 }
 
 /// What the flags said (unset: `None`).
@@ -31,6 +25,7 @@ pub struct Flags {
     pub home: Option<PathBuf>,
     pub http: Option<String>,
     pub durability: Option<Durability>,
+    pub limits: LimitFlags,
 }
 
 #[derive(Debug, Clone)]
@@ -39,14 +34,33 @@ pub struct DaemonConfig {
     pub http_addr: SocketAddr,
 }
 
-/// Reads `<home>/config.toml` if it exists.
+/// Reads `<home>/config.toml` if it exists; an unknown key or a value of the wrong type is an
+/// error naming the file and the key.
 pub fn read_file(home: &Path) -> Result<FileConfig, String> {
     let path = home.join("config.toml");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let bad = |e: String| format!("{}: {e}", path.display());
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let mut text_key = |key: &str| match table.remove(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(bad(format!(
+            "`{key}` must be a string, not {}",
+            other.type_str()
+        ))),
+    };
+    let http_addr = text_key("http_addr")?;
+    let durability = text_key("durability")?;
+    let limits = LimitFlags::deserialize(table).map_err(|e| bad(e.to_string()))?;
+    Ok(FileConfig {
+        http_addr,
+        durability,
+        limits,
+    })
 }
 
 /// Layers flags, environment, file and defaults.
@@ -71,27 +85,7 @@ pub fn resolve(flags: &Flags) -> Result<DaemonConfig, String> {
         (None, Some(d)) => d.parse()?,
         (None, None) => Durability::default(),
     };
-    if let Some(v) = file.max_hops {
-        bus.runtime.max_hops = v;
-    }
-    if let Some(v) = file.max_ping_pong {
-        bus.runtime.max_ping_pong = v;
-    }
-    if let Some(v) = file.max_line {
-        bus.limits.max_line = v;
-    }
-    if let Some(v) = file.max_connections {
-        bus.limits.max_connections = v;
-    }
-    if let Some(v) = file.max_queue_per_agent {
-        bus.limits.max_queue_per_agent = v;
-    }
-    if let Some(v) = file.retain_events {
-        bus.limits.retain_events = v;
-    }
-    if let Some(v) = file.runtime_memory {
-        bus.runtime.memory_budget = v;
-    }
+    flags.limits.clone().or(file.limits).apply(&mut bus)?;
     Ok(DaemonConfig { bus, http_addr })
 }
 
@@ -108,6 +102,7 @@ mod tests {
             home: Some(home.clone()),
             http: http.map(str::to_owned),
             durability: None,
+            limits: LimitFlags::default(),
         };
         std::env::remove_var("WEAVE_HTTP_ADDR");
         assert_eq!(
@@ -142,5 +137,22 @@ mod tests {
             resolve(&flags(None)).unwrap_err().contains("bogus"),
             "unknown keys are refused"
         );
+        std::fs::write(home.join("config.toml"), "max_inflight_per_agent = \"3\"\n").unwrap();
+        assert!(
+            resolve(&flags(None))
+                .unwrap_err()
+                .contains("max_inflight_per_agent")
+                || resolve(&flags(None)).unwrap_err().contains("string"),
+            "a value of the wrong type is refused"
+        );
+        std::fs::write(
+            home.join("config.toml"),
+            "max_inflight_per_agent = 3\nmax_deliver = 2\nidempotency_ttl_secs = 60\n",
+        )
+        .unwrap();
+        let limited = resolve(&flags(None)).unwrap();
+        assert_eq!(limited.bus.limits.max_inflight_per_agent, 3);
+        assert_eq!(limited.bus.limits.max_deliver, 2);
+        assert_eq!(limited.bus.limits.idempotency_ttl.as_secs(), 60);
     }
 }

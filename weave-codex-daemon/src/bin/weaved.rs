@@ -1,12 +1,13 @@
 //! `weaved`: the Weave daemon — bus, runtime and HTTP/SSE in one process, one per home.
 //! Prints the socket path, the HTTP address and a one-time login URL on stdout; logs go to
-//! stderr (`RUST_LOG`).
+//! stderr (`RUST_LOG`). A closed stdout or stderr is ignored (see `weave_bus::console`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use weave_bus::Durability;
+use weave_bus::console::{complain, init_logs, say};
+use weave_bus::{Durability, LimitFlags};
 use weave_codex_daemon::{config, Daemon, Flags};
 
 #[global_allocator]
@@ -28,27 +29,29 @@ struct Args {
     /// `normal` or `fsync` (else `durability` in config.toml, else normal).
     #[arg(long)]
     durability: Option<Durability>,
+    /// Every limit below is also a key of <home>/config.toml, named with underscores
+    /// (`max_queue_per_agent = 500`); a flag wins over the file.
+    #[command(
+        flatten,
+        next_help_heading = "Limits (flag, or key of <home>/config.toml)"
+    )]
+    limits: LimitFlags,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "weave_bus=info,weave_codex_daemon=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let _logs = init_logs("weave_bus=info,weave_codex_daemon=info");
     raise_open_file_limit();
     let flags = Flags {
         home: args.home,
         http: args.http,
         durability: args.durability,
+        limits: args.limits,
     };
     let cfg = match config::resolve(&flags) {
         Ok(cfg) => cfg,
         Err(e) => {
-            eprintln!("weaved: {e}");
+            complain(format_args!("weaved: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -59,7 +62,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("weaved: cannot start the async runtime: {e}");
+            complain(format_args!("weaved: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -68,16 +71,16 @@ fn main() -> ExitCode {
         let daemon = match Daemon::start(cfg).await {
             Ok(d) => d,
             Err(e) => {
-                eprintln!("weaved: {e}");
+                complain(format_args!("weaved: {e}"));
                 return ExitCode::FAILURE;
             }
         };
-        #[allow(clippy::print_stdout)]
-        {
-            println!("weaved: socket {}", daemon.socket_path().display());
-            println!("weaved: http http://{}", daemon.http_addr);
-            println!("weaved: login {}", daemon.login_url);
-        }
+        say(format_args!(
+            "weaved: socket {}",
+            daemon.socket_path().display()
+        ));
+        say(format_args!("weaved: http http://{}", daemon.http_addr));
+        say(format_args!("weaved: login {}", daemon.login_url));
         daemon.run(shutdown).await;
         ExitCode::SUCCESS
     })

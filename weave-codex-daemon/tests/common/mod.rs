@@ -19,33 +19,64 @@ pub struct Weaved {
     pub login_url: String,
     pub token: String,
     port: u16,
+    args: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl Weaved {
     pub fn start() -> Weaved {
+        Weaved::start_with(&[], None)
+    }
+
+    /// Starts with extra flags and, if given, this `<home>/config.toml`.
+    pub fn start_with(args: &[&str], config: Option<&str>) -> Weaved {
+        let mut d = Weaved::unstarted(args, config);
+        d.spawn().expect("weaved starts");
+        d
+    }
+
+    /// A temporary home (with `config.toml` if given) and flags, nothing started yet.
+    pub fn unstarted(args: &[&str], config: Option<&str>) -> Weaved {
         let tmp = tempfile::TempDir::new().unwrap();
         let home = tmp.path().join("home");
-        let mut d = Weaved {
+        if let Some(text) = config {
+            std::fs::create_dir(&home).unwrap();
+            let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+            std::fs::set_permissions(&home, private).unwrap();
+            std::fs::write(home.join("config.toml"), text).unwrap();
+        }
+        Weaved {
             child: None,
             home,
             base: String::new(),
             login_url: String::new(),
             token: String::new(),
             port: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
             _tmp: Some(tmp),
-        };
-        d.spawn().expect("weaved starts");
-        d
+        }
+    }
+
+    /// The `weaved` command for this home and flags, without its stdio set.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weaved"));
+        cmd.arg("--home")
+            .arg(&self.home)
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(&self.args);
+        cmd
+    }
+
+    /// Takes ownership of a `weaved` started by the test itself (killed when dropped).
+    pub fn adopt(&mut self, child: Child) {
+        self.child = Some(child);
     }
 
     /// Starts (or restarts) the binary on this home; the same port once one was picked.
     pub fn spawn(&mut self) -> Result<(), String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weaved"))
-            .arg("--home")
-            .arg(&self.home)
-            .arg("--http")
-            .arg(format!("127.0.0.1:{}", self.port))
+        let mut child = self
+            .command()
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -91,6 +122,26 @@ impl Weaved {
         )
         .unwrap();
         c.wait().ok()?.code()
+    }
+
+    /// SIGTERM, then the exit code if it exits within `limit` (else kill -9 and `None`).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<i32> {
+        let mut c = self.child.take()?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
     }
 
     pub fn kill9(&mut self) {
