@@ -17,11 +17,56 @@ use axum_extra::extract::cookie::Key;
 /// Name of the session cookie.
 pub const COOKIE: &str = "weave_session";
 
+/// Where `weavectl login` leaves one-time login codes for the running daemon: one file per
+/// code, named by it, mode 0600, in a 0700 directory of the home.
+pub const LOGIN_CODES_DIR: &str = "login-codes";
+/// How long a code left by `weavectl login` can be spent.
+pub const LOGIN_CODE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// The file in the home where the daemon writes its HTTP address (`127.0.0.1:8787`).
+pub const HTTP_ADDR_FILE: &str = "http.addr";
+
+/// A fresh one-time login code for the daemon of `home`, left in [`LOGIN_CODES_DIR`]; valid for
+/// [`LOGIN_CODE_TTL`] or until spent. Only someone who can write the home can make one.
+pub fn issue_login_code(home: &Path) -> io::Result<String> {
+    let dir = home.join(LOGIN_CODES_DIR);
+    match fs::create_dir(&dir) {
+        Ok(()) => fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let code = random_hex(1);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join(&code))?;
+    Ok(code)
+}
+
+/// Spends a code left by [`issue_login_code`]: a plain file (not a symlink), young enough, and
+/// removed by this call (so two redeemers cannot both win).
+fn spend_file_code(dir: &Path, code: &str) -> bool {
+    if code.len() != 32 || !code.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let path = dir.join(code);
+    let Ok(meta) = fs::symlink_metadata(&path) else {
+        return false;
+    };
+    let fresh = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age <= LOGIN_CODE_TTL);
+    meta.file_type().is_file() && fs::remove_file(&path).is_ok() && fresh
+}
+
 /// Secrets and live sessions of the HTTP facade.
 pub struct Auth {
     token: String,
     pub(crate) key: Key,
     sessions_file: PathBuf,
+    login_dir: PathBuf,
     sessions: Mutex<HashSet<String>>,
     login_codes: Mutex<HashSet<String>>,
 }
@@ -76,9 +121,15 @@ impl Auth {
             token,
             key,
             sessions_file,
+            login_dir: home.join(LOGIN_CODES_DIR),
             sessions: Mutex::new(sessions),
             login_codes: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Writes the HTTP address where `weavectl login` finds it.
+    pub fn publish_addr(home: &Path, addr: std::net::SocketAddr) -> io::Result<()> {
+        fs::write(home.join(HTTP_ADDR_FILE), format!("{addr}\n"))
     }
 
     pub fn token(&self) -> &str {
@@ -92,9 +143,11 @@ impl Auth {
         code
     }
 
-    /// Spends a login code: a new session id, or `None` if the code is unknown or used.
+    /// Spends a login code (printed at start, or left by `weavectl login`): a new session id,
+    /// or `None` if the code is unknown, expired or used.
     pub fn redeem(&self, code: &str) -> Option<String> {
-        if !self.login_codes.lock().unwrap().remove(code) {
+        let known = self.login_codes.lock().unwrap().remove(code);
+        if !known && !spend_file_code(&self.login_dir, code) {
             return None;
         }
         let id = random_hex(2);

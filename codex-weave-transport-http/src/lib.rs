@@ -161,7 +161,7 @@ async fn login(State(st): State<Arc<HttpState>>, Query(q): Query<LoginQuery>) ->
     let Some(id) = st.auth.redeem(&q.code) else {
         return Problem::new(
             "unauthorized",
-            "this login code is unknown or was used already; restart the daemon for a new one",
+            "this login code is unknown, expired or was used already; run `weavectl login` for a new one",
         )
         .into_response();
     };

@@ -28,6 +28,9 @@ pub struct AgentOptions {
     pub reconnect: bool,
     /// NDJSON (the default) or protobuf frames.
     pub framing: Framing,
+    /// `agent` (the bus's default when unset), `human` or `sdk`: a `human` is a person, whom
+    /// the loop guard never counts.
+    pub kind: Option<String>,
 }
 
 impl AgentOptions {
@@ -40,6 +43,7 @@ impl AgentOptions {
             auto_ack: true,
             reconnect: true,
             framing: Framing::Ndjson,
+            kind: None,
         }
     }
 
@@ -213,10 +217,14 @@ async fn join(opts: &AgentOptions) -> Result<(Client, Events), ClientError> {
         .map_err(ClientError::Io)?;
     let mut add = Envelope::new("agent.add", String::new(), String::new(), opts.id.clone());
     add.session = Some(opts.session.clone());
-    add.payload = Some(match &opts.name {
-        Some(name) => json!({ "id": opts.id, "name": name }),
-        None => json!({ "id": opts.id }),
-    });
+    let mut payload = json!({ "id": opts.id });
+    if let Some(name) = &opts.name {
+        payload["name"] = json!(name);
+    }
+    if let Some(kind) = &opts.kind {
+        payload["kind"] = json!(kind);
+    }
+    add.payload = Some(payload);
     client.call(add).await?;
     Ok((client, events))
 }

@@ -2,6 +2,7 @@
 //! body) and `weavectl` (next).
 
 pub mod agents;
+pub mod cli;
 pub mod config;
 
 use std::future::Future;
@@ -40,6 +41,7 @@ impl Daemon {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.http_addr))?;
         let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+        Auth::publish_addr(&home, http_addr).map_err(|e| format!("{}: {e}", home.display()))?;
         let login_url = format!(
             "http://127.0.0.1:{}/login?code={}",
             http_addr.port(),

@@ -143,7 +143,7 @@ async fn send_tail_and_join() {
         .unwrap()
         .unwrap()
         .expect("printed");
-    assert!(printed.contains("Bob: hi Alice"), "{printed}");
+    assert!(printed.contains("Bob replies: hi Alice"), "{printed}");
     drop(stdin); // Ctrl-D: leaves
     let status = tokio::task::spawn_blocking(move || join.wait().unwrap())
         .await

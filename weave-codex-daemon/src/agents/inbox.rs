@@ -3,6 +3,7 @@
 //! (`inbox.unread`, `events.history`), so that the MCP server, the hooks and the headless runner
 //! show and answer messages the same way.
 
+use codex_weave_transport_uds::Delivery;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -173,6 +174,29 @@ pub fn escape_controls(text: &str) -> String {
         }
     }
     out
+}
+
+/// The messages a delivery holds for agent `me`: a message, or `me`'s actions of a group (each
+/// a relay step or a control); nothing for results and notices.
+pub fn items_of(me: &str, d: &Delivery) -> Vec<Item> {
+    let env = serde_json::to_value(&d.0).unwrap_or_default();
+    let seq = env
+        .pointer("/meta/weave/seq")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    match d.kind() {
+        "message.send" => Item::from_record(d.ack_id(), seq, &d.0.ts, &env)
+            .into_iter()
+            .collect(),
+        "action.submit" => env["payload"]["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["dst"] == me)
+            .filter_map(|a| Item::from_record(a["action_id"].as_str()?, seq, &d.0.ts, &env))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The agent's unread messages, oldest first (at most `limit`), marked read when `mark`; and how

@@ -53,6 +53,7 @@ impl LinkError {
             }
             "inbox_full" => "the receiver is far behind; wait and try again later",
             "session_closed" => "the session is closed: join another one",
+            "agent_online" => "pick another name, or pass --force to take the agent over",
             "bad_request" => "check the arguments against the tool's schema",
             _ => "see `weavectl doctor` for what the bus knows",
         }
@@ -197,6 +198,54 @@ pub fn agent_id_for(name: &str) -> String {
         .collect()
 }
 
+/// How [`Joined::join_with`] joins.
+#[derive(Debug, Clone, Copy)]
+pub struct JoinOptions {
+    /// Create the session if none has that id or name.
+    pub create: bool,
+    /// Ack deliveries on receipt (else the caller acks each once it is done with it, so a
+    /// crash redelivers it).
+    pub auto_ack: bool,
+    /// `human` for a person; `None`: the bus's default (`agent`).
+    pub kind: Option<&'static str>,
+    /// Take the agent over even when it is live on another connection (which is then told
+    /// `agent.displaced`). Without it, a live agent is `agent_online`.
+    pub force: bool,
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        JoinOptions {
+            create: false,
+            auto_ack: true,
+            kind: None,
+            force: true,
+        }
+    }
+}
+
+/// `agent_online` when agent `id` of `session` is live on some connection: acting as it from
+/// here would take it away from the process that runs it.
+pub async fn refuse_if_live(client: &Client, session: &str, id: &str) -> LinkResult<()> {
+    let listed = call(
+        client,
+        envelope("agent.list", Some(session), "weavectl", json!({})),
+    )
+    .await?;
+    let live = listed["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|a| a["id"] == id && a["status"] == "online");
+    if live {
+        return Err(LinkError::new(
+            "agent_online",
+            format!("agent `{id}` is running on another connection; acting as it would take it away from there (pass --force to do it anyway)"),
+        ));
+    }
+    Ok(())
+}
+
 /// An agent in a session, over its own connection (re-added after a reconnect).
 #[derive(Debug)]
 pub struct Joined {
@@ -216,26 +265,32 @@ impl Joined {
         name: &str,
         create: bool,
     ) -> LinkResult<Joined> {
-        Self::join_with(socket, session, name, create, true).await
+        let opts = JoinOptions {
+            create,
+            ..JoinOptions::default()
+        };
+        Self::join_with(socket, session, name, opts).await
     }
 
-    /// [`Joined::join`], acking deliveries automatically or not (`auto_ack: false`: the caller
-    /// acks each once it is done with it, so a crash redelivers it).
+    /// [`Joined::join`] with [`JoinOptions`].
     pub async fn join_with(
         socket: &Path,
         session: &str,
         name: &str,
-        create: bool,
-        auto_ack: bool,
+        join: JoinOptions,
     ) -> LinkResult<Joined> {
         let client = connect(socket).await?;
-        let session = resolve_session(&client, session, create).await?;
+        let session = resolve_session(&client, session, join.create).await?;
         let id = agent_id_for(name);
         if id.is_empty() {
             return Err(LinkError::new("bad_request", "a name must not be empty"));
         }
+        if !join.force {
+            refuse_if_live(&client, &session.id, &id).await?;
+        }
         let mut opts = AgentOptions::new(socket, &session.id, &id).name(name.trim());
-        opts.auto_ack = auto_ack;
+        opts.auto_ack = join.auto_ack;
+        opts.kind = join.kind.map(str::to_owned);
         let agent = Agent::connect(opts).await.map_err(|e| match e {
             ClientError::Io(_) => LinkError::no_bus(socket),
             other => other.into(),

@@ -19,12 +19,12 @@ use std::time::Duration;
 use codex_weave_transport_uds::Delivery;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::inbox::{self, cut, Item};
-use super::link::{Joined, LinkResult};
+use super::link::{JoinOptions, Joined, LinkResult};
 
 /// Most bytes of a command's stdout kept for its answer.
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -67,8 +67,17 @@ pub async fn run(opts: RunnerOptions) -> LinkResult<()> {
             "give the command to run after `--`, e.g. `weavectl agent run --name w -- ./answer.sh`",
         ));
     }
-    let mut joined =
-        Joined::join_with(&opts.socket, &opts.session, &opts.name, opts.create, false).await?;
+    let mut joined = Joined::join_with(
+        &opts.socket,
+        &opts.session,
+        &opts.name,
+        JoinOptions {
+            create: opts.create,
+            auto_ack: false,
+            ..JoinOptions::default()
+        },
+    )
+    .await?;
     eprintln!(
         "weavectl: {} runs `{}` for each message in session {}",
         joined.name,
@@ -139,31 +148,16 @@ pub async fn run(opts: RunnerOptions) -> LinkResult<()> {
     Ok(())
 }
 
-/// The messages a delivery holds for this agent: a message, or the agent's actions of a group.
+/// The messages a delivery holds for this agent; a message's delivery is acked once answered.
 fn jobs_of(j: &Joined, d: &Delivery) -> Vec<Job> {
-    let env = serde_json::to_value(&d.0).unwrap_or_default();
-    let seq = env
-        .pointer("/meta/weave/seq")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    match d.kind() {
-        "message.send" => Item::from_record(d.ack_id(), seq, &d.0.ts, &env)
-            .map(|item| Job {
-                item,
-                ack: Some(d.ack_id().to_owned()),
-            })
-            .into_iter()
-            .collect(),
-        "action.submit" => env["payload"]["actions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["dst"] == j.id.as_str())
-            .filter_map(|a| Item::from_record(a["action_id"].as_str()?, seq, &d.0.ts, &env))
-            .map(|item| Job { item, ack: None })
-            .collect(),
-        _ => Vec::new(),
-    }
+    let ack = (d.kind() == "message.send").then(|| d.ack_id().to_owned());
+    inbox::items_of(&j.id, d)
+        .into_iter()
+        .map(|item| Job {
+            item,
+            ack: ack.clone(),
+        })
+        .collect()
 }
 
 /// Runs the command for one message and answers it; the agent is busy meanwhile.

@@ -1,16 +1,18 @@
 //! `weavectl`: Weave from a terminal, over the socket (so it also works against a bare
-//! `weave-bus`). Exit codes: 0 ok, 1 the bus refused (its code is printed), 2 usage, 3 no bus
-//! running.
+//! `weave-bus`). Exit codes: 0 ok (also when the reader of its output went away), 1 the bus
+//! refused (its code is printed), 2 usage, 3 no bus running, 4 anything else. The commands
+//! live in `weave_codex_daemon::cli`; this file is the command line.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use codex_weave_transport_uds::{Agent, AgentOptions, Client, ClientError};
+use clap::{CommandFactory, Parser, Subcommand};
+use codex_weave_transport_uds::Client;
 use serde_json::{json, Value};
-use tokio::io::AsyncBufReadExt;
 use weave_codex_daemon::agents::link::{self, envelope as request};
+use weave_codex_daemon::cli::output::{self, Failure, Out};
+use weave_codex_daemon::cli::{chat, link_failure, login, messages, relay};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -79,24 +81,81 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AgentCmd,
     },
-    /// Send TEXT to one or more agents (ids or names).
+    /// Send TEXT to one or more agents (ids or names), as a new conversation.
     Send {
+        /// The session (id, name or id prefix).
         session: String,
         /// Target agents, comma-separated ids or names.
         #[arg(long, value_delimiter = ',', required = true)]
         to: Vec<String>,
-        /// Send as this agent (it is added on this connection: do not use the id of an agent
-        /// that is running). Default: weavectl's own agent `cli`.
-        #[arg(long = "as")]
-        as_agent: Option<String>,
+        /// Send as this person or agent (default `cli`). An agent running elsewhere is refused.
+        #[arg(long = "as", env = "WEAVE_AGENT", default_value = "cli")]
+        as_agent: String,
+        /// Act as the agent even if it is running elsewhere (that connection is displaced).
+        #[arg(long)]
+        force: bool,
         text: String,
+    },
+    /// Answer message ID (as `inbox` shows it: a message id or a relay step's id) inside its
+    /// conversation.
+    Reply {
+        /// The session (id, name or id prefix).
+        #[arg(long, env = "WEAVE_SESSION")]
+        session: String,
+        /// Who answers: the one the message was sent to.
+        #[arg(long = "as", env = "WEAVE_AGENT")]
+        as_agent: String,
+        #[arg(long)]
+        force: bool,
+        id: String,
+        text: String,
+    },
+    /// What waits for a person or agent: messages and relay steps not yet read.
+    Inbox {
+        /// The session (id, name or id prefix).
+        #[arg(long, env = "WEAVE_SESSION")]
+        session: String,
+        /// Whose inbox (name or id).
+        #[arg(long = "as", env = "WEAVE_AGENT")]
+        as_agent: String,
+        /// Wait up to SECS for something to arrive when nothing waits yet.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Mark what is shown as read.
+        #[arg(long)]
+        mark_read: bool,
+    },
+    /// A page of a session's event log, oldest first.
+    History {
+        /// The session (id, name or id prefix).
+        session: String,
+        /// Start after this seq.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
     },
     /// Follow a session's event log live.
     Tail {
+        /// The session (id, name or id prefix).
         session: String,
         /// Start after this seq (default: the whole log).
         #[arg(long, default_value_t = 0)]
         since: u64,
+    },
+    /// Relays: work handed out in ordered steps, with waits.
+    Relay {
+        #[command(subcommand)]
+        cmd: RelayCmd,
+    },
+    /// Print a fresh one-time login URL for the running daemon's web UI.
+    Login,
+    /// Print a completion script for SHELL (e.g. `weavectl completions bash > /etc/bash_completion.d/weavectl`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Be one agent on the bus as an MCP server over stdio, for as long as the MCP client (Claude
     /// Code, Codex CLI, Gemini CLI, any MCP client) runs it. Without a session and name the
@@ -132,15 +191,55 @@ enum Cmd {
     Install(InstallArgs),
     /// Remove exactly what `install` wrote (the user's own entries stay).
     Uninstall(InstallArgs),
-    /// Be an agent from this terminal: print what arrives, send what is typed
-    /// (`#name text` addresses agents, as in the Codex client).
+    /// Be a person in a session from this terminal: what arrives is numbered; typing answers
+    /// the last message in its conversation, `#name text` starts a new one, `/reply N`,
+    /// `/answer N`, `/approve N`, `/deny N`, `/inbox`, `/help`.
     Join {
+        /// The session (id, name or id prefix).
         session: String,
-        #[arg(long)]
+        /// Your name in the session (your id is the name, lower-cased).
+        #[arg(long, env = "WEAVE_AGENT")]
         name: String,
-        /// Agent id (default: the name, lower-cased).
+        /// Take the name over even if it is live in another terminal.
         #[arg(long)]
-        id: Option<String>,
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RelayCmd {
+    /// Hand out work: from a JSON file (`{targets?, actions}`) or from `--step`s in order
+    /// (`--step 'bob: review it' --step 'wait: bob' --step 'ann: merge it'`).
+    Submit {
+        /// The session (id, name or id prefix).
+        #[arg(long, env = "WEAVE_SESSION")]
+        session: String,
+        /// The relay's owner (who gets the results).
+        #[arg(long = "as", env = "WEAVE_AGENT", default_value = "cli")]
+        as_agent: String,
+        #[arg(long)]
+        force: bool,
+        #[arg(long, conflicts_with = "step")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        step: Vec<String>,
+        /// The relay's id (default: a new one).
+        #[arg(long)]
+        relay_id: Option<String>,
+    },
+    /// How a relay goes (all relays of the session without RELAY_ID).
+    Status {
+        #[arg(long, env = "WEAVE_SESSION")]
+        session: String,
+        relay_id: Option<String>,
+    },
+    /// Cancel a relay (as its owner).
+    Cancel {
+        #[arg(long, env = "WEAVE_SESSION")]
+        session: String,
+        relay_id: String,
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -190,13 +289,13 @@ enum SessionCmd {
     },
     /// Create a session named NAME.
     Create { name: String },
-    /// Close session ID.
+    /// Close a session (id, name or id prefix).
     Close { id: String },
 }
 
 #[derive(Subcommand, Debug)]
 enum AgentCmd {
-    /// List the agents of SESSION.
+    /// List the agents of SESSION (id, name or id prefix).
     List { session: String },
     /// Be a headless agent: for each message delivered, run CMD with the text on stdin
     /// (WEAVE_SESSION, WEAVE_AGENT, WEAVE_FROM, WEAVE_MESSAGE_ID, WEAVE_CONTEXT_ID,
@@ -235,47 +334,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs.max(1)))
 }
 
-/// How weavectl ends.
-enum Failure {
-    Refused(String, String),
-    NoBus(PathBuf),
-    Usage(String),
-    Other(String),
-}
-
-/// An adapter's failure as weavectl ends on it.
-fn link_failure(
-    e: weave_codex_daemon::agents::link::LinkError,
-    socket: &std::path::Path,
-) -> Failure {
-    match e.code.as_str() {
-        "no_bus" => Failure::NoBus(socket.to_owned()),
-        "bad_request" => Failure::Usage(e.message),
-        _ => Failure::Refused(e.code.clone(), format!("{} ({})", e.message, e.hint())),
-    }
-}
-
-impl From<ClientError> for Failure {
-    fn from(e: ClientError) -> Self {
-        match e {
-            ClientError::Refused(err) => Failure::Refused(err.code, err.message),
-            other => Failure::Other(other.to_string()),
-        }
-    }
-}
-
-type Out = Result<(), Failure>;
-
-#[allow(clippy::print_stdout)]
 fn print(line: impl std::fmt::Display) {
-    println!("{line}");
+    output::human(&line.to_string());
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_error(e),
+    };
     if let Cmd::Hook { .. } = &args.cmd {
         return hook(args);
     }
+    let json_out = args.json;
     // Logs go to stderr (stdout carries MCP and hook answers), quiet unless RUST_LOG says.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -287,44 +358,42 @@ fn main() -> ExitCode {
         .try_init();
     let home = match weave_bus::home::resolve_home(args.home.as_deref()) {
         Ok(h) => h,
-        Err(e) => {
-            eprintln!("weavectl: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return ExitCode::from(Failure::Usage(e.to_string()).report(json_out)),
     };
-    let socket = home.join(codex_weave_transport_uds::SOCKET_FILE);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("weavectl: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return ExitCode::from(Failure::Other(e.to_string()).report(json_out)),
     };
-    match rt.block_on(run(args, socket)) {
+    match rt.block_on(run(args, home)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Refused(code, message)) => {
-            eprintln!("weavectl: refused: {code}: {message}");
-            ExitCode::from(1)
-        }
-        Err(Failure::NoBus(socket)) => {
-            eprintln!(
-                "weavectl: no bus is running at {} — start one with `weaved` (or `weave-bus`)",
-                socket.display()
-            );
-            ExitCode::from(3)
-        }
-        Err(Failure::Usage(e)) => {
-            eprintln!("weavectl: {e}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Other(e)) => {
-            eprintln!("weavectl: {e}");
-            ExitCode::FAILURE
-        }
+        Err(failure) => ExitCode::from(failure.report(json_out)),
     }
+}
+
+/// A command line clap refused: its own message, or with `--json` a JSON error line too.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json_out = std::env::args().any(|a| a == "--json");
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) || !json_out
+    {
+        let _ = e.print();
+        return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+    }
+    let message = e.to_string();
+    let first = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    ExitCode::from(Failure::Usage(first.to_owned()).report(true))
 }
 
 /// `weavectl install` / `uninstall`.
@@ -355,7 +424,7 @@ fn install(a: InstallArgs, remove: bool, json_out: bool) -> Out {
             print(c.diff());
         }
         if changes.is_empty() {
-            eprintln!("weavectl: nothing to change");
+            weave_bus::console::complain(format_args!("weavectl: nothing to change"));
         }
         return Ok(());
     }
@@ -444,9 +513,65 @@ async fn connect(
         .map_err(|_| Failure::NoBus(socket.clone()))
 }
 
-async fn run(args: Args, socket: PathBuf) -> Out {
+async fn run(args: Args, home: PathBuf) -> Out {
     let json_out = args.json;
+    let socket = home.join(codex_weave_transport_uds::SOCKET_FILE);
     match args.cmd {
+        Cmd::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Args::command(), "weavectl", &mut out);
+            output::line(String::from_utf8_lossy(&out).trim_end());
+        }
+        Cmd::Login => login::run(&home, &socket, json_out).await?,
+        Cmd::Reply {
+            session,
+            as_agent,
+            force,
+            id,
+            text,
+        } => messages::reply(&socket, &session, &as_agent, force, &id, &text, json_out).await?,
+        Cmd::Inbox {
+            session,
+            as_agent,
+            wait,
+            limit,
+            mark_read,
+        } => {
+            let q = messages::InboxQuery {
+                session: &session,
+                name: &as_agent,
+                wait: wait.map(Duration::from_secs),
+                limit,
+                mark_read,
+            };
+            messages::inbox(&socket, q, json_out).await?
+        }
+        Cmd::History {
+            session,
+            since,
+            limit,
+        } => messages::history(&socket, &session, since, limit, json_out).await?,
+        Cmd::Relay { cmd } => match cmd {
+            RelayCmd::Submit {
+                session,
+                as_agent,
+                force,
+                file,
+                step,
+                relay_id,
+            } => {
+                let payload = relay::payload(file.as_deref(), &step, relay_id)?;
+                relay::submit(&socket, &session, &as_agent, force, payload, json_out).await?
+            }
+            RelayCmd::Status { session, relay_id } => {
+                relay::status(&socket, &session, relay_id.as_deref(), json_out).await?
+            }
+            RelayCmd::Cancel {
+                session,
+                relay_id,
+                force,
+            } => relay::cancel(&socket, &session, &relay_id, force, json_out).await?,
+        },
         // Served by `hook` before any of this.
         Cmd::Hook { .. } => {}
         Cmd::Install(a) => install(a, false, json_out)?,
@@ -484,8 +609,8 @@ async fn run(args: Args, socket: PathBuf) -> Out {
                 .unwrap_or_default();
             let receipts = r["receipts"].as_array().cloned().unwrap_or_default();
             if receipts.is_empty() {
-                return Err(Failure::Refused(
-                    "unknown_message".into(),
+                return Err(Failure::refused(
+                    "unknown_message",
                     format!("no message {message} with receipts in session {}", s.id),
                 ));
             }
@@ -533,7 +658,7 @@ async fn run(args: Args, socket: PathBuf) -> Out {
                 }
             }
             if let (false, Some(next)) = (json_out, found["next_before"].as_u64()) {
-                eprintln!("weavectl: more with --before {next}");
+                weave_bus::console::complain(format_args!("weavectl: more with --before {next}"));
             }
         }
         Cmd::Doctor { session, agent } => {
@@ -552,9 +677,9 @@ async fn run(args: Args, socket: PathBuf) -> Out {
             .await
             .map_err(|e| link_failure(e, &socket))?;
             if found.is_empty() {
-                return Err(Failure::Refused(
-                    "unknown_agent".into(),
-                    "no such agent in the session".into(),
+                return Err(Failure::refused(
+                    "unknown_agent",
+                    "no such agent in the session",
                 ));
             }
             for d in found {
@@ -632,7 +757,11 @@ async fn run(args: Args, socket: PathBuf) -> Out {
                         print(resp.session.unwrap_or_default());
                     }
                 }
-                SessionCmd::Close { id } => {
+                SessionCmd::Close { id: wanted } => {
+                    let id = link::resolve_session(&c, &wanted, false)
+                        .await
+                        .map_err(|e| link_failure(e, &socket))?
+                        .id;
                     let resp = c
                         .call(request("session.close", Some(&id), "weavectl", Value::Null))
                         .await?;
@@ -676,13 +805,11 @@ async fn run(args: Args, socket: PathBuf) -> Out {
             cmd: AgentCmd::List { session },
         } => {
             let (c, _) = connect(&socket).await?;
+            let s = link::resolve_session(&c, &session, false)
+                .await
+                .map_err(|e| link_failure(e, &socket))?;
             let resp = c
-                .call(request(
-                    "agent.list",
-                    Some(&session),
-                    "weavectl",
-                    Value::Null,
-                ))
+                .call(request("agent.list", Some(&s.id), "weavectl", Value::Null))
                 .await?;
             for a in resp.payload.unwrap_or_default()["agents"]
                 .as_array()
@@ -707,141 +834,33 @@ async fn run(args: Args, socket: PathBuf) -> Out {
             session,
             to,
             as_agent,
+            force,
             text,
         } => {
-            let (c, _) = connect(&socket).await?;
-            let me = as_agent.unwrap_or_else(|| "cli".to_owned());
-            c.call(request(
-                "agent.add",
-                Some(&session),
-                &me,
-                json!({ "id": me, "name": me }),
-            ))
-            .await?;
-            for target in to {
-                let mut m = request("message.send", Some(&session), &me, json!({ "text": text }));
-                m.dst = Some(target.clone());
-                let resp = c.call(m).await?;
-                let p = resp.payload.unwrap_or_default();
-                if json_out {
-                    print(p);
-                } else {
-                    print(format!(
-                        "sent to {} (message {}, seq {})",
-                        p["dst"].as_str().unwrap_or(&target),
-                        p["id"].as_str().unwrap_or(""),
-                        p["seq"]
-                    ));
-                }
-            }
+            let send = messages::Send {
+                session: &session,
+                to: &to,
+                as_name: &as_agent,
+                force,
+                text: &text,
+            };
+            messages::send(&socket, send, json_out).await?
         }
-        Cmd::Tail { session, since } => {
-            let (c, mut events) = connect(&socket).await?;
-            let stream = request(
-                "events.stream",
-                Some(&session),
-                "weavectl",
-                json!({ "since": since, "follow": true }),
-            );
-            c.call(stream).await?;
-            while let Some(env) = events.recv().await {
-                if env.kind != "events.record" {
-                    continue;
-                }
-                let record = env.payload.unwrap_or_default();
-                if json_out {
-                    print(&record);
-                } else {
-                    print(shown(&describe(&record)));
-                }
-            }
-        }
-        Cmd::Join { session, name, id } => {
-            let id = id.unwrap_or_else(|| name.to_lowercase());
-            let mut agent =
-                match Agent::connect(AgentOptions::new(&socket, &session, &id).name(&name)).await {
-                    Ok(a) => a,
-                    Err(ClientError::Io(_)) => return Err(Failure::NoBus(socket)),
-                    Err(e) => return Err(e.into()),
-                };
-            if !json_out {
-                eprintln!(
-                    "joined {session} as {name} ({id}); type `#name text` to send, Ctrl-D to leave"
-                );
-            }
-            let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-            loop {
-                tokio::select! {
-                    delivery = agent.recv() => {
-                        let Some(d) = delivery else { break };
-                        if json_out {
-                            print(serde_json::to_string(&d.0).unwrap_or_default());
-                        } else {
-                            let from = d.0.meta.as_ref().and_then(|m| m.pointer("/weave/origin_src_name")).and_then(Value::as_str).unwrap_or(&d.0.src).to_owned();
-                            print(shown(&format!("[{}] {}: {}", d.kind(), from, d.text().unwrap_or(""))));
-                        }
-                    }
-                    line = stdin.next_line() => {
-                        let Ok(Some(line)) = line else { break };
-                        let (targets, text) = parse_addressed(&line);
-                        if targets.is_empty() {
-                            eprintln!("address agents with #name, e.g. `#bob please review`");
-                            continue;
-                        }
-                        for t in targets {
-                            match agent.send_text(&t, &text).await {
-                                Ok(resp) if resp.error.is_some() => {
-                                    let e = resp.error.unwrap_or_else(|| codex_weave_runtime::ErrorBody::new(codex_weave_runtime::ErrorCode::Internal, ""));
-                                    eprintln!("{t}: refused: {}: {}", e.code, e.message);
-                                }
-                                Ok(_) => {}
-                                Err(e) => eprintln!("{t}: {e}"),
-                            }
-                        }
-                    }
-                }
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(2), agent.leave()).await;
-        }
+        Cmd::Tail { session, since } => messages::tail(&socket, &session, since, json_out).await?,
+        Cmd::Join {
+            session,
+            name,
+            force,
+        } => chat::run(&socket, &session, &name, force, json_out).await?,
     }
     Ok(())
 }
 
-/// `#ann #bob text` → (["ann", "bob"], "text").
-fn parse_addressed(line: &str) -> (Vec<String>, String) {
-    let mut targets = Vec::new();
-    let mut rest = line.trim();
-    while let Some(stripped) = rest.strip_prefix('#') {
-        let end = stripped.find(char::is_whitespace).unwrap_or(stripped.len());
-        targets.push(stripped[..end].to_owned());
-        rest = stripped[end..].trim_start();
-    }
-    (targets, rest.to_owned())
-}
-
-/// Text from others as it may be shown on a terminal: control characters and escape sequences
-/// escaped, not obeyed.
+/// Text from others as it may be shown on a terminal.
 fn shown(text: &str) -> String {
     weave_codex_daemon::agents::inbox::escape_controls(text)
 }
 
-/// One record for a person: `seq type src → dst: text`.
 fn describe(record: &Value) -> String {
-    let env = &record["envelope"];
-    let text = env["payload"]["text"]
-        .as_str()
-        .map(|t| format!(": {t}"))
-        .unwrap_or_default();
-    let dst = env["dst"]
-        .as_str()
-        .map(|d| format!(" → {d}"))
-        .unwrap_or_default();
-    format!(
-        "{:>5} {} {}{}{}",
-        record["seq"],
-        env["type"].as_str().unwrap_or(""),
-        env["src"].as_str().unwrap_or(""),
-        dst,
-        text
-    )
+    messages::describe(record)
 }
