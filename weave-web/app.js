@@ -16,6 +16,8 @@ const state = {
   doing: new Map(), // agent id -> what it said it is doing (agent.activity)
   receipts: new Map(), // message id -> Map(agent id -> receipt state)
   me: null, // {id, name} the person, in the selected session
+  replyTo: null, // {fields, label, step} what the next message answers
+  loadedHead: Infinity, // seq of the head when the session was opened: older rows are not news
   conn: { sessions: "offline", events: "idle" }, // a stream not opened yet is idle
 };
 
@@ -116,6 +118,16 @@ function renderSessions() {
       li.querySelector(".name").textContent = s.name || s.id.slice(0, 8);
       li.title = `${s.id} — ${s.online_count} online of ${s.agent_count} agents`;
       li.onclick = () => select(s.id);
+      // Reachable by keyboard: Tab to it, Enter or Space opens it.
+      li.tabIndex = 0;
+      li.setAttribute("role", "button");
+      li.setAttribute("aria-current", s.id === state.selected ? "true" : "false");
+      li.onkeydown = (ev) => {
+        if (ev.key === "Enter" || ev.key === " ") {
+          ev.preventDefault();
+          select(s.id);
+        }
+      };
       return li;
     }),
   );
@@ -162,13 +174,19 @@ function select(id) {
   state.selected = id;
   state.records = new Map();
   state.lastSeq = 0;
+  state.loadedHead = Infinity;
   state.agents = new Map();
   state.busy = new Map();
   state.doing = new Map();
   state.receipts = new Map();
   state.me = JSON.parse(localStorage.getItem(`weave.me.${id}`) || "null");
+  state.replyTo = null;
+  // Rows are drawn once per selection: switching back to a session draws its rows again.
+  drawn.clear();
   $("timeline").replaceChildren();
   $("relays").replaceChildren();
+  renderReplyTo();
+  scheduleRelays();
   renderSessions();
   renderTitle();
   renderMe();
@@ -177,6 +195,8 @@ function select(id) {
       const snap = JSON.parse(e.data);
       for (const a of snap.agents) state.agents.set(a.id, a);
       state.lastSeq = Math.max(state.lastSeq, Number(e.lastEventId));
+      // The first snapshot of this selection marks where news starts.
+      if (state.loadedHead === Infinity) state.loadedHead = Number(e.lastEventId);
       // The snapshot starts at the head: load what came before, once.
       loadHistory(id, Number(e.lastEventId));
       scheduleRender();
@@ -255,7 +275,8 @@ function addRecord(record) {
       }
       break;
   }
-  if (/^(relay\.|task\.|action\.)/.test(env.type)) scheduleRelays();
+  // Relay steps are answered by results and by replies naming them.
+  if (/^(relay\.|task\.|action\.)/.test(env.type) || (env.type === "message.send" && p.reply_to_action_id)) scheduleRelays();
   scheduleRender();
 }
 
@@ -341,6 +362,48 @@ function receiptIds(env) {
   return [];
 }
 
+/// How the person answers a row: a message gets a reply to its sender inside its conversation;
+/// a relay step given to the person gets an answer naming the step (the relay proceeds).
+function answerFor(env, from) {
+  const p = env.payload || {};
+  const me = state.me && state.me.id;
+  if (env.type === "message.send" && env.src !== me && env.src !== "weave") {
+    const fields = { agent_ids: [env.src], kind: "reply", parent_message_id: env.id };
+    if (p.context_id) fields.context_id = p.context_id;
+    return { fields, label: `${from}: ${describe(env)}`, toYou: !!me && env.dst === me, step: false };
+  }
+  if (env.type === "action.submit" && me) {
+    const mine = (p.actions || []).filter((a) => a.dst === me && a.type === "message");
+    if (!mine.length) return null;
+    const last = mine[mine.length - 1];
+    const ctx = p.context || {};
+    const fields = { agent_ids: [ctx.owner_id || env.src], kind: "reply", reply_to_action_id: last.action_id };
+    if (ctx.context_id) fields.context_id = ctx.context_id;
+    return { fields, label: `${from} asks: ${last.text || ""}`, toYou: true, step: true };
+  }
+  return null;
+}
+
+function startReply(answer) {
+  if (!state.me) return showError("join as a person first (right-hand pane) to answer");
+  state.replyTo = answer;
+  renderReplyTo();
+  $("send-text").focus();
+}
+
+function renderReplyTo() {
+  const bar = $("reply-to");
+  if (!bar) return;
+  bar.hidden = !state.replyTo;
+  $("reply-to-text").textContent = state.replyTo ? `${state.replyTo.step ? "Answering" : "Replying to"} ${state.replyTo.label}` : "";
+}
+
+/// New messages to the person are read out by screen readers (an aria-live region).
+function announce(text) {
+  const box = $("announce");
+  if (box) box.textContent = text.slice(0, 200);
+}
+
 function renderTimeline() {
   const ol = $("timeline");
   const fresh = [];
@@ -365,6 +428,23 @@ function renderTimeline() {
     li.querySelector(".who").textContent = from + to;
     li.querySelector(".text").textContent = describe(env);
     li.title = r.ts;
+    const answer = answerFor(env, from);
+    if (answer) {
+      if (answer.toYou) {
+        li.classList.add("to-you");
+        const mark = document.createElement("span");
+        mark.className = "to-you-mark";
+        mark.textContent = "to you";
+        li.querySelector(".who").prepend(mark);
+        if (r.seq > state.loadedHead) announce(`${from}: ${describe(env)}`);
+      }
+      const b = document.createElement("button");
+      b.className = "reply-button";
+      b.textContent = answer.step ? "Answer" : "Reply";
+      b.setAttribute("aria-label", `${b.textContent} ${from}: ${describe(env).slice(0, 80)}`);
+      b.onclick = () => startReply(answer);
+      li.append(b);
+    }
     fresh.push(li);
   }
   if (fresh.length) {
@@ -544,12 +624,34 @@ function parseAddressed(line) {
 $("send").onsubmit = async (ev) => {
   ev.preventDefault();
   const { targets, text } = parseAddressed($("send-text").value);
-  if (!targets.length) return showError("address agents with #name, e.g. `#bob please review`");
   if (!text) return showError("nothing to send");
-  const res = await api("POST", `/api/sessions/${state.selected}/messages`, { from: state.me.id, text, agent_ids: targets });
+  let body;
+  if (targets.length) body = { from: state.me.id, text, agent_ids: targets };
+  else if (state.replyTo) body = { from: state.me.id, text, ...state.replyTo.fields };
+  else return showError("address agents with #name, e.g. `#bob please review`, or use Reply on a message");
+  const res = await api("POST", `/api/sessions/${state.selected}/messages`, body);
+  if (!targets.length) {
+    state.replyTo = null;
+    renderReplyTo();
+  }
   for (const f of res.failures) showError(`${f.agent_id}: ${f.code}: ${f.message}`);
   $("send-text").value = "";
   $("picker").hidden = true;
+};
+
+$("reply-cancel").onclick = () => {
+  state.replyTo = null;
+  renderReplyTo();
+  $("send-text").focus();
+};
+$("send-text").onkeydown = (ev) => {
+  if (ev.key === "Escape" && state.replyTo) {
+    state.replyTo = null;
+    renderReplyTo();
+  } else if (ev.key === "Enter" && !ev.shiftKey) {
+    ev.preventDefault();
+    $("send").requestSubmit();
+  }
 };
 
 // The #name picker: typing `#` offers the session's agents.
@@ -578,3 +680,13 @@ $("send-text").oninput = () => {
   );
   picker.hidden = names.length === 0;
 };
+
+// ---- logged out: say how to get in -----------------------------------------------------------
+
+fetch("/api/sessions", { credentials: "same-origin" })
+  .then((resp) => {
+    if (resp.status !== 401) return;
+    $("logged-out").hidden = false;
+    document.querySelector("main").hidden = true;
+  })
+  .catch(() => {});

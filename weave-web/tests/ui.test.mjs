@@ -208,6 +208,98 @@ test("the UI watches and steers a session, and survives a daemon restart without
   }
 });
 
+test("a person answers a relay step given to them, by keyboard, and sessions switch back intact", async () => {
+  const home = join(mkdtempSync(join(tmpdir(), "weave-ui-")), "home");
+  const daemon = await startDaemon(home);
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+  const agents = [];
+  try {
+    // Logged out, the page says how to get in.
+    const stranger = await browser.newPage();
+    await stranger.goto(daemon.base);
+    const out = await stranger.waitForSelector("#logged-out:not([hidden])", { timeout: WAIT });
+    assert.match(await out.textContent(), /weavectl login/);
+    await stranger.close();
+    const page = await browser.newPage({ viewport: { width: 1400, height: 820 } });
+    page.on("pageerror", (e) => console.error("page error:", e));
+    await page.goto(daemon.login);
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: WAIT });
+    const post = (path, body) => page.evaluate(async ([p, b]) => (await (await fetch(p, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(b) })).json()), [path, body]);
+    const work = await post("/api/sessions", { name: "work" });
+    const other = await post("/api/sessions", { name: "other" });
+    // Keyboard only: Tab reaches a session, Enter opens it.
+    await page.waitForSelector(`#sessions li[data-id="${work.id}"]`, { timeout: WAIT });
+    await page.focus(`#sessions li[data-id="${work.id}"]`);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector(`#sessions li.selected[data-id="${work.id}"]`, { timeout: WAIT });
+    await page.focus("#join-name");
+    await page.keyboard.type("Ada");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#send:not([hidden])", { timeout: WAIT });
+    const ada = await page.$eval('#agents li:has-text("Ada")', (li) => li.dataset.id);
+
+    const lead = await SocketAgent.connect(daemon.socket, work.id, "lead", "Lead");
+    const dev = await SocketAgent.connect(daemon.socket, work.id, "dev", "Dev");
+    agents.push(lead, dev);
+    const relay = await lead.request("relay.submit", {
+      relay_id: "naming",
+      actions: [
+        { type: "message", dst: ada, text: "is the API naming right?", expects_reply: true, plan_step_id: "ask" },
+        { type: "wait", targets: [ada], plan_step_id: "wait" },
+        { type: "message", dst: "dev", text: "rename as Ada says", expects_reply: true, plan_step_id: "rename" },
+      ],
+    });
+    assert.equal(relay.payload.status, "accepted", JSON.stringify(relay));
+    // The step is marked as the person's, and announced to screen readers.
+    const row = await page.waitForSelector('#timeline li.to-you[data-type="action.submit"]', { timeout: WAIT });
+    assert.match(await row.textContent(), /to you/);
+    await page.waitForFunction(() => document.querySelector("#announce").textContent.includes("Lead"), null, { timeout: WAIT });
+    await page.waitForSelector('#relays li[data-relay="naming"] .step[data-state="held"]', { timeout: WAIT });
+    // Answer it by keyboard: focus the row's Answer button, Enter, type, Enter.
+    await page.focus('#timeline li.to-you[data-type="action.submit"] .reply-button');
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("#reply-to:not([hidden])", { timeout: WAIT });
+    assert.equal(await page.evaluate(() => document.activeElement.id), "send-text");
+    await page.keyboard.type("yes, ship it");
+    await page.keyboard.press("Enter");
+    const answer = await lead.next((d) => d.type === "message.send" && d.payload.text === "yes, ship it");
+    assert.ok(answer.payload.reply_to_action_id, "the answer names the step");
+    // The relay proceeds: the step held behind the wait goes to Dev, and the panel follows.
+    const held = await dev.next((d) => d.type === "action.submit");
+    assert.equal(held.payload.actions[0].text, "rename as Ada says");
+    await page.waitForSelector(`#relays li[data-relay="naming"] .step[data-target="${ada}"][data-state="answered"]`, { timeout: WAIT });
+    await page.waitForSelector('#relays li[data-relay="naming"] .step[data-target="dev"][data-state="dispatched"]', { timeout: WAIT });
+    // Reply on any message: Dev writes to Ada, she replies from the row.
+    await dev.message(ada, { text: "which name do you prefer?" });
+    await page.click('#timeline li.to-you:has-text("which name do you prefer?") .reply-button');
+    await page.fill("#send-text", "the short one");
+    await page.click("#send-button");
+    const reply = await dev.next((d) => d.type === "message.send" && d.payload.text === "the short one");
+    assert.equal(reply.payload.kind, "reply");
+
+    // Switch away and back: the timeline and the relay panel are whole again.
+    const rowsBefore = (await rowsOf(page)).length;
+    await page.click(`#sessions li[data-id="${other.id}"]`);
+    await page.waitForFunction((id) => document.querySelector("#sessions li.selected").dataset.id === id, other.id, { timeout: WAIT });
+    await page.click(`#sessions li[data-id="${work.id}"]`);
+    await page.waitForFunction((n) => document.querySelectorAll("#timeline li").length >= n, rowsBefore, { timeout: WAIT });
+    await page.waitForSelector('#relays li[data-relay="naming"]', { timeout: WAIT });
+
+    // A phone-width window: nothing wider than the screen.
+    await page.setViewportSize({ width: 375, height: 800 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(overflow <= 375, `page is ${overflow}px wide at 375px`);
+    if (process.env.SCREENSHOTS) {
+      mkdirSync(process.env.SCREENSHOTS, { recursive: true });
+      await page.screenshot({ path: join(process.env.SCREENSHOTS, "phone.png"), fullPage: true });
+    }
+  } finally {
+    for (const ag of agents) ag.close();
+    await browser.close();
+    await stopDaemon(daemon);
+  }
+});
+
 test("a session with 1,000 events: time to show it (printed, not asserted)", async () => {
   const home = join(mkdtempSync(join(tmpdir(), "weave-ui-")), "home");
   const daemon = await startDaemon(home);

@@ -1,6 +1,7 @@
 //! `weavectl`: Weave from a terminal, over the socket (so it also works against a bare
 //! `weave-bus`). Exit codes: 0 ok (also when the reader of its output went away), 1 the bus
-//! refused (its code is printed), 2 usage, 3 no bus running, 4 anything else. The commands
+//! refused (its code is printed) or another failure (`--json` tells them apart by `code`),
+//! 2 usage, 3 no bus running. The commands
 //! live in `weave_codex_daemon::cli`; this file is the command line.
 
 use std::path::PathBuf;

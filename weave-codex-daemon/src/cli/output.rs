@@ -12,7 +12,7 @@ use crate::agents::inbox::escape_controls;
 use crate::agents::link::LinkError;
 
 /// How a command ends when it does not succeed. Exit codes: 1 the bus refused (its code is
-/// given), 2 usage, 3 no bus running, 4 anything else.
+/// given) or anything else went wrong, 2 usage, 3 no bus running.
 #[derive(Debug)]
 pub enum Failure {
     Refused { code: String, message: String },
@@ -31,10 +31,9 @@ impl Failure {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Refused { .. } => 1,
+            Failure::Refused { .. } | Failure::Other(_) => 1,
             Failure::Usage(_) => 2,
             Failure::NoBus(_) => 3,
-            Failure::Other(_) => 4,
         }
     }
 
