@@ -4,6 +4,7 @@
 
 pub mod agent_routes;
 pub mod auth;
+pub mod inbox_routes;
 pub mod links;
 pub mod live;
 pub mod openapi;
@@ -78,6 +79,18 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route(
             "/api/sessions/{id}/agents/{agent_id}/inbox/ack",
             post(agent_routes::inbox_ack),
+        )
+        .route(
+            "/api/sessions/{id}/agents/{agent_id}/inbox",
+            get(inbox_routes::inbox),
+        )
+        .route(
+            "/api/sessions/{id}/agents/{agent_id}/inbox/read",
+            post(inbox_routes::inbox_read),
+        )
+        .route(
+            "/api/sessions/{id}/actions/{action_id}/result",
+            post(inbox_routes::action_result),
         )
         .route("/api/sessions/{id}/messages", post(agent_routes::messages))
         .route(

@@ -165,6 +165,8 @@ impl Link {
     pub async fn request(&self, mut env: Envelope) -> Result<Envelope, Problem> {
         env.v = codex_weave_runtime::WIRE_VERSION;
         env.id = uuid::Uuid::new_v4().to_string();
+        // Sent now: the envelope carries its time like a socket client's would.
+        env.ts = codex_weave_transport_uds::time::now_rfc3339();
         env.src = self.agent.clone();
         env.session = Some(self.session.clone());
         let (tx, rx) = oneshot::channel();

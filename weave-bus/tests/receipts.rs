@@ -139,6 +139,15 @@ async fn a_message_moves_through_every_state_and_each_move_is_recorded() {
         .payload
         .unwrap();
     assert_eq!(unread_ids(&again), Vec::<String>::new());
+    // Read is not answered: what waits on B still lists it, read.
+    let waiting = json!({ "agent": "b1", "waiting": true });
+    let w = hook
+        .ok("inbox.unread", Some(&s), "hook", waiting.clone())
+        .await
+        .payload
+        .unwrap();
+    assert_eq!(unread_ids(&w), vec![id.clone()]);
+    assert_eq!(w["messages"][0]["state"], "read");
 
     // B answers: the reply refers to the work it was given.
     let mut reply = message(&s, "b1", "a1", "looks good");
@@ -148,6 +157,16 @@ async fn a_message_moves_through_every_state_and_each_move_is_recorded() {
     assert_eq!(
         states(&a, &s, &id).await,
         [("b1".into(), "answered".into())]
+    );
+    let w = hook
+        .ok("inbox.unread", Some(&s), "hook", waiting)
+        .await
+        .payload
+        .unwrap();
+    assert_eq!(
+        unread_ids(&w),
+        Vec::<String>::new(),
+        "answered waits no more"
     );
 
     let records = receipt_records(&a, &s).await;

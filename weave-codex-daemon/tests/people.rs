@@ -478,3 +478,118 @@ async fn a_closed_output_pipe_ends_a_command_quietly_with_status_zero() {
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The person's inbox over HTTP: `GET .../inbox?waiting=true` lists what waits on them,
+/// `POST .../actions/{action_id}/result` approves a step (the relay proceeds and it waits no
+/// more), `POST .../inbox/read` marks a message read, which still waits until it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_over_http_sees_what_waits_approves_a_step_and_reads_a_message() {
+    let d = Weaved::start();
+    let s = new_session(&d, "review");
+    let reg = d
+        .post(
+            &format!("/api/sessions/{s}/agents"),
+            json!({ "name": "Pat", "kind": "human", "id": "pat" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.status(), 201);
+    let mut owner = Agent::connect(AgentOptions::new(d.socket(), &s, "lead").name("Lead"))
+        .await
+        .unwrap();
+    relay_to(&owner, &s, "r1", "pat", "may I deploy?").await;
+    let inbox = format!("/api/sessions/{s}/agents/pat/inbox");
+    let waits = |d: &Weaved, path: String| {
+        let d = d.get(&path);
+        async move {
+            let resp = d.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let deadline = Instant::now() + WAIT;
+    let step = loop {
+        let w = waits(&d, format!("{inbox}?waiting=true")).await;
+        if w["total"] == 1 {
+            break w["messages"][0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the step never waited on Pat: {w}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let group = &step["envelope"];
+    assert_eq!(group["type"], "action.submit");
+    let action_id = step["id"].as_str().unwrap();
+    let approve = d
+        .post(
+            &format!("/api/sessions/{s}/actions/{action_id}/result"),
+            json!({
+                "from": "pat", "to": "lead", "status": "completed", "detail": "approved",
+                "group_id": group["payload"]["group_id"], "action_index": 0
+            }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approve.status(), 202);
+    let sent: Value = approve.json().await.unwrap();
+    assert!(sent["seq"].as_u64().is_some(), "{sent}");
+    let result = owner.recv_kind(&["action.result"], WAIT).await.unwrap();
+    let p = result.0.payload.as_ref().unwrap();
+    assert_eq!(
+        (p["status"].as_str(), p["detail"].as_str()),
+        (Some("completed"), Some("approved"))
+    );
+    assert!(
+        !result.0.ts.is_empty(),
+        "an HTTP agent's envelope carries its time"
+    );
+    wait_answered(&d, &s, "r1");
+    let w = waits(&d, format!("{inbox}?waiting=true")).await;
+    assert_eq!(w["total"], 0, "an approved step waits no more: {w}");
+
+    // A message: unread, then read — and still waiting on an answer.
+    let mut env = Envelope::new("message.send", String::new(), String::new(), "lead");
+    env.session = Some(s.clone());
+    env.dst = Some("pat".into());
+    env.payload = Some(json!({ "text": "lunch?" }));
+    let id = owner.request(env).await.unwrap().payload.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let unread = waits(&d, inbox.clone()).await;
+    assert_eq!(unread["messages"][0]["id"], id.as_str(), "{unread}");
+    let read = d
+        .post(&format!("{inbox}/read"), json!({ "ids": [id] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.json::<Value>().await.unwrap()["read"], json!([id]));
+    assert_eq!(waits(&d, inbox.clone()).await["total"], 0);
+    let w = waits(&d, format!("{inbox}?waiting=true")).await;
+    assert_eq!(
+        (w["total"].as_u64(), w["messages"][0]["state"].as_str()),
+        (Some(1), Some("read"))
+    );
+    // Bad input is a clear 400, not a guess.
+    let bad = d
+        .post(
+            &format!("/api/sessions/{s}/actions/{action_id}/result"),
+            json!({ "from": "pat" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad = d
+        .post(&format!("{inbox}/read"), json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    drop(owner);
+}

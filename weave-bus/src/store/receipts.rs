@@ -96,28 +96,30 @@ impl Store {
         Ok(out)
     }
 
-    /// `agent`'s messages not read yet (queued or delivered), oldest first, at most `limit`,
-    /// with the records that carried them; and how many there are in all.
+    /// `agent`'s messages whose receipt is still below `below` (2: not read yet, queued or
+    /// delivered; 3: not answered yet), oldest first, at most `limit`, with the records that
+    /// carried them; and how many there are in all.
     pub fn unread(
         &self,
         session: i64,
         agent: &str,
+        below: i64,
         limit: usize,
     ) -> StoreResult<(Vec<UnreadRow>, u64)> {
         let total: i64 = self
             .conn
             .prepare_cached(
-                "SELECT COUNT(*) FROM receipts WHERE session = ?1 AND agent = ?2 AND state < 2",
+                "SELECT COUNT(*) FROM receipts WHERE session = ?1 AND agent = ?2 AND state < ?3",
             )?
-            .query_row(params![session, agent], |r| r.get(0))?;
+            .query_row(params![session, agent, below], |r| r.get(0))?;
         let mut stmt = self.conn.prepare_cached(
             "SELECT r.message, r.seq, r.state, e.ts, e.envelope
              FROM receipts r JOIN events e ON e.session = r.session AND e.seq = r.seq
-             WHERE r.session = ?1 AND r.agent = ?2 AND r.state < 2
-             ORDER BY r.seq, r.message LIMIT ?3",
+             WHERE r.session = ?1 AND r.agent = ?2 AND r.state < ?3
+             ORDER BY r.seq, r.message LIMIT ?4",
         )?;
         let rows = stmt
-            .query_map(params![session, agent, limit as i64], |r| {
+            .query_map(params![session, agent, below, limit as i64], |r| {
                 Ok(UnreadRow {
                     message: r.get(0)?,
                     seq: r.get::<_, i64>(1)? as u64,

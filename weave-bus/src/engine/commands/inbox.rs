@@ -1,5 +1,5 @@
 //! An agent's inbox as the agent sees it: `inbox.unread` (what it has not read yet, oldest
-//! first, optionally marking it read), `message.read` (it read these) and `message.receipts`
+//! first, optionally marking it read; with `waiting`, what it has not answered yet), `message.read` (it read these) and `message.receipts`
 //! (how far messages got with each recipient).
 //!
 //! The two that change state act *for* an agent but, unlike sends, may come from any connection
@@ -23,9 +23,10 @@ pub const MAX_INBOX_LIMIT: usize = 500;
 pub const MAX_RECEIPT_IDS: usize = 1000;
 
 impl Engine {
-    /// `{agent, limit?, mark_read?}` → `{messages: [{id, seq, ts, state, envelope}], total,
-    /// more}`: the agent's messages not read yet (queued or delivered), oldest first. With
-    /// `mark_read: true` the returned ones are read from now on.
+    /// `{agent, limit?, mark_read?, waiting?}` → `{messages: [{id, seq, ts, state, envelope}],
+    /// total, more}`: the agent's messages not read yet (queued or delivered), oldest first —
+    /// with `waiting: true`, not answered yet (read ones too). With `mark_read: true` the
+    /// returned ones are read from now on.
     pub(super) fn inbox_unread(&mut self, env: &Envelope) -> Reply {
         let sid = self.known_session(env)?;
         let agent = self.inbox_agent(&sid, env)?;
@@ -34,10 +35,15 @@ impl Engine {
             .unwrap_or(DEFAULT_INBOX_LIMIT)
             .clamp(1, MAX_INBOX_LIMIT);
         let mark = payload_bool(env, "mark_read")?;
+        let below = if payload_bool(env, "waiting")? {
+            ReceiptState::Answered
+        } else {
+            ReceiptState::Read
+        };
         let key = self.sessions[&sid].key;
         let who = agent.clone();
         let (rows, total) = self
-            .read(move |s| s.unread(key, &who, limit))
+            .read(move |s| s.unread(key, &who, below.code(), limit))
             .map_err(unreadable)?;
         let mut messages = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -47,7 +53,7 @@ impl Engine {
                 "id": row.message,
                 "seq": row.seq,
                 "ts": row.ts,
-                "state": if mark { ReceiptState::Read } else { state },
+                "state": if mark { state.max(ReceiptState::Read) } else { state },
                 "envelope": envelope,
             }));
         }
