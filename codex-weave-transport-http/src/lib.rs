@@ -3,6 +3,7 @@
 //! sessions, agents and records from the same runtime. Contract: `docs/weave/http-api.md`.
 
 pub mod agent_routes;
+pub mod api;
 pub mod auth;
 pub mod inbox_routes;
 pub mod links;
@@ -18,7 +19,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::get;
 use axum::Router;
 use axum_extra::extract::cookie::{Cookie, SameSite, SignedCookieJar};
 use serde::Deserialize;
@@ -44,75 +45,16 @@ pub struct HttpState {
 }
 
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(routes::index))
         .route("/app.js", get(routes::app_js))
         .route("/style.css", get(routes::style_css))
-        .route("/login", get(login))
-        .route("/api/logout", post(logout))
-        .route("/api/health", get(routes::health))
-        .route(
-            "/api/openapi.json",
-            get(|| async { axum::Json(openapi::document()) }),
-        )
-        .route(
-            "/api/sessions",
-            get(routes::list_sessions).post(routes::create_session),
-        )
-        .route("/api/sessions/stream", get(live::sessions_stream))
-        .route("/metrics", get(live::metrics))
-        .route("/api/sessions/{id}", get(routes::get_session))
-        .route("/api/sessions/{id}/close", post(routes::close_session))
-        .route(
-            "/api/sessions/{id}/agents",
-            get(routes::list_agents).post(agent_routes::register),
-        )
-        .route("/api/sessions/{id}/agents/order", post(agent_routes::order))
-        .route(
-            "/api/sessions/{id}/agents/{agent_id}",
-            patch(agent_routes::rename).delete(agent_routes::remove),
-        )
-        .route(
-            "/api/sessions/{id}/agents/{agent_id}/inbox/stream",
-            get(agent_routes::inbox_stream),
-        )
-        .route(
-            "/api/sessions/{id}/agents/{agent_id}/inbox/ack",
-            post(agent_routes::inbox_ack),
-        )
-        .route(
-            "/api/sessions/{id}/agents/{agent_id}/inbox",
-            get(inbox_routes::inbox),
-        )
-        .route(
-            "/api/sessions/{id}/agents/{agent_id}/inbox/read",
-            post(inbox_routes::inbox_read),
-        )
-        .route(
-            "/api/sessions/{id}/actions/{action_id}/result",
-            post(inbox_routes::action_result),
-        )
-        .route("/api/sessions/{id}/messages", post(agent_routes::messages))
-        .route(
-            "/api/sessions/{id}/messages/{message_id}",
-            get(routes::message_receipts),
-        )
-        .route(
-            "/api/sessions/{id}/relays/{relay_id}/done",
-            post(agent_routes::relay_done),
-        )
-        .route(
-            "/api/sessions/{id}/relays/{relay_id}/cancel",
-            post(agent_routes::relay_cancel),
-        )
-        .route("/api/sessions/{id}/events", get(routes::history))
-        .route("/api/sessions/{id}/search", get(routes::search))
-        .route("/api/sessions/{id}/events/stream", get(sse::events_stream))
-        .route(
-            "/api/sessions/{id}/relays",
-            get(routes::list_relays).post(agent_routes::relay),
-        )
-        .route("/api/sessions/{id}/tasks", get(routes::list_tasks))
+        .route("/login", get(login));
+    // Every API operation, from the table the OpenAPI document is built from.
+    for op in api::OPS {
+        router = router.route(op.path, (op.handler)(op.method.filter()));
+    }
+    router
         .fallback(|| async {
             Problem::new("unknown_route", "no such route; see /api/openapi.json")
         })
@@ -188,7 +130,7 @@ async fn login(State(st): State<Arc<HttpState>>, Query(q): Query<LoginQuery>) ->
 }
 
 /// Revokes the session cookie (it stops working everywhere, also after a restart).
-async fn logout(State(st): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+pub(crate) async fn logout(State(st): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     if let Some(id) = session_of(&st, &headers) {
         st.auth.revoke(&id);
     }

@@ -13,24 +13,7 @@ use serde_json::Value;
 
 /// The Python that has the MCP SDK.
 pub fn python() -> PathBuf {
-    let python = std::env::var_os("WEAVE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../target/py/bin/python"
-            ))
-        });
-    let has_sdk = Command::new(&python)
-        .args(["-c", "import mcp"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        has_sdk,
-        "{} has no `mcp` package: run scripts/test (it installs the Python MCP SDK into target/py)",
-        python.display()
-    );
-    python
+    test_python("mcp", "the Python MCP SDK")
 }
 
 /// Runs a script of `tests/py/` against the daemon with `SESSION` set; its last stdout line is

@@ -37,7 +37,9 @@ async fn every_documented_route_but_health_and_the_document_needs_credentials() 
                 &path
                     .replace("{id}", "some-id")
                     .replace("{agent_id}", "a")
-                    .replace("{relay_id}", "r"),
+                    .replace("{relay_id}", "r")
+                    .replace("{action_id}", "x")
+                    .replace("{message_id}", "m"),
             );
             let client = reqwest::Client::new();
             let req = match method.as_str() {
