@@ -18,6 +18,8 @@ const state = {
   me: null, // {id, name} the person, in the selected session
   replyTo: null, // {fields, label, step} what the next message answers
   loadedHead: Infinity, // seq of the head when the session was opened: older rows are not news
+  waiting: [], // what waits on the person in the selected session (GET .../inbox?waiting=true)
+  unread: new Map(), // session id -> messages the person there has not read
   conn: { sessions: "offline", events: "idle" }, // a stream not opened yet is idle
 };
 
@@ -109,6 +111,8 @@ function liveStream(name, url, since, handlers) {
 
 function renderSessions() {
   const ul = $("sessions");
+  // Redrawing must not take keyboard focus away from the session it was on.
+  const focused = ul.contains(document.activeElement) ? document.activeElement.dataset.id : null;
   ul.replaceChildren(
     ...[...state.sessions.values()].map((s) => {
       const li = document.createElement("li");
@@ -116,6 +120,14 @@ function renderSessions() {
       li.className = `${s.status}${s.id === state.selected ? " selected" : ""}`;
       li.innerHTML = `<span class="name"></span><span class="count">${s.online_count}/${s.agent_count}</span>`;
       li.querySelector(".name").textContent = s.name || s.id.slice(0, 8);
+      const unread = state.unread.get(s.id) || 0;
+      if (unread) {
+        const badge = document.createElement("span");
+        badge.className = "unread";
+        badge.textContent = unread;
+        badge.setAttribute("aria-label", `${unread} unread`);
+        li.querySelector(".count").before(badge);
+      }
       li.title = `${s.id} — ${s.online_count} online of ${s.agent_count} agents`;
       li.onclick = () => select(s.id);
       // Reachable by keyboard: Tab to it, Enter or Space opens it.
@@ -131,12 +143,17 @@ function renderSessions() {
       return li;
     }),
   );
+  if (focused) {
+    const li = ul.querySelector(`li[data-id="${CSS.escape(focused)}"]`);
+    if (li) li.focus();
+  }
 }
 
 liveStream("sessions", "/api/sessions/stream", () => null, {
   snapshot: (e) => {
     state.sessions = new Map(JSON.parse(e.data).sessions.map((s) => [s.id, s]));
     renderSessions();
+    refreshUnread();
   },
   session: (e) => {
     const s = JSON.parse(e.data);
@@ -181,6 +198,7 @@ function select(id) {
   state.receipts = new Map();
   state.me = JSON.parse(localStorage.getItem(`weave.me.${id}`) || "null");
   state.replyTo = null;
+  state.waiting = [];
   // Rows are drawn once per selection: switching back to a session draws its rows again.
   drawn.clear();
   $("timeline").replaceChildren();
@@ -205,6 +223,8 @@ function select(id) {
     ...Object.fromEntries(RECORD_TYPES.map((t) => [t, (e) => addRecord(JSON.parse(e.data))])),
   });
   if (state.me) openInbox();
+  renderInbox();
+  scheduleInbox();
 }
 
 async function loadHistory(id, head) {
@@ -275,6 +295,9 @@ function addRecord(record) {
       }
       break;
   }
+  // What waits on the person changes with what is sent to them, their receipts and stops.
+  const me = state.me && state.me.id;
+  if (me && (env.dst === me || env.type === "loop.suppressed" || (env.type === "receipt.updated" && p.agent === me) || env.src === me)) scheduleInbox();
   // Relay steps are answered by results and by replies naming them.
   if (/^(relay\.|task\.|action\.)/.test(env.type) || (env.type === "message.send" && p.reply_to_action_id)) scheduleRelays();
   scheduleRender();
@@ -591,6 +614,7 @@ $("join").onsubmit = async (ev) => {
   localStorage.setItem(`weave.me.${state.selected}`, JSON.stringify(state.me));
   renderMe();
   openInbox();
+  scheduleInbox();
 };
 
 /// Deliveries to the person arrive on their inbox stream and are acked there; the timeline shows
@@ -608,6 +632,184 @@ function openInbox() {
     "action.submit": ack,
   });
 }
+
+// ---- the person's inbox: what waits on them; unread counts per session --------------------
+
+/// A GET whose failure is not the reader's business (a session's person removed, the daemon
+/// restarting): `null` instead of an error banner.
+async function quietGet(path) {
+  try {
+    const resp = await fetch(path, { credentials: "same-origin" });
+    return resp.ok ? await resp.json() : null;
+  } catch {
+    return null;
+  }
+}
+
+let inboxTimer = null;
+function scheduleInbox() {
+  clearTimeout(inboxTimer);
+  inboxTimer = setTimeout(refreshInbox, 150);
+}
+
+/// Fetches what waits on the person (not answered yet) and, while the page is in view, marks
+/// what they have not read yet read: looking at the session reads it.
+async function refreshInbox() {
+  const id = state.selected;
+  const me = state.me;
+  if (!id || !me) return renderInbox();
+  const page = await quietGet(`/api/sessions/${id}/agents/${encodeURIComponent(me.id)}/inbox?waiting=true&limit=100`);
+  if (!page || state.selected !== id) return;
+  state.waiting = page.messages;
+  renderInbox();
+  const unread = page.messages.filter((m) => m.state === "queued" || m.state === "delivered").map((m) => m.id);
+  if (unread.length && document.visibilityState === "visible") {
+    await api("POST", `/api/sessions/${id}/agents/${encodeURIComponent(me.id)}/inbox/read`, { ids: unread }).catch(() => {});
+    refreshUnread();
+  }
+}
+document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && scheduleInbox());
+
+/// Loop-guard stops in the person's conversations — ones they own or take part in, or whose
+/// causal chain one of their messages started (a person's message always starts a chain, named
+/// after it) — that they have not written to the stopped agents (or in that conversation) since.
+function stopsForMe() {
+  const me = state.me && state.me.id;
+  if (!me) return [];
+  const dismissed = new Set(JSON.parse(localStorage.getItem(`weave.dismissed.${state.selected}`) || "[]"));
+  const records = [...state.records.values()].sort((a, b) => a.seq - b.seq);
+  const mine = new Set();
+  const stops = [];
+  for (const r of records) {
+    const env = r.envelope;
+    const p = env.payload || {};
+    if (env.type === "loop.suppressed") {
+      const concerns = p.owner_id === me || p.from === me || (p.to || []).includes(me) || mine.has(p.chain_id);
+      if (concerns && !dismissed.has(r.seq)) stops.push(r);
+    } else if (env.type === "message.send" && env.src === me) {
+      mine.add(env.id);
+      // The person spoke to the stopped agents, or in that conversation: the stop is settled.
+      for (let i = stops.length - 1; i >= 0; i--) {
+        const sp = stops[i].envelope.payload;
+        if ((sp.context_id && sp.context_id === p.context_id) || [sp.from, ...(sp.to || [])].includes(env.dst)) stops.splice(i, 1);
+      }
+    }
+  }
+  return stops;
+}
+
+function renderInbox() {
+  const box = $("inbox-box");
+  box.hidden = !state.me;
+  if (!state.me) return;
+  const me = state.me.id;
+  const name = (a) => (state.agents.get(a) || {}).name || a;
+  const items = [];
+  const counts = { step: 0, message: 0, stop: 0 };
+  const item = (kind, tag, text, seq, stateName, buttons) => {
+    counts[kind]++;
+    const li = document.createElement("li");
+    li.dataset.kind = kind;
+    li.dataset.seq = seq;
+    if (stateName) li.dataset.state = stateName;
+    li.innerHTML = `<span class="tag"></span><span class="what"></span>`;
+    li.querySelector(".tag").textContent = tag;
+    li.querySelector(".what").textContent = text;
+    for (const [label, act, aria] of buttons) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = label;
+      b.dataset.act = label.toLowerCase();
+      b.setAttribute("aria-label", `${label}: ${aria.slice(0, 80)}`);
+      b.onclick = act;
+      li.append(b);
+    }
+    items.push(li);
+  };
+  for (const m of state.waiting) {
+    const env = m.envelope;
+    const p = env.payload || {};
+    const from = name(env.src);
+    if (env.type === "action.submit") {
+      const a = (p.actions || []).find((x) => x.action_id === m.id);
+      if (!a) continue;
+      const ctx = p.context || {};
+      const owner = ctx.owner_id || env.src;
+      const text = `${from} asks: ${a.text || a.command || a.type}`;
+      const fields = { agent_ids: [owner], kind: "reply", reply_to_action_id: a.action_id };
+      if (ctx.context_id) fields.context_id = ctx.context_id;
+      const settle = (approve) => async () => {
+        await api("POST", `/api/sessions/${state.selected}/actions/${encodeURIComponent(a.action_id)}/result`, {
+          from: me, to: owner, status: approve ? "completed" : "rejected", detail: approve ? "approved" : "denied",
+          group_id: p.group_id, action_index: a.action_index,
+        });
+        announce(`${approve ? "Approved" : "Denied"}: ${a.text || a.type}`);
+        scheduleInbox();
+      };
+      item("step", "step", text, m.seq, m.state, [
+        ["Answer", () => startReply({ fields, label: text, toYou: true, step: true }), text],
+        ["Approve", settle(true), text],
+        ["Deny", settle(false), text],
+      ]);
+    } else if (env.type === "message.send") {
+      const answer = answerFor(env, from);
+      const text = `${from}: ${describe(env)}`;
+      item("message", "message", text, m.seq, m.state, answer ? [["Reply", () => startReply(answer), text]] : []);
+    }
+  }
+  for (const r of stopsForMe()) {
+    const p = r.envelope.payload;
+    const others = [...new Set([p.from, ...(p.to || [])])].filter((a) => a && a !== me);
+    // Only the owner may follow up in a conversation; anyone else resumes with a new one.
+    const fields = { agent_ids: others };
+    if (p.context_id && p.owner_id === me) fields.context_id = p.context_id;
+    const text = `loop stopped (${p.rule}, limit ${p.limit}): ${others.map(name).join(", ")}`;
+    const dismiss = () => {
+      const key = `weave.dismissed.${state.selected}`;
+      const list = JSON.parse(localStorage.getItem(key) || "[]");
+      localStorage.setItem(key, JSON.stringify([...list, r.seq]));
+      renderInbox();
+    };
+    item("stop", "stop", text, r.seq, null, [
+      ["Resume", () => startReply({ fields, label: `the stopped conversation with ${others.map(name).join(", ")}`, step: false }), text],
+      ["Dismiss", dismiss, text],
+    ]);
+  }
+  $("inbox").replaceChildren(...items);
+  const total = items.length;
+  $("inbox-count").textContent = total ? String(total) : "";
+  $("inbox-count").setAttribute("aria-label", `${total} waiting on you`);
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  $("inbox-summary").textContent = total
+    ? `${plural(counts.step, "step")} · ${plural(counts.message, "message")} · ${plural(counts.stop, "stop")}`
+    : "nothing waits on you";
+  $("inbox-box").dataset.steps = counts.step;
+  $("inbox-box").dataset.messages = counts.message;
+  $("inbox-box").dataset.stops = counts.stop;
+}
+
+/// The person's unread count in every session they joined from this browser (polled: a
+/// browser holds few connections per host, and the session list stream carries no messages).
+let unreadBusy = false;
+async function refreshUnread() {
+  if (unreadBusy) return;
+  unreadBusy = true;
+  try {
+    const next = new Map();
+    for (const s of state.sessions.values()) {
+      const me = JSON.parse(localStorage.getItem(`weave.me.${s.id}`) || "null");
+      if (!me || s.status === "closed") continue;
+      const page = await quietGet(`/api/sessions/${s.id}/agents/${encodeURIComponent(me.id)}/inbox?limit=1`);
+      if (page && page.total) next.set(s.id, page.total);
+    }
+    const changed = next.size !== state.unread.size || [...next].some(([k, v]) => state.unread.get(k) !== v);
+    state.unread = next;
+    if (changed) renderSessions();
+  } finally {
+    unreadBusy = false;
+  }
+}
+setInterval(refreshUnread, 3000);
 
 /// `#ann #bob text` → targets and text; names match agents' names or ids, case-insensitively.
 function parseAddressed(line) {

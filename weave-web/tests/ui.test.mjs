@@ -22,8 +22,8 @@ const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable
 const WAIT = 15_000;
 
 /** Starts weaved on `home` (and `port`, 0 = any); resolves with its printed addresses. */
-function startDaemon(home, port = 0) {
-  const child = spawn(WEAVED, ["--home", home, "--http", `127.0.0.1:${port}`], { env: { ...process.env, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] });
+function startDaemon(home, port = 0, args = []) {
+  const child = spawn(WEAVED, ["--home", home, "--http", `127.0.0.1:${port}`, ...args], { env: { ...process.env, RUST_LOG: "warn" }, stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolvePromise, reject) => {
     const lines = [];
     const rl = createInterface({ input: child.stdout });
@@ -293,6 +293,115 @@ test("a person answers a relay step given to them, by keyboard, and sessions swi
       mkdirSync(process.env.SCREENSHOTS, { recursive: true });
       await page.screenshot({ path: join(process.env.SCREENSHOTS, "phone.png"), fullPage: true });
     }
+  } finally {
+    for (const ag of agents) ag.close();
+    await browser.close();
+    await stopDaemon(daemon);
+  }
+});
+
+test("the person's inbox counts steps, messages and stops; approve and deny settle steps; unread counts per session drop on viewing", async () => {
+  const home = join(mkdtempSync(join(tmpdir(), "weave-ui-")), "home");
+  const daemon = await startDaemon(home, 0, ["--max-ping-pong", "2"]);
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+  const agents = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 820 } });
+    page.on("pageerror", (e) => console.error("page error:", e));
+    await page.goto(daemon.login);
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: WAIT });
+    const post = (path, body) => page.evaluate(async ([p, b]) => (await (await fetch(p, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(b) })).json()), [path, body]);
+    const quiet = await post("/api/sessions", { name: "quiet" });
+    const work = await post("/api/sessions", { name: "work" });
+    const joinAs = async (s) => {
+      await page.click(`#sessions li[data-id="${s.id}"]`);
+      await page.waitForSelector(`#sessions li.selected[data-id="${s.id}"]`, { timeout: WAIT });
+      await page.fill("#join-name", "Ada");
+      await page.click('#join button');
+      await page.waitForSelector("#inbox-box:not([hidden])", { timeout: WAIT });
+      await page.waitForFunction(() => document.querySelector("#inbox-summary").textContent === "nothing waits on you", null, { timeout: WAIT });
+      return page.evaluate((id) => JSON.parse(localStorage.getItem(`weave.me.${id}`)).id, s.id);
+    };
+    await joinAs(quiet);
+    const ada = await joinAs(work);
+    const lead = await SocketAgent.connect(daemon.socket, work.id, "lead", "Lead");
+    const dev = await SocketAgent.connect(daemon.socket, work.id, "dev", "Dev");
+    agents.push(lead, dev);
+    for (const [relay_id, text] of [["deploy", "may I deploy?"], ["drop", "may I drop the table?"]]) {
+      const r = await lead.request("relay.submit", { relay_id, actions: [{ type: "message", dst: ada, text, expects_reply: true }] });
+      assert.equal(r.payload.status, "accepted", JSON.stringify(r));
+    }
+    await lead.message(ada, { text: "lunch at noon?" });
+    const counts = () => page.$eval("#inbox-box", (b) => [b.dataset.steps, b.dataset.messages, b.dataset.stops].map(Number));
+    const until = (want) => page.waitForFunction((w) => {
+      const b = document.querySelector("#inbox-box");
+      return [b.dataset.steps, b.dataset.messages, b.dataset.stops].map(Number).join() === w.join();
+    }, want, { timeout: WAIT });
+    await until([2, 1, 0]);
+    assert.equal(await page.textContent("#inbox-count"), "3");
+    assert.equal(await page.textContent("#inbox-summary"), "2 steps · 1 message · 0 stops");
+    // Looking at the session read them: still waiting (not answered), no longer unread.
+    await page.waitForFunction(() => [...document.querySelectorAll("#inbox li")].every((li) => !li.dataset.state || li.dataset.state === "read"), null, { timeout: WAIT });
+
+    // Approve one step, deny the other: the owner gets the results, the relay panel follows.
+    await page.click('#inbox li[data-kind="step"]:has-text("may I deploy?") button[data-act="approve"]');
+    const approved = await lead.next((d) => d.type === "action.result");
+    assert.deepEqual([approved.payload.status, approved.payload.detail], ["completed", "approved"]);
+    await until([1, 1, 0]);
+    await page.waitForSelector(`#relays li[data-relay="deploy"] .step[data-state="answered"]`, { timeout: WAIT });
+    await page.focus('#inbox li[data-kind="step"]:has-text("drop the table") button[data-act="deny"]');
+    await page.keyboard.press("Enter");
+    const denied = await lead.next((d) => d.type === "action.result");
+    assert.deepEqual([denied.payload.status, denied.payload.detail], ["rejected", "denied"]);
+    await until([0, 1, 0]);
+
+    // Replying to the message answers it.
+    await page.click('#inbox li[data-kind="message"] button[data-act="reply"]');
+    await page.fill("#send-text", "yes");
+    await page.keyboard.press("Enter");
+    await lead.next((d) => d.type === "message.send" && d.payload.text === "yes");
+    await until([0, 0, 0]);
+
+    // Ada asks Lead; Lead hands the work to Dev and they bounce until the guard stops them: the
+    // stop is in Ada's chain and waits on her until she writes to them.
+    await post(`/api/sessions/${work.id}/messages`, { from: ada, text: "Lead, settle the naming with Dev", agent_ids: ["lead"] });
+    await lead.next((d) => d.type === "message.send" && d.payload.text === "Lead, settle the naming with Dev");
+    let stopped = false;
+    for (let i = 0; i < 12 && !stopped; i++) {
+      // Each hands new work to the other: a strict ping-pong in the chain Ada started.
+      const [from, to] = i % 2 === 0 ? [lead, "dev"] : [dev, "lead"];
+      const r = await from.request("message.send", { text: `round ${i}` }, { dst: to });
+      stopped = r.status !== "ok";
+      if (stopped) assert.equal(r.error.code, "loop_suppressed", JSON.stringify(r));
+      else await (i % 2 === 0 ? dev : lead).next((d) => d.type === "message.send" && d.payload.text === `round ${i}`);
+    }
+    assert.ok(stopped, "the ping-pong guard stopped them");
+    await until([0, 0, 1]);
+    await page.click('#inbox li[data-kind="stop"] button[data-act="resume"]');
+    await page.fill("#send-text", "stop arguing, use the short name");
+    await page.keyboard.press("Enter");
+    await lead.next((d) => d.type === "message.send" && d.payload.text === "stop arguing, use the short name");
+    await until([0, 0, 0]);
+
+    // Unread counts per session: a message in the session not in view shows on its entry and
+    // goes away when it is viewed.
+    await page.click(`#sessions li[data-id="${quiet.id}"]`);
+    await page.waitForSelector(`#sessions li.selected[data-id="${quiet.id}"]`, { timeout: WAIT });
+    await lead.message(ada, { text: "one more thing" });
+    await lead.message(ada, { text: "and another" });
+    const badge = await page.waitForSelector(`#sessions li[data-id="${work.id}"] .unread`, { timeout: WAIT });
+    await page.waitForFunction((id) => (document.querySelector(`#sessions li[data-id="${id}"] .unread`) || {}).textContent === "2", work.id, { timeout: WAIT });
+    assert.equal(await badge.getAttribute("aria-label"), "2 unread");
+    if (process.env.SCREENSHOTS) {
+      mkdirSync(process.env.SCREENSHOTS, { recursive: true });
+      await page.click(`#sessions li[data-id="${work.id}"]`);
+      await until([0, 2, 0]);
+      await page.screenshot({ path: join(process.env.SCREENSHOTS, "inbox.png") });
+    } else {
+      await page.click(`#sessions li[data-id="${work.id}"]`);
+    }
+    await page.waitForFunction((id) => !document.querySelector(`#sessions li[data-id="${id}"] .unread`), work.id, { timeout: WAIT });
+    await until([0, 2, 0]);
   } finally {
     for (const ag of agents) ag.close();
     await browser.close();
