@@ -1,6 +1,6 @@
 //! `weave-bench`: the bus against a raw baseline measured in the same run, printed as one table.
 //!
-//!     cargo run --release -p weave-bench            # the README's table
+//!     cargo run --release -p weave-bench            # the table in docs/weave/benchmarks.md
 //!     cargo run --release -p weave-bench -- --help  # counts, sizes, window
 //!
 //! The baseline is a forwarder process (this binary, `forwarder` subcommand) that reads the
