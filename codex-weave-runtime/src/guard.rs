@@ -9,7 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::memory::{Fresh, Id, Map};
+use crate::ids::{Id, Map, PairKey};
+use crate::memory::Fresh;
 
 /// Which rule stopped a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,7 +75,7 @@ pub struct Probe<'a> {
     pub person: bool,
 }
 
-/// An admitted message, with its ids shared (see [`crate::memory::Id`]).
+/// An admitted message, with its ids shared (see [`crate::ids::Id`]).
 pub(crate) struct Admitted<'a> {
     pub id: &'a Id,
     pub from: &'a Id,
@@ -85,9 +86,6 @@ pub(crate) struct Admitted<'a> {
     pub conversation: Option<&'a Id>,
     pub relay_id: Option<Id>,
 }
-
-/// (chain, lower agent, higher agent): the pair a ping-pong run is counted for.
-pub(crate) type PairKey = (Id, Id, Id);
 
 /// A [`PairKey`] borrowed: hashes as the tuple does (field by field, in order).
 #[derive(Hash)]

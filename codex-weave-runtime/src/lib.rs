@@ -8,20 +8,23 @@
 pub mod error;
 pub mod event;
 pub mod guard;
+mod ids;
 mod memory;
 pub mod model;
 mod pairs;
 pub mod pb;
 pub mod receipt;
-pub mod relay;
 pub mod runtime;
 pub mod wire;
 
 pub use error::ErrorCode;
 pub use event::{EventRecord, RuntimeEvent};
 pub use memory::DEFAULT_MEMORY_BUDGET;
-pub use model::{AgentId, Conversation, MessageKind, Relay, RelayStatus, TaskStatus};
+pub use model::{
+    ActionType, AgentId, Conversation, MessageKind, Relay, RelayStatus, ResultStatus, TaskStatus,
+};
 pub use receipt::ReceiptState;
+pub use runtime::relay::RelayReply;
 pub use runtime::{Input, Message, Output, Runtime, RuntimeConfig, Stamp};
 pub use wire::{
     check_json, Ack, AckMode, Envelope, ErrorBody, RawRequest, Record, Status, BUS_SRC,

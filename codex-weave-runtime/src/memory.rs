@@ -5,26 +5,10 @@
 //! instead). So the runtime's memory is flat however many sessions there are and however long
 //! the daemon runs.
 
-use std::collections::VecDeque;
-use std::rc::Rc;
-
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 
-use crate::guard::PairKey;
-
-/// The runtime's internal hash map: foldhash, seeded per process, instead of SipHash (whose
-/// hashing showed in the engine's profile). Iteration order is never relied upon. hashbrown's
-/// own map for [`hashbrown::Equivalent`]: a pair run is looked up by borrowed strings.
-pub(crate) type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
-
-/// A message, action, conversation or agent id as the runtime remembers it: one allocation
-/// shared by every map and queue entry that names it. A message is remembered in three places
-/// (its node, its pair run, often its conversation); with owned strings that was some twenty
-/// allocations per message, each freed cold when the budget let it go, which dominated the
-/// runtime's time under load. Counted without atomics (`Rc`, not `Arc`): a runtime lives on
-/// one thread (the bus builds and runs it on its engine thread), and the atomic increments and
-/// decrements, some forty per message, cost a sixth of its time.
-pub type Id = Rc<str>;
+use crate::ids::{Id, PairKey};
 
 /// Entries remembered across all sessions by default (about 3 per message: its node, a pair
 /// run, often a conversation).

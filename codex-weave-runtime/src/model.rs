@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::memory::Id;
+pub use crate::ids::Id;
 
 pub type AgentId = String;
 
@@ -168,5 +168,97 @@ pub struct Relay {
 impl Relay {
     pub fn is_active(&self) -> bool {
         self.status == RelayStatus::Active
+    }
+}
+
+/// What an action asks of its target: a `message`, a `control` command, or (in relays only) a
+/// `wait` for targets to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionType {
+    Message,
+    Control,
+    Wait,
+}
+
+impl ActionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::Control => "control",
+            Self::Wait => "wait",
+        }
+    }
+
+    /// The one check of an action, for `action.submit` groups and relay steps alike: its
+    /// `type` is one of `allowed`; a message or control names its `dst`; a message has `text`,
+    /// a control a `command`. The error names the action by its index `i`.
+    pub fn check(i: usize, action: &Value, allowed: &[ActionType]) -> Result<Self, String> {
+        let Some(obj) = action.as_object() else {
+            return Err(format!("actions[{i}] must be an object"));
+        };
+        let named = obj.get("type").and_then(Value::as_str).unwrap_or_default();
+        let Some(kind) = allowed.iter().copied().find(|t| t.as_str() == named) else {
+            let names: Vec<&str> = allowed.iter().map(|t| t.as_str()).collect();
+            let names = match names.split_last() {
+                Some((last, [])) => last.to_string(),
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                None => String::new(),
+            };
+            return Err(format!("actions[{i}].type `{named}` is not {names}"));
+        };
+        let has = |key: &str| obj.get(key).is_some_and(Value::is_string);
+        match kind {
+            Self::Wait => {}
+            _ if !has("dst") => return Err(format!("actions[{i}] needs a `dst`")),
+            Self::Message if !has("text") => return Err(format!("actions[{i}] needs `text`")),
+            Self::Control if !has("command") => {
+                return Err(format!("actions[{i}] needs `command`"))
+            }
+            _ => {}
+        }
+        Ok(kind)
+    }
+}
+
+/// The status an `action.result` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    Accepted,
+    Completed,
+    Blocked,
+    Queued,
+    Rejected,
+    Error,
+}
+
+impl ResultStatus {
+    pub const ALL: [ResultStatus; 6] = [
+        Self::Accepted,
+        Self::Completed,
+        Self::Blocked,
+        Self::Queued,
+        Self::Rejected,
+        Self::Error,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Completed => "completed",
+            Self::Blocked => "blocked",
+            Self::Queued => "queued",
+            Self::Rejected => "rejected",
+            Self::Error => "error",
+        }
+    }
+
+    /// `completed`, `rejected` and `error` end the action: it is answered.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Rejected | Self::Error)
     }
 }

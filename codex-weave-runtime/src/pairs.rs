@@ -5,7 +5,7 @@ use std::hash::Hash;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::memory::Map;
+use crate::ids::Map;
 
 pub fn serialize<K, V, S>(map: &Map<K, V>, serializer: S) -> Result<S::Ok, S::Error>
 where

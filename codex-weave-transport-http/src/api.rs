@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::routing::{on, MethodFilter, MethodRouter};
 
-use crate::{agent_routes, inbox_routes, live, routes, sse, HttpState};
+use crate::routes::{agents, events, inbox, messages, meta, relays, sessions};
+use crate::HttpState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -89,7 +90,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Json(200, "Health"),
-        handler: |m| on(m, routes::health),
+        handler: |m| on(m, meta::health),
     },
     Op {
         method: Get,
@@ -100,7 +101,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Json(200, "OpenApiDocument"),
-        handler: |m| on(m, || async { axum::Json(crate::openapi::document()) }),
+        handler: |m| on(m, crate::openapi_json),
     },
     Op {
         method: Post,
@@ -123,7 +124,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Text,
-        handler: |m| on(m, live::metrics),
+        handler: |m| on(m, meta::metrics),
     },
     Op {
         method: Get,
@@ -134,7 +135,7 @@ pub static OPS: &[Op] = &[
         query: &[("include_closed", "boolean", "Closed sessions too.")],
         body: None,
         answer: Json(200, "SessionList"),
-        handler: |m| on(m, routes::list_sessions),
+        handler: |m| on(m, sessions::list_sessions),
     },
     Op {
         method: Post,
@@ -145,7 +146,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("CreateSession"),
         answer: Json(201, "Session"),
-        handler: |m| on(m, routes::create_session),
+        handler: |m| on(m, sessions::create_session),
     },
     Op {
         method: Get,
@@ -156,7 +157,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Sse,
-        handler: |m| on(m, live::sessions_stream),
+        handler: |m| on(m, sessions::sessions_stream),
     },
     Op {
         method: Get,
@@ -167,7 +168,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Json(200, "SessionDetail"),
-        handler: |m| on(m, routes::get_session),
+        handler: |m| on(m, sessions::get_session),
     },
     Op {
         method: Post,
@@ -178,7 +179,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Json(200, "Session"),
-        handler: |m| on(m, routes::close_session),
+        handler: |m| on(m, sessions::close_session),
     },
     Op {
         method: Get,
@@ -189,7 +190,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Json(200, "AgentList"),
-        handler: |m| on(m, routes::list_agents),
+        handler: |m| on(m, agents::list_agents),
     },
     Op {
         method: Post,
@@ -200,7 +201,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("RegisterAgent"),
         answer: Json(201, "RegisteredAgent"),
-        handler: |m| on(m, agent_routes::register),
+        handler: |m| on(m, agents::register),
     },
     Op {
         method: Post,
@@ -211,7 +212,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("OrderAgents"),
         answer: Json(200, "AgentList"),
-        handler: |m| on(m, agent_routes::order),
+        handler: |m| on(m, agents::order),
     },
     Op {
         method: Patch,
@@ -222,7 +223,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("RenameAgent"),
         answer: Json(200, "RenamedAgent"),
-        handler: |m| on(m, agent_routes::rename),
+        handler: |m| on(m, agents::rename),
     },
     Op {
         method: Delete,
@@ -233,7 +234,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Json(200, "RemovedAgent"),
-        handler: |m| on(m, agent_routes::remove),
+        handler: |m| on(m, agents::remove),
     },
     Op {
         method: Get,
@@ -251,7 +252,7 @@ pub static OPS: &[Op] = &[
         ],
         body: None,
         answer: Json(200, "Inbox"),
-        handler: |m| on(m, inbox_routes::inbox),
+        handler: |m| on(m, inbox::inbox),
     },
     Op {
         method: Post,
@@ -262,7 +263,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("MarkRead"),
         answer: Json(200, "MarkedRead"),
-        handler: |m| on(m, inbox_routes::inbox_read),
+        handler: |m| on(m, inbox::inbox_read),
     },
     Op {
         method: Get,
@@ -273,7 +274,7 @@ pub static OPS: &[Op] = &[
         query: &[SINCE],
         body: None,
         answer: Sse,
-        handler: |m| on(m, agent_routes::inbox_stream),
+        handler: |m| on(m, inbox::inbox_stream),
     },
     Op {
         method: Post,
@@ -284,7 +285,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("AckDeliveries"),
         answer: Json(200, "Acked"),
-        handler: |m| on(m, agent_routes::inbox_ack),
+        handler: |m| on(m, inbox::inbox_ack),
     },
     Op {
         method: Post,
@@ -295,7 +296,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("ActionResult"),
         answer: Json(202, "ResultSent"),
-        handler: |m| on(m, inbox_routes::action_result),
+        handler: |m| on(m, inbox::action_result),
     },
     Op {
         method: Post,
@@ -306,7 +307,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("SendMessage"),
         answer: Json(202, "MessageSent"),
-        handler: |m| on(m, agent_routes::messages),
+        handler: |m| on(m, messages::messages),
     },
     Op {
         method: Get,
@@ -317,7 +318,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Json(200, "Receipts"),
-        handler: |m| on(m, routes::message_receipts),
+        handler: |m| on(m, messages::message_receipts),
     },
     Op {
         method: Get,
@@ -328,7 +329,7 @@ pub static OPS: &[Op] = &[
         query: &[SINCE, LIMIT],
         body: None,
         answer: Json(200, "History"),
-        handler: |m| on(m, routes::history),
+        handler: |m| on(m, events::history),
     },
     Op {
         method: Get,
@@ -339,7 +340,7 @@ pub static OPS: &[Op] = &[
         query: &[SINCE],
         body: None,
         answer: Sse,
-        handler: |m| on(m, sse::events_stream),
+        handler: |m| on(m, events::events_stream),
     },
     Op {
         method: Get,
@@ -365,7 +366,7 @@ pub static OPS: &[Op] = &[
         ],
         body: None,
         answer: Json(200, "SearchResult"),
-        handler: |m| on(m, routes::search),
+        handler: |m| on(m, events::search),
     },
     Op {
         method: Get,
@@ -376,7 +377,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Json(200, "RelayList"),
-        handler: |m| on(m, routes::list_relays),
+        handler: |m| on(m, relays::list_relays),
     },
     Op {
         method: Post,
@@ -387,7 +388,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("SubmitRelay"),
         answer: Json(200, "RelayAccepted"),
-        handler: |m| on(m, agent_routes::relay),
+        handler: |m| on(m, relays::relay),
     },
     Op {
         method: Post,
@@ -398,7 +399,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("FinishRelay"),
         answer: Json(200, "RelayFinished"),
-        handler: |m| on(m, agent_routes::relay_done),
+        handler: |m| on(m, relays::relay_done),
     },
     Op {
         method: Post,
@@ -409,7 +410,7 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: Some("CancelRelay"),
         answer: Json(200, "RelayFinished"),
-        handler: |m| on(m, agent_routes::relay_cancel),
+        handler: |m| on(m, relays::relay_cancel),
     },
     Op {
         method: Get,
@@ -420,6 +421,6 @@ pub static OPS: &[Op] = &[
         query: &[],
         body: None,
         answer: Json(200, "TaskList"),
-        handler: |m| on(m, routes::list_tasks),
+        handler: |m| on(m, relays::list_tasks),
     },
 ];

@@ -2,16 +2,13 @@
 //! sends the bus the request a socket client would, so HTTP and the socket see the same
 //! sessions, agents and records from the same runtime. Contract: `docs/weave/http-api.md`.
 
-pub mod agent_routes;
 pub mod api;
 pub mod auth;
-pub mod inbox_routes;
 pub mod links;
-pub mod live;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
-pub mod sse;
+pub mod stream;
 
 use std::sync::Arc;
 
@@ -46,9 +43,9 @@ pub struct HttpState {
 
 pub fn router(state: Arc<HttpState>) -> Router {
     let mut router = Router::new()
-        .route("/", get(routes::index))
-        .route("/app.js", get(routes::app_js))
-        .route("/style.css", get(routes::style_css))
+        .route("/", get(routes::web::index))
+        .route("/app.js", get(routes::web::app_js))
+        .route("/style.css", get(routes::web::style_css))
         .route("/login", get(login));
     // Every API operation, from the table the OpenAPI document is built from.
     for op in api::OPS {
@@ -127,6 +124,12 @@ async fn login(State(st): State<Arc<HttpState>>, Query(q): Query<LoginQuery>) ->
         .build();
     let jar = SignedCookieJar::new(st.auth.key.clone()).add(cookie);
     (jar, Redirect::to("/")).into_response()
+}
+
+/// `GET /api/openapi.json`: the document, built once from the route table.
+pub(crate) async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    axum::Json(DOCUMENT.get_or_init(openapi::document))
 }
 
 /// Revokes the session cookie (it stops working everywhere, also after a restart).

@@ -89,9 +89,9 @@ impl Outcome {
         })
     }
 
-    pub fn reply(&self) -> Option<&Value> {
+    pub fn reply(&self) -> Option<Value> {
         self.outputs.iter().find_map(|o| match o {
-            Output::Reply(v) => Some(v),
+            Output::Relay(r) => Some(r.to_value()),
             _ => None,
         })
     }
@@ -234,7 +234,7 @@ pub fn render(o: &Output) -> Value {
         Output::Stamp(s) => {
             json!({ "stamp": { "message_id": s.message_id, "context_id": s.context_id, "owner_id": s.owner_id, "chain": s.chain_id, "hop": s.hop } })
         }
-        Output::Reply(v) => json!({ "reply": v }),
+        Output::Relay(r) => json!({ "reply": r.to_value() }),
         Output::Dispatch {
             from,
             target,

@@ -10,13 +10,14 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use codex_weave_runtime::{Envelope, Input, Message, MessageKind, Output, Stamp};
+use codex_weave_runtime::{
+    Envelope, Input, Message, MessageKind, Output, RelayReply, ResultStatus, Stamp,
+};
 use codex_weave_transport_uds::time::now_rfc3339;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::commands::TERMINAL_STATUSES;
 use super::{bus_envelope, new_id, Engine};
 use crate::refusal::Refusal;
 
@@ -25,7 +26,7 @@ use crate::refusal::Refusal;
 pub(super) struct Consulted {
     pub refusal: Option<Refusal>,
     pub stamps: Vec<Stamp>,
-    pub reply: Option<Value>,
+    pub reply: Option<RelayReply>,
     /// Events and dispatches, applied after the request's own record.
     pub effects: Vec<Output>,
 }
@@ -217,7 +218,9 @@ pub(super) fn input_for(session: &str, env: &Envelope) -> Option<Input> {
             from: env.src.clone(),
             to: env.dst.clone()?,
             action_id: text(p, "action_id")?.to_owned(),
-            terminal: text(p, "status").is_some_and(|s| TERMINAL_STATUSES.contains(&s)),
+            terminal: text(p, "status")
+                .and_then(ResultStatus::parse)
+                .is_some_and(ResultStatus::is_terminal),
         }),
         "relay.submit" => {
             // Recorded with names resolved to ids; `meta.weave.resolved` lists the known ones.
@@ -268,7 +271,7 @@ impl Engine {
             match out {
                 Output::Refuse { code, message } => c.refusal = Some(Refusal::new(code, message)),
                 Output::Stamp(s) => c.stamps.push(s),
-                Output::Reply(v) => c.reply = Some(v),
+                Output::Relay(r) => c.reply = Some(r),
                 other => c.effects.push(other),
             }
         }
@@ -340,7 +343,7 @@ impl Engine {
                         self.enqueue(sid, &target, seq, env);
                     }
                 }
-                Output::Refuse { .. } | Output::Stamp(_) | Output::Reply(_) => {}
+                Output::Refuse { .. } | Output::Stamp(_) | Output::Relay(_) => {}
             }
         }
     }

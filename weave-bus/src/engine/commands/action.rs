@@ -1,23 +1,11 @@
 //! `action.submit` (a group of actions for one or more agents) and `action.result`.
 
-use codex_weave_runtime::{Envelope, ReceiptState};
+use codex_weave_runtime::{ActionType, Envelope, ReceiptState, ResultStatus};
 use serde_json::{json, Value};
 
 use super::{bad, payload_object, Reply};
 use crate::conn::ConnId;
 use crate::engine::{Answer, Engine};
-
-/// Statuses an `action.result` may carry; `completed`, `rejected` and `error` are terminal.
-pub const RESULT_STATUSES: &[&str] = &[
-    "accepted",
-    "completed",
-    "blocked",
-    "queued",
-    "rejected",
-    "error",
-];
-/// The statuses of [`RESULT_STATUSES`] that end an action.
-pub const TERMINAL_STATUSES: &[&str] = &["completed", "rejected", "error"];
 
 impl Engine {
     /// Records the group with each action's `dst` resolved to an agent id, and queues it for each
@@ -34,28 +22,16 @@ impl Engine {
         let mut resolved = Vec::with_capacity(actions.len());
         let mut targets: Vec<String> = Vec::new();
         for (i, action) in actions.iter().enumerate() {
-            let Some(obj) = action.as_object() else {
-                return Err(bad(format!("actions[{i}] must be an object")));
-            };
-            match obj.get("type").and_then(Value::as_str) {
-                Some("message" | "control") => {}
-                _ => {
-                    return Err(bad(format!(
-                        "actions[{i}].type must be `message` or `control`"
-                    )))
-                }
-            }
-            if obj
+            ActionType::check(i, action, &[ActionType::Message, ActionType::Control])
+                .map_err(bad)?;
+            if action
                 .get("action_id")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty)
             {
                 return Err(bad(format!("actions[{i}] needs an `action_id`")));
             }
-            let dst = obj
-                .get("dst")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad(format!("actions[{i}] needs a `dst`")))?;
+            let dst = action["dst"].as_str().unwrap_or_default();
             let target = self.resolve_target(&sid, dst)?;
             if !targets.contains(&target) {
                 targets.push(target.clone());
@@ -105,14 +81,16 @@ impl Engine {
             .and_then(Value::as_str)
             .ok_or_else(|| bad("action.result needs `payload.action_id`"))?
             .to_owned();
-        match payload.get("status").and_then(Value::as_str) {
-            Some(s) if RESULT_STATUSES.contains(&s) => {}
-            _ => {
-                return Err(bad(format!(
-                    "action.result needs `payload.status`, one of {RESULT_STATUSES:?}"
-                )))
-            }
-        }
+        let status = payload
+            .get("status")
+            .and_then(Value::as_str)
+            .and_then(ResultStatus::parse)
+            .ok_or_else(|| {
+                let all = ResultStatus::ALL.map(ResultStatus::as_str);
+                bad(format!(
+                    "action.result needs `payload.status`, one of {all:?}"
+                ))
+            })?;
         let dst = env
             .dst
             .as_deref()
@@ -128,11 +106,7 @@ impl Engine {
         self.complete_action(&sid, &env.src, &action_id);
         // A result is the agent's own word on the action: it read it, and a terminal result
         // answers it.
-        let terminal = payload
-            .get("status")
-            .and_then(Value::as_str)
-            .is_some_and(|s| TERMINAL_STATUSES.contains(&s));
-        let state = if terminal {
+        let state = if status.is_terminal() {
             ReceiptState::Answered
         } else {
             ReceiptState::Read

@@ -10,8 +10,6 @@ mod relay;
 mod search;
 mod session;
 
-pub(super) use action::TERMINAL_STATUSES;
-
 use codex_weave_runtime::{Envelope, ErrorCode, RawRequest, WIRE_VERSION};
 use serde_json::{json, Value};
 

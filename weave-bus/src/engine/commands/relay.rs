@@ -1,7 +1,7 @@
 //! `relay.submit`: start, continue, finish or cancel a relay. The runtime decides everything;
 //! the bus resolves the agents the payload names, records the request, and applies the effects.
 
-use codex_weave_runtime::Envelope;
+use codex_weave_runtime::{Envelope, RelayReply};
 use serde_json::{json, Value};
 
 use super::{payload_bool, payload_object, Reply};
@@ -46,8 +46,8 @@ impl Engine {
         record.meta = Some(json!({ "weave": { "resolved": resolved } }));
         self.stamp_origin(&sid, &mut record);
         let consulted = self.admit(&sid, &mut record)?;
-        let reply = consulted.reply.unwrap_or_else(|| json!({}));
-        let blocked = reply.get("status").and_then(Value::as_str) == Some("blocked");
+        let blocked = consulted.reply.as_ref().is_some_and(RelayReply::is_blocked);
+        let reply = consulted.reply.map_or_else(|| json!({}), |r| r.to_value());
         if !blocked {
             self.record(&sid, record);
         }

@@ -1,4 +1,5 @@
-//! `GET /api/sessions/{id}/events/stream`: the session's records as Server-Sent Events.
+//! A session's records: its history, search over it, and `GET /api/sessions/{id}/events/stream`,
+//! the records as Server-Sent Events.
 //! `id:` = the record's seq, `event:` = its envelope type, `data:` = the record's JSON exactly as
 //! `events.history` returns it. A stream without a cursor opens with a `snapshot` event (the
 //! session, its agents, its open relays; `id:` = the head seq). A cursor — `Last-Event-ID`,
@@ -9,11 +10,11 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Response;
 use codex_weave_runtime::Envelope;
 use futures::{stream, Stream, StreamExt};
 use serde::Deserialize;
@@ -21,11 +22,60 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::problem::Problem;
-use crate::routes::{call, OPERATOR};
+use crate::routes::{call, json_text, OPERATOR};
+use crate::stream::{SseGuard, KEEP_ALIVE};
 use crate::HttpState;
 
-/// Interval of keep-alive comments.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    since: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// The very records `events.history` serves on the socket: the payload is passed through as the
+/// bus wrote it, byte for byte.
+pub async fn history(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, Problem> {
+    let mut env = Envelope::new("events.history", String::new(), String::new(), OPERATOR);
+    env.session = Some(id);
+    env.payload = Some(json!({ "since": q.since, "limit": q.limit }));
+    let raw = st.bus.call_raw(env).await.ok_or_else(Problem::bus_gone)?;
+    match raw {
+        Ok(payload) => Ok(json_text(StatusCode::OK, payload)),
+        Err(resp) => Err(Problem::from_envelope(&resp)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    text: Option<String>,
+    from: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// The records `events.search` finds, passed through as the bus wrote them.
+pub async fn search(
+    State(st): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    Query(q): Query<SearchParams>,
+) -> Result<Response, Problem> {
+    let mut env = Envelope::new("events.search", String::new(), String::new(), OPERATOR);
+    env.session = Some(id);
+    env.payload = Some(json!({
+        "text": q.text, "from": q.from, "since": q.since, "until": q.until,
+        "before": q.before, "limit": q.limit,
+    }));
+    match st.bus.call_raw(env).await.ok_or_else(Problem::bus_gone)? {
+        Ok(payload) => Ok(json_text(StatusCode::OK, payload)),
+        Err(resp) => Err(Problem::from_envelope(&resp)),
+    }
+}
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
@@ -110,7 +160,7 @@ pub async fn events_stream(
     req.payload = Some(json!({ "since": since, "follow": true }));
     conn.send(req);
     let shutdown = st.shutdown.clone();
-    let guard = crate::live::SseGuard::new(&st.sse_clients);
+    let guard = SseGuard::new(&st.sse_clients);
     let live = stream::unfold(
         (conn, since, shutdown, guard),
         |(mut conn, mut last, shutdown, guard)| async move {

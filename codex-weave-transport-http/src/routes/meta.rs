@@ -1,92 +1,26 @@
-//! `GET /api/sessions/stream` (the session list, live) and `GET /metrics` (Prometheus text).
+//! The daemon itself: `GET /api/health` and `GET /metrics` (Prometheus text).
 
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use codex_weave_runtime::Envelope;
-use futures::{stream, Stream, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::problem::Problem;
-use crate::routes::{call, OPERATOR};
-use crate::sse::KEEP_ALIVE;
+use crate::routes::{call, json_text, payload_of};
 use crate::HttpState;
 
-/// Counts an open SSE stream for `/metrics` while alive.
-#[derive(Debug)]
-pub struct SseGuard(Arc<AtomicU64>);
-
-impl SseGuard {
-    pub fn new(counter: &Arc<AtomicU64>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter.clone())
-    }
-}
-
-impl Drop for SseGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A `snapshot` event with `{sessions}` (open and closed), then a `session` event with the
-/// session's summary whenever a session is created or closed or its agents change. No resume: a
-/// reconnecting client gets a fresh snapshot.
-pub async fn sessions_stream(
-    State(st): State<Arc<HttpState>>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
-    let mut conn = st.bus.connect();
-    let mut req = Envelope::new(
-        "sessions.stream",
-        uuid::Uuid::new_v4().to_string(),
-        String::new(),
-        OPERATOR,
-    );
-    req.payload = Some(serde_json::json!({ "include_closed": true }));
-    let id = req.id.clone();
-    conn.send(req);
-    let snapshot = loop {
-        let line = conn.next_line().await.ok_or_else(Problem::bus_gone)?;
-        let Ok(env) = serde_json::from_slice::<Envelope>(&line) else {
-            continue;
-        };
-        if env.corr.as_deref() == Some(id.as_str()) && env.status.is_some() {
-            break env.payload.unwrap_or(Value::Null);
-        }
-    };
-    let first = Event::default()
-        .event("snapshot")
-        .data(snapshot.to_string());
-    let guard = SseGuard::new(&st.sse_clients);
-    let shutdown = st.shutdown.clone();
-    let live = stream::unfold(
-        (conn, shutdown, guard),
-        |(mut conn, shutdown, guard)| async move {
-            loop {
-                let line = tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    line = conn.next_line() => line?,
-                };
-                let Ok(env) = serde_json::from_slice::<Envelope>(&line) else {
-                    continue;
-                };
-                if env.kind == "sessions.changed" {
-                    let data = env.payload.unwrap_or(Value::Null).to_string();
-                    return Some((
-                        Ok(Event::default().event("session").data(data)),
-                        (conn, shutdown, guard),
-                    ));
-                }
-            }
-        },
-    );
-    Ok(Sse::new(stream::iter([Ok(first)]).chain(live))
-        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+pub async fn health(State(st): State<Arc<HttpState>>) -> Response {
+    let stats = call(&st, "bus.stats", None, Value::Null).await;
+    let body = json!({
+        "status": if stats.is_ok() { "ok" } else { "degraded" },
+        "version": env!("CARGO_PKG_VERSION"),
+        "socket": st.socket,
+        "bus": stats.as_ref().map(payload_of).unwrap_or(Value::Null),
+    });
+    json_text(StatusCode::OK, body.to_string())
 }
 
 /// Prometheus text format: the bus's counters and gauges, and the facade's SSE clients.
