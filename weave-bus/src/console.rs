@@ -5,7 +5,8 @@
 //! `write` to a full pipe blocks the thread that logs — here, the engine. So:
 //! - log lines go through a bounded queue to a writer thread ([`init_logs`]); when the queue is
 //!   full, lines are dropped (counted by `tracing-appender`), never waited for;
-//! - that thread, and the console lines ([`say`], [`complain`]), ignore every write error.
+//! - that thread, and the console lines ([`say`], [`complain`], from the socket transport that
+//!   every client shares), ignore every write error.
 //!
 //! Nothing the daemon does, shutdown included, depends on a log line being written.
 
@@ -34,18 +35,7 @@ pub fn init_logs(default_filter: &str) -> WorkerGuard {
     guard
 }
 
-/// One line on stdout; a closed or broken stdout is ignored.
-pub fn say(line: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_fmt(line).and_then(|()| out.write_all(b"\n"));
-    let _ = out.flush();
-}
-
-/// One line on stderr; a closed or broken stderr is ignored.
-pub fn complain(line: std::fmt::Arguments<'_>) {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_fmt(line).and_then(|()| err.write_all(b"\n"));
-}
+pub use codex_weave_transport_uds::console::{complain, say};
 
 /// A writer that reports success whatever happens underneath: a log line that cannot be
 /// written is lost, and nothing else happens.

@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use codex_weave_transport_uds::home::HomeDirError;
 use nix::fcntl::{Flock, FlockArg};
 
 /// Why the bus cannot take a home.
@@ -60,28 +61,13 @@ impl std::fmt::Display for HomeError {
 
 impl std::error::Error for HomeError {}
 
-/// Resolves the home: the flag, else `$WEAVE_HOME` (a leading `~` expands; set-but-empty is an
-/// error), else `~/.weave`.
+/// Resolves the home: the flag, else `$WEAVE_HOME`, else `~/.weave` (see
+/// [`codex_weave_transport_uds::home::resolve_home`]).
 pub fn resolve_home(flag: Option<&Path>) -> Result<PathBuf, HomeError> {
-    if let Some(p) = flag {
-        return Ok(expand_tilde(p));
-    }
-    match std::env::var_os("WEAVE_HOME") {
-        Some(v) if v.is_empty() => Err(HomeError::EmptyEnv),
-        Some(v) => Ok(expand_tilde(Path::new(&v))),
-        None => dirs::home_dir()
-            .map(|h| h.join(".weave"))
-            .ok_or(HomeError::NoHomeDir),
-    }
-}
-
-fn expand_tilde(p: &Path) -> PathBuf {
-    match p.strip_prefix("~") {
-        Ok(rest) => dirs::home_dir()
-            .map(|h| h.join(rest))
-            .unwrap_or_else(|| p.to_owned()),
-        Err(_) => p.to_owned(),
-    }
+    codex_weave_transport_uds::home::resolve_home(flag).map_err(|e| match e {
+        HomeDirError::EmptyEnv => HomeError::EmptyEnv,
+        HomeDirError::NoHomeDir => HomeError::NoHomeDir,
+    })
 }
 
 /// Creates the home with mode 0700 (and tightens an existing one).

@@ -18,13 +18,12 @@ pub mod limit_flags;
 pub mod metrics;
 pub mod refusal;
 pub mod server;
-pub mod signals;
 pub mod store;
 
 pub use codex_weave_runtime::RuntimeConfig;
+pub use codex_weave_transport_uds::shutdown_signal;
 pub use config::{BusConfig, Durability, Limits};
 pub use handle::{Bus, LocalConn, LocalSender};
 pub use limit_flags::LimitFlags;
 pub use refusal::Refusal;
 pub use server::{BusServer, StartError};
-pub use signals::shutdown_signal;

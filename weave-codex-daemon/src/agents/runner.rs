@@ -111,7 +111,7 @@ pub async fn run(opts: RunnerOptions) -> LinkResult<()> {
         })
     };
 
-    let mut stop = std::pin::pin!(weave_bus::shutdown_signal());
+    let mut stop = std::pin::pin!(codex_weave_transport_uds::shutdown_signal());
     loop {
         let d = tokio::select! {
             _ = &mut stop => break,

@@ -357,7 +357,7 @@ fn main() -> ExitCode {
         )
         .with_ansi(false)
         .try_init();
-    let home = match weave_bus::home::resolve_home(args.home.as_deref()) {
+    let home = match codex_weave_transport_uds::home::resolve_home(args.home.as_deref()) {
         Ok(h) => h,
         Err(e) => return ExitCode::from(Failure::Usage(e.to_string()).report(json_out)),
     };
@@ -425,7 +425,9 @@ fn install(a: InstallArgs, remove: bool, json_out: bool) -> Out {
             print(c.diff());
         }
         if changes.is_empty() {
-            weave_bus::console::complain(format_args!("weavectl: nothing to change"));
+            codex_weave_transport_uds::console::complain(format_args!(
+                "weavectl: nothing to change"
+            ));
         }
         return Ok(());
     }
@@ -472,7 +474,7 @@ fn hook(args: Args) -> ExitCode {
     };
     let started = std::time::Instant::now();
     let deadline = Duration::from_millis(deadline_ms);
-    let Ok(home) = weave_bus::home::resolve_home(args.home.as_deref()) else {
+    let Ok(home) = codex_weave_transport_uds::home::resolve_home(args.home.as_deref()) else {
         return ExitCode::SUCCESS;
     };
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -659,7 +661,9 @@ async fn run(args: Args, home: PathBuf) -> Out {
                 }
             }
             if let (false, Some(next)) = (json_out, found["next_before"].as_u64()) {
-                weave_bus::console::complain(format_args!("weavectl: more with --before {next}"));
+                codex_weave_transport_uds::console::complain(format_args!(
+                    "weavectl: more with --before {next}"
+                ));
             }
         }
         Cmd::Doctor { session, agent } => {

@@ -239,7 +239,7 @@ pub async fn run(socket: &Path, session: &str, name: &str, force: bool, json_out
     if json_out {
         output::value(&json!({ "joined": j.session.id, "id": j.id, "name": j.name }));
     } else {
-        weave_bus::console::complain(format_args!(
+        codex_weave_transport_uds::console::complain(format_args!(
             "joined {label} as {} ({}): {HELP}",
             j.name, j.id
         ));

@@ -158,7 +158,9 @@ pub async fn inbox(socket: &Path, q: InboxQuery<'_>, json_out: bool) -> Out {
         }
     };
     if items.is_empty() && !json_out {
-        weave_bus::console::complain(format_args!("weavectl: nothing waits for {agent}"));
+        codex_weave_transport_uds::console::complain(format_args!(
+            "weavectl: nothing waits for {agent}"
+        ));
     }
     for item in &items {
         let v = serde_json::to_value(item).unwrap_or_default();
@@ -168,7 +170,9 @@ pub async fn inbox(socket: &Path, q: InboxQuery<'_>, json_out: bool) -> Out {
     }
     let more = total.saturating_sub(items.len() as u64);
     if more > 0 && !json_out {
-        weave_bus::console::complain(format_args!("weavectl: {more} more; raise --limit"));
+        codex_weave_transport_uds::console::complain(format_args!(
+            "weavectl: {more} more; raise --limit"
+        ));
     }
     Ok(())
 }
@@ -209,7 +213,9 @@ pub async fn history(socket: &Path, session: &str, since: u64, limit: u64, json_
         (json_out, page["next"].as_u64(), page["head"].as_u64())
     {
         if next < head {
-            weave_bus::console::complain(format_args!("weavectl: more with --since {next}"));
+            codex_weave_transport_uds::console::complain(format_args!(
+                "weavectl: more with --since {next}"
+            ));
         }
     }
     Ok(())

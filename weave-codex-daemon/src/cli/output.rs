@@ -69,7 +69,7 @@ impl Failure {
             Failure::Refused { code, message } => format!("weavectl: refused: {code}: {message}"),
             other => format!("weavectl: {}", other.message()),
         };
-        weave_bus::console::complain(format_args!("{}", escape_controls(&text)));
+        codex_weave_transport_uds::console::complain(format_args!("{}", escape_controls(&text)));
         self.exit_code()
     }
 }
