@@ -1,24 +1,25 @@
-//! Delivery: per-agent FIFO queues, the in-flight window, acks, redelivery on reconnect and on
-//! ack timeout, the `max_deliver` cap with dead letters, and write-behind of delivery rows.
+//! Delivery's IO shell around [`Inboxes`](super::inboxes::Inboxes) (the state machine that holds the queues, the
+//! in-flight windows, acks, redelivery and the `max_deliver` cap): it feeds the inboxes the
+//! time, checks each connection's buffer between two sends, encodes and writes the lines,
+//! moves receipts, records dead letters, and writes delivery rows behind.
 //!
 //! A delivery's row is written at the end of the batch in its final state, so a message that is
 //! queued, sent and acked within one batch costs no delivery write at all, and one sent at once
 //! costs a single insert.
 
-use std::cmp::Reverse;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use codex_weave_runtime::{AckMode, Envelope, ReceiptState, BUS_SRC};
 use codex_weave_transport_uds::time::now_rfc3339;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::inboxes::{actions_for, new_delivery, Delivery, DeliveryKind, Next};
 use super::receipts::{delivered, receipt_ids};
 use super::recorded::{Delivered, Recorded};
-use super::state::{actions_for, Delivery, DeliveryKind};
 use super::writer::Write;
-use super::{new_delivery, new_id, Engine};
+use super::{new_id, Engine};
 use codex_weave_transport_uds::Framing;
 
 impl Engine {
@@ -27,30 +28,15 @@ impl Engine {
         let Some(session) = self.sessions.get(sid) else {
             return;
         };
-        let id = self.next_delivery;
-        self.next_delivery += 1;
+        let known = session.agents.contains_key(target);
+        let id = self.inboxes.next_id();
         let d = new_delivery(id, sid.to_owned(), session.key, target.to_owned(), seq, env);
         self.receipts_queued(&d);
-        self.index_delivery(d);
+        if known {
+            self.inboxes.handle_send(d);
+        }
         self.batch.dirty.push(id);
         self.batch.pump.push((sid.to_owned(), target.to_owned()));
-    }
-
-    /// Puts a delivery in memory: the table, the target's queue (in id order) and its ack ids.
-    pub(super) fn index_delivery(&mut self, d: Delivery) {
-        let Some(agent) = self
-            .sessions
-            .get_mut(&d.session)
-            .and_then(|s| s.agents.get_mut(&d.target))
-        else {
-            return;
-        };
-        agent.ack_ids.insert(d.envelope.env.id.clone(), d.id);
-        for ack_id in d.action_ids() {
-            agent.ack_ids.insert(ack_id, d.id);
-        }
-        agent.queue.push_back(d.id);
-        self.deliveries.insert(d.id, d);
     }
 
     /// Sends what agents marked in this batch can take.
@@ -63,57 +49,48 @@ impl Engine {
     /// Sends queued deliveries to an online agent, oldest first, while its in-flight window and
     /// its connection's buffer have room.
     fn pump(&mut self, sid: &str, aid: &str) {
-        let limits = self.cfg.limits.clone();
+        let max_conn_buffer = self.cfg.limits.max_conn_buffer;
+        let now = Instant::now();
         loop {
-            let Some(agent) = self
+            let Some(conn_id) = self
                 .sessions
-                .get_mut(sid)
-                .and_then(|s| s.agents.get_mut(aid))
+                .get(sid)
+                .and_then(|s| s.agents.get(aid))
+                .and_then(|a| a.conn)
             else {
                 return;
             };
-            let Some(conn_id) = agent.conn else { return };
             let Some(conn) = self.conns.get(&conn_id) else {
                 return;
             };
-            if agent.inflight.len() >= limits.max_inflight_per_agent {
+            if !self.inboxes.window_open(sid, aid) {
                 return;
             }
-            if conn.out.queued() > limits.max_conn_buffer {
+            if conn.out.queued() > max_conn_buffer {
                 conn.out.mark_stalled();
-                if conn.out.queued() > limits.max_conn_buffer / 2 {
+                if conn.out.queued() > max_conn_buffer / 2 {
                     return; // the writer will report `Writable` once it drains
                 }
             }
-            let Some(did) = agent.queue.pop_front() else {
-                return;
-            };
-            let Some(d) = self.deliveries.get_mut(&did) else {
-                continue;
-            };
-            if d.count >= limits.max_deliver {
-                agent.queue.push_front(did);
-                self.dead_letter(did, "max_deliver");
-                continue;
-            }
-            d.count += 1;
-            if d.count > 1 {
-                self.metrics.inc(&self.metrics.redeliveries);
-            } else {
-                delivered(d, &mut self.batch.receipt_rows, &mut self.batch.receipts);
-            }
-            let line = delivered_line(d, conn.out.framing());
-            let (ack_mode, timeout, kind, count) = (d.ack_mode, d.timeout_ms, d.kind, d.count);
-            if ack_mode == AckMode::None {
-                self.forget(did);
-            } else {
-                agent.inflight.insert(did);
-                if let (DeliveryKind::Message, Some(ms)) = (kind, timeout) {
-                    let deadline = Instant::now() + Duration::from_millis(ms);
-                    self.timers.push(Reverse((deadline, did, count)));
+            let framing = conn.out.framing();
+            let (id, first, done) = match self.inboxes.next_for(sid, aid, now) {
+                None => return,
+                Some(Next::GiveUp(d)) => {
+                    self.dead_lettered(d, "max_deliver");
+                    continue;
                 }
+                Some(Next::Send { id, first, done }) => (id, first, done),
+            };
+            let Some(d) = done.as_ref().or_else(|| self.inboxes.get(id)) else {
+                continue;
+            };
+            if first {
+                delivered(d, &mut self.batch.receipt_rows, &mut self.batch.receipts);
+            } else {
+                self.metrics.inc(&self.metrics.redeliveries);
             }
-            self.batch.dirty.push(did);
+            let line = delivered_line(d, framing);
+            self.batch.dirty.push(id);
             self.metrics.inc(&self.metrics.deliveries);
             self.send_encoded(conn_id, line);
         }
@@ -121,122 +98,54 @@ impl Engine {
 
     /// An agent acknowledged ack id `ack_id` (a message id, or an action id of a group).
     pub(super) fn acknowledge(&mut self, sid: &str, aid: &str, ack_id: &str) -> bool {
-        let Some(agent) = self
-            .sessions
-            .get_mut(sid)
-            .and_then(|s| s.agents.get_mut(aid))
-        else {
+        let Some(d) = self.inboxes.handle_ack(sid, aid, ack_id) else {
             return false;
         };
-        let Some(&did) = agent.ack_ids.get(ack_id) else {
-            return false;
-        };
-        // A manual ack is the application's own: the agent has read the message.
-        let read = self
-            .deliveries
-            .get(&did)
-            .filter(|d| d.kind == DeliveryKind::Message && d.ack_mode == AckMode::Manual)
-            .map(receipt_ids);
-        self.forget(did);
-        if let Some(ids) = read {
-            self.advance_receipts_logged(sid, aid, ids, ReceiptState::Read);
-        }
-        self.batch.dirty.push(did);
-        self.batch.pump.push((sid.to_owned(), aid.to_owned()));
-        self.metrics.inc(&self.metrics.acks);
+        self.acknowledged(sid, aid, d);
         true
     }
 
-    /// Agent `aid` completed action `action_id` (a result for it, or a reply naming it): the
-    /// action, and the actions before it in its group (clients take a group's actions in
-    /// order), want nothing more. When none of the group's actions for the agent is left
-    /// open, the group is acknowledged. Returns whether it was.
+    /// What follows an ack: a manual ack of a message is the application's own (the agent has
+    /// read it); the delivery's row goes, and the agent may take the next one.
+    fn acknowledged(&mut self, sid: &str, aid: &str, d: Delivery) {
+        if d.kind == DeliveryKind::Message && d.ack_mode == AckMode::Manual {
+            self.advance_receipts_logged(sid, aid, receipt_ids(&d), ReceiptState::Read);
+        }
+        self.batch.dirty.push(d.id);
+        self.batch.pump.push((sid.to_owned(), aid.to_owned()));
+        self.metrics.inc(&self.metrics.acks);
+    }
+
+    /// Agent `aid` completed action `action_id` (see [`super::inboxes::Inboxes::complete_action`]). Returns
+    /// whether its group was acknowledged.
     pub(super) fn complete_action(&mut self, sid: &str, aid: &str, action_id: &str) -> bool {
-        let Some(&did) = self
-            .sessions
-            .get(sid)
-            .and_then(|s| s.agents.get(aid))
-            .and_then(|a| a.ack_ids.get(action_id))
-        else {
+        let Some(d) = self.inboxes.complete_action(sid, aid, action_id) else {
             return false;
         };
-        let Some(d) = self.deliveries.get_mut(&did) else {
-            return false;
-        };
-        if d.kind != DeliveryKind::Action {
-            return false;
-        }
-        if let Some(i) = d.open.iter().position(|a| a == action_id) {
-            d.open.drain(..=i);
-        }
-        d.open.is_empty() && self.acknowledge(sid, aid, action_id)
+        self.acknowledged(sid, aid, d);
+        true
     }
 
     /// What was queued for agent `from` goes to agent `to` (the same agent under a new id),
     /// in its order, ahead of anything newer.
     pub(super) fn move_deliveries(&mut self, sid: &str, from: &str, to: &str) -> usize {
-        let Some(agent) = self
-            .sessions
-            .get_mut(sid)
-            .and_then(|s| s.agents.get_mut(from))
-        else {
-            return 0;
-        };
-        let mut moving: Vec<u64> = agent.queue.drain(..).collect();
-        moving.extend(std::mem::take(&mut agent.inflight));
-        agent.ack_ids.clear();
-        moving.sort_unstable();
-        for did in &moving {
-            if let Some(mut d) = self.deliveries.remove(did) {
-                d.addressed.get_or_insert_with(|| d.target.clone());
-                d.target = to.to_owned();
-                self.index_delivery(d);
-                self.batch.dirty.push(*did);
-            }
-        }
-        if let Some(agent) = self
-            .sessions
-            .get_mut(sid)
-            .and_then(|s| s.agents.get_mut(to))
-        {
-            agent.queue.make_contiguous().sort_unstable();
-        }
+        let moved = self.inboxes.move_all(sid, from, to);
+        self.batch.dirty.extend(&moved);
         self.batch.pump.push((sid.to_owned(), to.to_owned()));
-        moving.len()
+        moved.len()
     }
 
-    /// Removes a delivery from memory (its row is deleted at commit via `dirty`).
-    pub(super) fn forget(&mut self, did: u64) -> Option<Delivery> {
-        let d = self.deliveries.remove(&did)?;
-        if let Some(agent) = self
-            .sessions
-            .get_mut(&d.session)
-            .and_then(|s| s.agents.get_mut(&d.target))
-        {
-            // An acked delivery is in flight; only one never sent (dead-lettered, say) is
-            // looked for in the queue, which can be long behind a slow consumer.
-            if !agent.inflight.remove(&did) {
-                if let Some(pos) = agent.queue.iter().position(|&q| q == did) {
-                    agent.queue.remove(pos);
-                }
-            }
-            let mut forget = |ack_id: &str| {
-                if agent.ack_ids.get(ack_id) == Some(&did) {
-                    agent.ack_ids.remove(ack_id);
-                }
-            };
-            forget(&d.envelope.env.id);
-            for ack_id in d.action_ids() {
-                forget(&ack_id);
-            }
-        }
-        Some(d)
-    }
-
-    /// Gives up on a delivery: it is stored as a dead letter, and its sender (when an agent)
-    /// gets a `delivery.failed` event.
+    /// Gives up on pending delivery `did` (see [`Engine::dead_lettered`]).
     pub(super) fn dead_letter(&mut self, did: u64, reason: &str) {
-        let Some(d) = self.forget(did) else { return };
+        if let Some(d) = self.inboxes.forget(did) {
+            self.dead_lettered(d, reason);
+        }
+    }
+
+    /// A delivery given up: it is stored as a dead letter, and its sender (when an agent) gets
+    /// a `delivery.failed` event.
+    fn dead_lettered(&mut self, d: Delivery, reason: &str) {
+        let did = d.id;
         self.batch.dirty.push(did);
         self.metrics.inc(&self.metrics.dead_letters);
         let ts = now_rfc3339();
@@ -281,54 +190,11 @@ impl Engine {
         self.record(sid, env)
     }
 
-    /// Ack timeouts that are due: a message still unacked on the same delivery attempt is sent
-    /// again (marked as a redelivery), ahead of the agent's queue.
+    /// Ack timeouts due at `now` (see [`Inboxes::handle_timeout`]); what they put back is sent.
     pub(super) fn fire_timers(&mut self, now: Instant) {
-        while let Some(Reverse((deadline, did, count))) = self.timers.peek().copied() {
-            if deadline > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(d) = self.deliveries.get(&did) else {
-                continue;
-            };
-            if d.count != count {
-                continue;
-            }
-            let (sid, aid) = (d.session.clone(), d.target.clone());
-            let Some(agent) = self
-                .sessions
-                .get_mut(&sid)
-                .and_then(|s| s.agents.get_mut(&aid))
-            else {
-                continue;
-            };
-            if agent.inflight.remove(&did) {
-                agent.queue.push_front(did);
-                self.batch.pump.push((sid, aid));
-            }
-        }
+        let woken = self.inboxes.handle_timeout(now);
+        self.batch.pump.extend(woken);
         self.pump_marked();
-    }
-
-    /// An agent's connection went away: what was in flight goes back into its queue, in the
-    /// original order, ahead of anything newer.
-    pub(super) fn requeue_inflight(&mut self, sid: &str, aid: &str) {
-        let Some(agent) = self
-            .sessions
-            .get_mut(sid)
-            .and_then(|s| s.agents.get_mut(aid))
-        else {
-            return;
-        };
-        if agent.inflight.is_empty() {
-            return;
-        }
-        let mut all: Vec<u64> = std::mem::take(&mut agent.inflight).into_iter().collect();
-        all.extend(agent.queue.drain(..));
-        all.sort_unstable();
-        all.dedup();
-        agent.queue = all.into();
     }
 
     /// Writes each changed delivery's final state of the batch.
@@ -337,7 +203,7 @@ impl Engine {
         dirty.sort_unstable();
         dirty.dedup();
         for did in dirty {
-            match self.deliveries.get(&did) {
+            match self.inboxes.get(did) {
                 Some(d) => {
                     let (key, target, seq, count) =
                         (d.session_key, d.target.clone(), d.seq, d.count);

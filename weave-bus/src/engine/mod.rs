@@ -13,6 +13,7 @@ mod brain;
 mod commands;
 mod delivery;
 mod idempotency;
+pub(crate) mod inboxes;
 mod receipts;
 mod recorded;
 mod records;
@@ -20,14 +21,12 @@ mod snapshot;
 pub(crate) mod state;
 mod writer;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use codex_weave_runtime::{AckMode, Envelope, ErrorBody, ErrorCode, RawRequest, Status, BUS_SRC};
+use codex_weave_runtime::{Envelope, ErrorBody, ErrorCode, RawRequest, Status, BUS_SRC};
 use codex_weave_transport_uds::time::now_rfc3339;
 use codex_weave_transport_uds::Framing;
 use serde::Serialize;
@@ -40,8 +39,9 @@ use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use crate::store::{Loaded, Store, StoreError, StoreResult};
 use idempotency::Idempotency;
+use inboxes::{moved_delivery, Inboxes};
 use recorded::Recorded;
-use state::{Agent, Conn, Delivery, DeliveryKind, Map, Session};
+use state::{Agent, Conn, Map, Session};
 use writer::{Release, Remembered, Write, Writer};
 
 /// Most inputs applied in one store transaction.
@@ -138,14 +138,12 @@ pub struct Engine {
     /// Store key → session id.
     session_ids: Map<i64, String>,
     conns: Map<ConnId, Conn>,
-    deliveries: Map<u64, Delivery>,
-    next_delivery: u64,
+    /// Every pending delivery, per agent: queues, in-flight windows, redelivery.
+    inboxes: Inboxes,
     /// Keys of new sessions and ids of new idempotency rows: numbered here, not by the store,
     /// because the store writes behind.
     next_session_key: i64,
     next_idempotency_id: i64,
-    /// Ack timeouts: (deadline, delivery id, delivery count when armed).
-    timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     idem: Idempotency,
     /// Connections following every session's summary (`sessions.stream`): (conn, request id).
     session_watchers: Vec<(ConnId, String)>,
@@ -195,6 +193,7 @@ impl Engine {
         let loaded = store.load()?;
         let writer = Writer::spawn(store, metrics.clone())
             .map_err(|e| StoreError::ToSqlConversionFailure(Box::new(e)))?;
+        let inboxes = Inboxes::new(cfg.limits.max_inflight_per_agent, cfg.limits.max_deliver);
         let mut engine = Engine {
             runtime: codex_weave_runtime::Runtime::new(cfg.runtime.clone()),
             cfg,
@@ -203,11 +202,9 @@ impl Engine {
             sessions: Map::default(),
             session_ids: Map::default(),
             conns: Map::default(),
-            deliveries: Map::default(),
-            next_delivery: 1,
+            inboxes,
             next_session_key: 1,
             next_idempotency_id: 1,
-            timers: BinaryHeap::new(),
             idem: Idempotency::default(),
             session_watchers: Vec::new(),
             since_snapshot: 0,
@@ -227,8 +224,7 @@ impl Engine {
     fn restore(&mut self, loaded: Loaded) {
         self.sessions.clear();
         self.session_ids.clear();
-        self.deliveries.clear();
-        self.timers.clear();
+        self.inboxes.clear();
         self.unindexed.clear();
         for row in loaded.sessions {
             self.session_ids.insert(row.key, row.id.clone());
@@ -290,7 +286,7 @@ impl Engine {
                 Arc::new(Recorded::new(envelope)),
             );
             d.count = row.count;
-            self.index_delivery(d);
+            self.inboxes.handle_send(d);
         }
         if orphans > 0 {
             tracing::warn!(
@@ -298,7 +294,7 @@ impl Engine {
                 "stored deliveries without a session, agent or record skipped"
             );
         }
-        self.next_delivery = self.next_delivery.max(loaded.next_delivery_id);
+        self.inboxes.reserve_ids(loaded.next_delivery_id);
         self.next_session_key = self.session_ids.keys().max().map_or(1, |k| k + 1);
         self.next_idempotency_id = loaded.idempotency.last().map_or(1, |r| r.id + 1);
         self.idem = Idempotency::load(loaded.idempotency);
@@ -307,9 +303,10 @@ impl Engine {
     /// Runs until [`Input::Shutdown`] or until every sender is gone.
     pub fn run(mut self, inputs: Receiver<Input>) {
         loop {
-            let timer = self.timers.peek().map(|Reverse((deadline, _, _))| {
-                deadline.saturating_duration_since(Instant::now())
-            });
+            let timer = self
+                .inboxes
+                .poll_timeout()
+                .map(|deadline| deadline.saturating_duration_since(Instant::now()));
             let snapshot_due = self.since_snapshot >= self.cfg.limits.snapshot_every.max(1);
             let idle = (snapshot_due || !self.unindexed.is_empty()).then_some(SNAPSHOT_IDLE);
             let retry = self
@@ -476,12 +473,7 @@ impl Engine {
                 continue;
             };
             let (key, first, last) = (session.key, session.first_seq, session.last_seq);
-            let oldest_needed = self
-                .deliveries
-                .values()
-                .filter(|d| d.session == sid)
-                .map(|d| d.seq)
-                .min();
+            let oldest_needed = self.inboxes.oldest_seq(&sid);
             let mut through = last.saturating_sub(self.cfg.limits.retain_events);
             if let Some(needed) = oldest_needed {
                 through = through.min(needed.saturating_sub(1));
@@ -654,62 +646,6 @@ impl Engine {
     fn session_by_key_mut(&mut self, key: i64) -> Option<&mut Session> {
         let id = self.session_ids.get(&key)?;
         self.sessions.get_mut(id)
-    }
-}
-
-fn new_delivery(
-    id: u64,
-    session: String,
-    session_key: i64,
-    target: String,
-    seq: u64,
-    envelope: Arc<Recorded>,
-) -> Delivery {
-    moved_delivery(id, session, session_key, target, None, seq, envelope)
-}
-
-/// A delivery to `target` of a record addressed to `addressed` (`None`: to the target).
-fn moved_delivery(
-    id: u64,
-    session: String,
-    session_key: i64,
-    target: String,
-    addressed: Option<String>,
-    seq: u64,
-    envelope: Arc<Recorded>,
-) -> Delivery {
-    let kind = DeliveryKind::of(&envelope.env.kind);
-    let mut open = Vec::new();
-    let (ack_mode, timeout_ms) = match kind {
-        DeliveryKind::Message => {
-            let ack = envelope.env.ack.clone().unwrap_or_default();
-            (ack.mode.unwrap_or_default(), ack.timeout_ms)
-        }
-        DeliveryKind::Action => {
-            let to = addressed.as_deref().unwrap_or(&target);
-            open = state::open_actions(&envelope.payload_value().unwrap_or_default(), to);
-            // A group whose every action wants no answer (`reply_policy: "none"`, as
-            // clients send replies) is done once written.
-            match open.is_empty() {
-                true => (AckMode::None, None),
-                false => (AckMode::Manual, None),
-            }
-        }
-        DeliveryKind::Notice => (AckMode::None, None),
-    };
-    Delivery {
-        id,
-        session,
-        session_key,
-        target,
-        seq,
-        envelope,
-        kind,
-        ack_mode,
-        timeout_ms,
-        count: 0,
-        open,
-        addressed,
     }
 }
 

@@ -11,7 +11,8 @@
 use codex_weave_runtime::{Envelope, ReceiptState, Stamp, BUS_SRC};
 use serde_json::json;
 
-use super::state::{Delivery, DeliveryKind, Map};
+use super::inboxes::{Delivery, DeliveryKind};
+use super::state::Map;
 use super::writer::Write;
 use super::{bus_envelope, Engine};
 use crate::store::{ReceiptRow, StoreResult};

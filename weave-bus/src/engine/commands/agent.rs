@@ -19,7 +19,10 @@ impl Engine {
         let sid = self.known_session(env)?;
         let mut agents: Vec<&Agent> = self.sessions[&sid].agents.values().collect();
         agents.sort_by_key(|a| (a.position.is_none(), a.position, a.id.clone()));
-        let agents: Vec<Value> = agents.iter().map(|a| a.summary()).collect();
+        let agents: Vec<Value> = agents
+            .iter()
+            .map(|a| a.summary(self.inboxes.counts(&sid, &a.id)))
+            .collect();
         Ok(Answer::payload(json!({ "agents": agents })))
     }
 
@@ -142,8 +145,9 @@ impl Engine {
         }
         self.batch.pump.push((sid.clone(), id.clone()));
         let agent = &self.sessions[&sid].agents[&id];
+        let (queued, unacked) = self.inboxes.counts(&sid, &id);
         Ok(Answer::payload(
-            json!({ "id": id, "name": agent.name, "queued": agent.pending() }),
+            json!({ "id": id, "name": agent.name, "queued": queued + unacked }),
         ))
     }
 
@@ -170,6 +174,7 @@ impl Engine {
             return;
         }
         let moved = self.move_deliveries(sid, holder, taker);
+        self.inboxes.remove_agent(sid, holder);
         if let Some(s) = self.sessions.get_mut(sid) {
             s.agents.remove(holder);
         }
@@ -189,7 +194,7 @@ impl Engine {
         if let Some(c) = self.conns.get_mut(&old_conn) {
             c.agents.retain(|(s, a)| !(s == sid && a == id));
         }
-        self.requeue_inflight(sid, id);
+        self.inboxes.handle_disconnect(sid, id);
         let mut notice: Envelope = bus_envelope("agent.displaced", Some(sid));
         notice.dst = Some(id.to_owned());
         notice.payload = Some(json!({
@@ -277,18 +282,12 @@ impl Engine {
                 c.agents.retain(|(s, a)| !(*s == sid && *a == id));
             }
         }
-        let agent = &self.sessions[&sid].agents[&id];
-        let mut pending: Vec<u64> = agent
-            .inflight
-            .iter()
-            .copied()
-            .chain(agent.queue.iter().copied())
-            .collect();
-        pending.sort_unstable();
+        let pending = self.inboxes.pending(&sid, &id);
         let dropped = pending.len();
         for did in pending {
             self.dead_letter(did, "agent_removed");
         }
+        self.inboxes.remove_agent(&sid, &id);
         let session = self.sessions.get_mut(&sid).expect("known");
         let agent = session.agents.remove(&id).expect("checked");
         if let Some(n) = &agent.name {
@@ -405,7 +404,7 @@ impl Engine {
         self.batch.closing.insert(conn, c.out);
         self.session_watchers.retain(|(w, _)| *w != conn);
         for (sid, aid) in c.agents {
-            self.requeue_inflight(&sid, &aid);
+            self.inboxes.handle_disconnect(&sid, &aid);
             if let Some(agent) = self
                 .sessions
                 .get_mut(&sid)

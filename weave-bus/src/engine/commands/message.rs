@@ -160,7 +160,8 @@ impl Engine {
 
     /// Refuses with `inbox_full` when the target already holds its limit of deliveries.
     pub(super) fn check_inbox(&self, sid: &str, target: &str) -> Result<(), Refusal> {
-        let pending = self.sessions[sid].agents[target].pending();
+        let (queued, unacked) = self.inboxes.counts(sid, target);
+        let pending = queued + unacked;
         let limit = self.cfg.limits.max_queue_per_agent;
         if pending >= limit {
             return Err(Refusal::new(

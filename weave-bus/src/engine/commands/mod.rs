@@ -166,7 +166,7 @@ impl Engine {
     }
 
     fn stats(&self) -> Answer {
-        let pending: usize = self.deliveries.len();
+        let pending: usize = self.inboxes.len();
         let agents: usize = self.sessions.values().map(|s| s.agents.len()).sum();
         let online: usize = self
             .sessions

@@ -73,7 +73,10 @@ impl Engine {
         let session = &self.sessions[&sid];
         let mut agents: Vec<_> = session.agents.values().collect();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
-        let agents: Vec<Value> = agents.iter().map(|a| a.summary()).collect();
+        let agents: Vec<Value> = agents
+            .iter()
+            .map(|a| a.summary(self.inboxes.counts(&sid, &a.id)))
+            .collect();
         Ok(Answer::payload(
             json!({ "session": session.summary(), "agents": agents }),
         ))

@@ -1,0 +1,334 @@
+//! Inboxes: every pending delivery, each agent's FIFO queue and in-flight window, acks,
+//! redelivery (on reconnect and on ack timeout), and the `max_deliver` cap — as a state machine
+//! without IO, in the style of `quinn-proto`. It never reads a clock: inputs carry the current
+//! time (`next_for`, `handle_timeout`), [`Inboxes::poll_timeout`] says when it next needs to
+//! wake, and [`Inboxes::next_for`] yields what to transmit (or to give up on) one at a time, so
+//! that the IO shell (the engine) can check the connection's buffer between two sends. The
+//! shell encodes and writes lines, records dead letters and keeps the store in step.
+//!
+//! Where a delivery is redelivered: [`Inboxes::handle_timeout`] (its ack timed out) and
+//! [`Inboxes::handle_disconnect`] (its agent's connection went): both put it back at the front
+//! of the agent's queue, in delivery order, and the next `next_for` sends it again.
+
+mod delivery;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::time::{Duration, Instant};
+
+use codex_weave_runtime::AckMode;
+
+pub use delivery::{actions_for, moved_delivery, new_delivery};
+pub use delivery::{Delivery, DeliveryKind};
+
+use super::state::Map;
+
+/// What [`Inboxes::next_for`] asks of the shell.
+#[derive(Debug)]
+pub enum Next {
+    /// Write delivery `id` to its target now (`count` already counts this attempt). `first`:
+    /// its first attempt. A delivery that wants no ack is no longer pending: it comes `done`.
+    Send {
+        id: u64,
+        first: bool,
+        done: Option<Delivery>,
+    },
+    /// Sent `max_deliver` times and never acked: given up, taken out of the inboxes.
+    GiveUp(Delivery),
+}
+
+/// One agent's inbox.
+#[derive(Debug, Default)]
+struct Inbox {
+    /// Deliveries waiting to be sent, oldest first (redeliveries keep their original place).
+    queue: VecDeque<u64>,
+    /// Deliveries sent on the current connection and not yet acked.
+    inflight: BTreeSet<u64>,
+    /// Ack id (the record's id — what a `message.ack` names as `corr` — or an action id of an
+    /// action group) → delivery id.
+    ack_ids: Map<String, u64>,
+}
+
+#[derive(Debug)]
+pub struct Inboxes {
+    deliveries: Map<u64, Delivery>,
+    /// Session id → agent id → inbox.
+    inboxes: Map<String, Map<String, Inbox>>,
+    /// Ack timeouts: (deadline, delivery id, delivery count when armed).
+    timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    next_id: u64,
+    max_inflight: usize,
+    max_deliver: u32,
+}
+
+impl Inboxes {
+    /// Inboxes where an agent has at most `max_inflight` unacked deliveries and a delivery is
+    /// given up after `max_deliver` attempts.
+    pub fn new(max_inflight: usize, max_deliver: u32) -> Self {
+        Self {
+            deliveries: Map::default(),
+            inboxes: Map::default(),
+            timers: BinaryHeap::new(),
+            next_id: 1,
+            max_inflight,
+            max_deliver,
+        }
+    }
+
+    /// The id for the next delivery.
+    pub fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Ids below `next` are taken (by deliveries the store kept).
+    pub fn reserve_ids(&mut self, next: u64) {
+        self.next_id = self.next_id.max(next);
+    }
+
+    /// Forgets everything (before a restore from the store).
+    pub fn clear(&mut self) {
+        self.deliveries.clear();
+        self.inboxes.clear();
+        self.timers.clear();
+    }
+
+    fn inbox(&mut self, sid: &str, aid: &str) -> Option<&mut Inbox> {
+        self.inboxes.get_mut(sid)?.get_mut(aid)
+    }
+
+    /// Queues delivery `d` behind what its target already has.
+    pub fn handle_send(&mut self, d: Delivery) {
+        let inbox = self
+            .inboxes
+            .entry(d.session.clone())
+            .or_default()
+            .entry(d.target.clone())
+            .or_default();
+        inbox.ack_ids.insert(d.envelope.env.id.clone(), d.id);
+        for ack_id in d.action_ids() {
+            inbox.ack_ids.insert(ack_id, d.id);
+        }
+        inbox.queue.push_back(d.id);
+        self.deliveries.insert(d.id, d);
+    }
+
+    /// Whether agent `aid` may take one more delivery now (its in-flight window has room).
+    pub fn window_open(&self, sid: &str, aid: &str) -> bool {
+        self.inboxes
+            .get(sid)
+            .and_then(|s| s.get(aid))
+            .is_none_or(|i| i.inflight.len() < self.max_inflight)
+    }
+
+    /// The next thing to do for online agent `aid` at `now`: send its oldest queued delivery
+    /// (arming its ack timer), or give one up; `None` when its queue is empty or its in-flight
+    /// window is full.
+    pub fn next_for(&mut self, sid: &str, aid: &str, now: Instant) -> Option<Next> {
+        if !self.window_open(sid, aid) {
+            return None;
+        }
+        let max_deliver = self.max_deliver;
+        loop {
+            let did = self.inbox(sid, aid)?.queue.pop_front()?;
+            let Some(d) = self.deliveries.get_mut(&did) else {
+                continue;
+            };
+            if d.count >= max_deliver {
+                let d = self.forget(did)?;
+                return Some(Next::GiveUp(d));
+            }
+            d.count += 1;
+            let first = d.count == 1;
+            let (ack_mode, kind, timeout, count) = (d.ack_mode, d.kind, d.timeout_ms, d.count);
+            if ack_mode == AckMode::None {
+                let done = self.forget(did);
+                return Some(Next::Send {
+                    id: did,
+                    first,
+                    done,
+                });
+            }
+            self.inbox(sid, aid)?.inflight.insert(did);
+            if let (DeliveryKind::Message, Some(ms)) = (kind, timeout) {
+                let deadline = now + Duration::from_millis(ms);
+                self.timers.push(Reverse((deadline, did, count)));
+            }
+            return Some(Next::Send {
+                id: did,
+                first,
+                done: None,
+            });
+        }
+    }
+
+    /// Agent `aid` acknowledged `ack_id` (a message id, or an action id of a group): the
+    /// delivery is done and taken out. `None` when the agent has no delivery by that id.
+    pub fn handle_ack(&mut self, sid: &str, aid: &str, ack_id: &str) -> Option<Delivery> {
+        let did = *self.inbox(sid, aid)?.ack_ids.get(ack_id)?;
+        self.forget(did)
+    }
+
+    /// Agent `aid` completed action `action_id` (a result for it, or a reply naming it): the
+    /// action, and the actions before it in its group (clients take a group's actions in
+    /// order), want nothing more. When none of the group's actions for the agent is left
+    /// open, the group is acknowledged and comes back, taken out.
+    pub fn complete_action(&mut self, sid: &str, aid: &str, action_id: &str) -> Option<Delivery> {
+        let did = *self.inbox(sid, aid)?.ack_ids.get(action_id)?;
+        let d = self.deliveries.get_mut(&did)?;
+        if d.kind != DeliveryKind::Action {
+            return None;
+        }
+        if let Some(i) = d.open.iter().position(|a| a == action_id) {
+            d.open.drain(..=i);
+        }
+        if d.open.is_empty() {
+            self.handle_ack(sid, aid, action_id)
+        } else {
+            None
+        }
+    }
+
+    /// Agent `aid`'s connection went away: what was in flight goes back into its queue, in the
+    /// original order, ahead of anything newer.
+    pub fn handle_disconnect(&mut self, sid: &str, aid: &str) {
+        let Some(inbox) = self.inbox(sid, aid) else {
+            return;
+        };
+        if inbox.inflight.is_empty() {
+            return;
+        }
+        let mut all: Vec<u64> = std::mem::take(&mut inbox.inflight).into_iter().collect();
+        all.extend(inbox.queue.drain(..));
+        all.sort_unstable();
+        all.dedup();
+        inbox.queue = all.into();
+    }
+
+    /// When [`Inboxes::handle_timeout`] next has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers
+            .peek()
+            .map(|Reverse((deadline, _, _))| *deadline)
+    }
+
+    /// Ack timeouts due at `now`: a message still unacked on the same delivery attempt goes
+    /// back to the front of its agent's queue (to be sent again, as a redelivery). Returns the
+    /// agents that have something to send again.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<(String, String)> {
+        let mut woken = Vec::new();
+        while let Some(Reverse((deadline, did, count))) = self.timers.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(d) = self.deliveries.get(&did) else {
+                continue;
+            };
+            if d.count != count {
+                continue;
+            }
+            let (sid, aid) = (d.session.clone(), d.target.clone());
+            let Some(inbox) = self.inbox(&sid, &aid) else {
+                continue;
+            };
+            if inbox.inflight.remove(&did) {
+                inbox.queue.push_front(did);
+                woken.push((sid, aid));
+            }
+        }
+        woken
+    }
+
+    /// What was pending for agent `from` goes to agent `to` (the same agent under a new id),
+    /// in its order, ahead of anything newer. Returns the ids moved.
+    pub fn move_all(&mut self, sid: &str, from: &str, to: &str) -> Vec<u64> {
+        let Some(inbox) = self.inboxes.get_mut(sid).and_then(|s| s.remove(from)) else {
+            return Vec::new();
+        };
+        let mut moving: Vec<u64> = inbox.queue.into_iter().collect();
+        moving.extend(inbox.inflight);
+        moving.sort_unstable();
+        for did in &moving {
+            if let Some(mut d) = self.deliveries.remove(did) {
+                d.addressed.get_or_insert_with(|| d.target.clone());
+                d.target = to.to_owned();
+                self.handle_send(d);
+            }
+        }
+        if let Some(inbox) = self.inbox(sid, to) {
+            inbox.queue.make_contiguous().sort_unstable();
+        }
+        moving
+    }
+
+    /// Takes delivery `did` out wherever it is (acked, given up, or its agent removed).
+    pub fn forget(&mut self, did: u64) -> Option<Delivery> {
+        let d = self.deliveries.remove(&did)?;
+        if let Some(inbox) = self.inbox(&d.session, &d.target) {
+            // An acked delivery is in flight; only one never sent (dead-lettered, say) is
+            // looked for in the queue, which can be long behind a slow consumer.
+            if !inbox.inflight.remove(&did) {
+                if let Some(pos) = inbox.queue.iter().position(|&q| q == did) {
+                    inbox.queue.remove(pos);
+                }
+            }
+            let mut forget = |ack_id: &str| {
+                if inbox.ack_ids.get(ack_id) == Some(&did) {
+                    inbox.ack_ids.remove(ack_id);
+                }
+            };
+            forget(&d.envelope.env.id);
+            for ack_id in d.action_ids() {
+                forget(&ack_id);
+            }
+        }
+        Some(d)
+    }
+
+    /// Agent `aid` is gone: its inbox (which the caller emptied) goes too.
+    pub fn remove_agent(&mut self, sid: &str, aid: &str) {
+        if let Some(s) = self.inboxes.get_mut(sid) {
+            s.remove(aid);
+        }
+    }
+
+    /// Agent `aid`'s pending deliveries (in flight and queued), in delivery order.
+    pub fn pending(&self, sid: &str, aid: &str) -> Vec<u64> {
+        let Some(inbox) = self.inboxes.get(sid).and_then(|s| s.get(aid)) else {
+            return Vec::new();
+        };
+        let mut all: Vec<u64> = inbox.inflight.iter().chain(&inbox.queue).copied().collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// (queued, in flight) for agent `aid`.
+    pub fn counts(&self, sid: &str, aid: &str) -> (usize, usize) {
+        self.inboxes
+            .get(sid)
+            .and_then(|s| s.get(aid))
+            .map_or((0, 0), |i| (i.queue.len(), i.inflight.len()))
+    }
+
+    pub fn get(&self, did: u64) -> Option<&Delivery> {
+        self.deliveries.get(&did)
+    }
+
+    /// Pending deliveries, all agents.
+    pub fn len(&self) -> usize {
+        self.deliveries.len()
+    }
+
+    /// The oldest record of session `sid` a pending delivery still needs.
+    pub fn oldest_seq(&self, sid: &str) -> Option<u64> {
+        self.deliveries
+            .values()
+            .filter(|d| d.session == sid)
+            .map(|d| d.seq)
+            .min()
+    }
+}
