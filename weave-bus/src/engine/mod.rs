@@ -9,39 +9,40 @@
 //! commit runs on the store's writer thread while the engine applies the next batch (see
 //! [`writer`]).
 
+mod answer;
 mod brain;
 mod commands;
 mod delivery;
 mod idempotency;
 pub(crate) mod inboxes;
+mod logs;
 mod receipts;
 mod recorded;
 mod records;
+mod restore;
 mod snapshot;
 pub(crate) mod state;
 mod writer;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use codex_weave_runtime::{Envelope, ErrorBody, ErrorCode, RawRequest, Status, BUS_SRC};
-use codex_weave_transport_uds::time::now_rfc3339;
+use codex_weave_runtime::{Envelope, ErrorCode, RawRequest};
 use codex_weave_transport_uds::Framing;
 use serde::Serialize;
-use serde_json::value::RawValue;
-use serde_json::Value;
 
 use crate::config::BusConfig;
 use crate::conn::{ConnId, ConnOut};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::store::{Loaded, Store, StoreError, StoreResult};
+use crate::store::{Store, StoreError, StoreResult};
+use answer::ok_line;
+pub use answer::{bus_envelope, new_id, now_ms, response, Answer, Reply};
 use idempotency::Idempotency;
-use inboxes::{moved_delivery, Inboxes};
-use recorded::Recorded;
-use state::{Agent, Conn, Map, Session};
+use inboxes::Inboxes;
+use state::{Conn, Map, Session};
 use writer::{Release, Remembered, Write, Writer};
 
 /// Most inputs applied in one store transaction.
@@ -86,48 +87,6 @@ pub enum Input {
     /// Finish the current batch, commit, and stop.
     Shutdown,
 }
-
-/// An `ok` answer: the response's top-level `session` (if any) and `payload`, kept as JSON text
-/// so that stored records are served byte for byte as they were written.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-pub struct Answer {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Box<RawValue>>,
-    /// Not remembered for idempotency: a retry should be decided afresh (a blocked relay).
-    #[serde(skip)]
-    pub transient: bool,
-}
-
-impl Answer {
-    pub fn payload(payload: Value) -> Self {
-        Self {
-            session: None,
-            payload: serde_json::value::to_raw_value(&payload).ok(),
-            transient: false,
-        }
-    }
-
-    /// The answer `value` serializes to (written once, not parsed back).
-    pub fn of<T: Serialize>(value: &T) -> Self {
-        Self {
-            session: None,
-            payload: serde_json::value::to_raw_value(value).ok(),
-            transient: false,
-        }
-    }
-
-    pub fn raw(json: String) -> Self {
-        Self {
-            session: None,
-            payload: RawValue::from_string(json).ok(),
-            transient: false,
-        }
-    }
-}
-
-pub type Reply = Result<Answer, Refusal>;
 
 pub struct Engine {
     cfg: BusConfig,
@@ -217,87 +176,6 @@ impl Engine {
         engine.restore(loaded);
         engine.rebuild_runtime()?;
         Ok(engine)
-    }
-
-    /// Rebuilds memory from what the store holds: sessions, agents (offline), queues in
-    /// delivery order, idempotency keys.
-    fn restore(&mut self, loaded: Loaded) {
-        self.sessions.clear();
-        self.session_ids.clear();
-        self.inboxes.clear();
-        self.unindexed.clear();
-        for row in loaded.sessions {
-            self.session_ids.insert(row.key, row.id.clone());
-            // The index catches up with every stored log at the first pause.
-            self.unindexed.push(row.id.clone());
-            self.sessions.insert(
-                row.id.clone(),
-                Session {
-                    key: row.key,
-                    id: row.id,
-                    name: row.name,
-                    created_at: row.created_at,
-                    closed: row.closed,
-                    last_seq: row.last_seq,
-                    first_seq: row.first_seq,
-                    agents: Map::default(),
-                    names: Map::default(),
-                    watchers: Vec::new(),
-                    unindexed: true,
-                },
-            );
-        }
-        for row in loaded.agents {
-            let Some(session) = self.session_by_key_mut(row.session_key) else {
-                continue;
-            };
-            if let Some(name) = &row.name {
-                session.names.insert(name.to_lowercase(), row.id.clone());
-            }
-            session.agents.insert(row.id.clone(), {
-                let mut a = Agent::new(row.id, row.name, row.kind);
-                a.position = row.position;
-                a.instance = row.instance;
-                a
-            });
-        }
-        let mut orphans = 0;
-        for row in loaded.deliveries {
-            let Some(sid) = self.session_ids.get(&row.session_key).cloned() else {
-                orphans += 1;
-                continue;
-            };
-            let Ok(envelope) = serde_json::from_str::<Envelope>(&row.envelope) else {
-                orphans += 1;
-                continue;
-            };
-            let exists = self.sessions[&sid].agents.contains_key(&row.target);
-            if !exists {
-                orphans += 1;
-                continue;
-            }
-            let mut d = moved_delivery(
-                row.id,
-                sid,
-                row.session_key,
-                row.target,
-                row.addressed,
-                row.seq,
-                Arc::new(Recorded::new(envelope)),
-            );
-            d.count = row.count;
-            self.inboxes.handle_send(d);
-        }
-        if orphans > 0 {
-            tracing::warn!(
-                orphans,
-                "stored deliveries without a session, agent or record skipped"
-            );
-        }
-        self.inboxes.reserve_ids(loaded.next_delivery_id);
-        self.next_session_key = self.session_ids.keys().max().map_or(1, |k| k + 1);
-        self.next_idempotency_id = loaded.idempotency.last().map_or(1, |r| r.id + 1);
-        self.idem = Idempotency::load(loaded.idempotency);
     }
 
     /// Runs until [`Input::Shutdown`] or until every sender is gone.
@@ -449,46 +327,6 @@ impl Engine {
         }
     }
 
-    /// At a pause in the traffic the search index takes in what was written since, at most
-    /// [`INDEX_STEP`] records a session per pause (a long backlog is taken in over several).
-    fn index_quietly(&mut self) {
-        for sid in std::mem::take(&mut self.unindexed) {
-            let Some(session) = self.sessions.get_mut(&sid) else {
-                continue;
-            };
-            session.unindexed = false;
-            let key = session.key;
-            self.write(move |s| s.index_search(key, INDEX_STEP).map(|_| ()));
-        }
-    }
-
-    /// Retention: drops each marked session's records older than the last `retain_events`,
-    /// but never one a pending delivery still needs.
-    fn prune_logs(&mut self) {
-        let mut marked = std::mem::take(&mut self.batch.prune);
-        marked.sort();
-        marked.dedup();
-        for sid in marked {
-            let Some(session) = self.sessions.get(&sid) else {
-                continue;
-            };
-            let (key, first, last) = (session.key, session.first_seq, session.last_seq);
-            let oldest_needed = self.inboxes.oldest_seq(&sid);
-            let mut through = last.saturating_sub(self.cfg.limits.retain_events);
-            if let Some(needed) = oldest_needed {
-                through = through.min(needed.saturating_sub(1));
-            }
-            if through < first {
-                continue;
-            }
-            self.write(move |s| s.prune_events(key, through));
-            if let Some(s) = self.sessions.get_mut(&sid) {
-                s.first_seq = through + 1;
-            }
-            tracing::debug!(session = %sid, through, "pruned the log");
-        }
-    }
-
     /// A batch's lines and requests per connection, in the order produced, for the writer to
     /// release once the batch commits (one write per connection).
     fn release(&self, batch: &mut Batch) -> Vec<Release> {
@@ -531,60 +369,6 @@ impl Engine {
                 r
             })
             .collect()
-    }
-
-    /// After a failed commit: forget what memory believed and take the store's state again,
-    /// keeping which connection serves which agent and who watches what.
-    fn reload_after_failure(&mut self) {
-        self.batch.writes.clear();
-        self.batch.receipt_rows.clear();
-        self.batch.receipts.clear();
-        let loaded = match self.read(|s| s.load()) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                tracing::error!(error = %e, "store unreadable after a failed commit");
-                return;
-            }
-        };
-        let watchers: Vec<(String, Vec<(ConnId, String)>)> = self
-            .sessions
-            .values_mut()
-            .map(|s| (s.id.clone(), std::mem::take(&mut s.watchers)))
-            .collect();
-        self.restore(loaded);
-        // The runtime took in the batch's requests too: take it back to what was committed.
-        if let Err(e) = self.rebuild_runtime() {
-            tracing::error!(error = %e, "runtime not rebuilt after a failed commit");
-        }
-        for (sid, w) in watchers {
-            if let Some(s) = self.sessions.get_mut(&sid) {
-                s.watchers = w;
-            }
-        }
-        let bound: Vec<(ConnId, String, String)> = self
-            .conns
-            .iter()
-            .flat_map(|(c, conn)| {
-                conn.agents
-                    .iter()
-                    .map(move |(s, a)| (*c, s.clone(), a.clone()))
-            })
-            .collect();
-        for (conn, sid, aid) in bound {
-            if let Some(agent) = self
-                .sessions
-                .get_mut(&sid)
-                .and_then(|s| s.agents.get_mut(&aid))
-            {
-                agent.conn = Some(conn);
-                self.held.push((sid, aid));
-            }
-        }
-        self.held.sort();
-        self.held.dedup();
-        self.retry_at = Some(Instant::now() + self.retry_backoff);
-        self.retry_backoff = (self.retry_backoff * 2).min(STORE_RETRY_MAX);
-        self.writer.recover();
     }
 
     /// Adds a store write to the batch's transaction; the first failure fails the whole batch.
@@ -646,110 +430,5 @@ impl Engine {
     fn session_by_key_mut(&mut self, key: i64) -> Option<&mut Session> {
         let id = self.session_ids.get(&key)?;
         self.sessions.get_mut(id)
-    }
-}
-
-/// A response: `type: "response"`, `corr` = the request's id, `status`, and the answer or the
-/// error.
-pub fn response(corr: &str, session: Option<&str>, reply: Reply) -> Envelope<Box<RawValue>> {
-    let mut env: Envelope<Box<RawValue>> = bus_envelope("response", session);
-    if !corr.is_empty() {
-        env.corr = Some(corr.to_owned());
-    }
-    match reply {
-        Ok(answer) => {
-            env.status = Some(Status::Ok);
-            if answer.session.is_some() {
-                env.session = answer.session;
-            }
-            env.payload = answer.payload;
-        }
-        Err(refusal) => {
-            env.status = Some(Status::Error);
-            env.error = Some(ErrorBody::new(refusal.code, refusal.message));
-        }
-    }
-    env
-}
-
-/// An `ok` response as an NDJSON line, written directly: the same bytes as encoding
-/// [`response`] (one per request, so it is worth skipping the envelope's allocations).
-fn ok_line(corr: &str, session: Option<&str>, payload: Option<&RawValue>) -> Bytes {
-    fn text(out: &mut Vec<u8>, s: &str) {
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
-    let mut out = Vec::with_capacity(160 + payload.map_or(0, |p| p.get().len()));
-    out.extend_from_slice(br#"{"v":1,"type":"response","id":"#);
-    text(&mut out, &new_id());
-    out.extend_from_slice(br#","ts":"#);
-    text(&mut out, &now_rfc3339());
-    out.extend_from_slice(br#","src":"#);
-    text(&mut out, BUS_SRC);
-    if let Some(session) = session {
-        out.extend_from_slice(br#","session":"#);
-        text(&mut out, session);
-    }
-    if !corr.is_empty() {
-        out.extend_from_slice(br#","corr":"#);
-        text(&mut out, corr);
-    }
-    if let Some(payload) = payload {
-        out.extend_from_slice(br#","payload":"#);
-        out.extend_from_slice(payload.get().as_bytes());
-    }
-    out.extend_from_slice(b",\"status\":\"ok\"}\n");
-    Bytes::from(out)
-}
-
-/// A new envelope originated by the bus (`src: "weave"`).
-pub fn bus_envelope<P>(kind: &str, session: Option<&str>) -> Envelope<P> {
-    let mut env = Envelope::new(kind, new_id(), now_rfc3339(), BUS_SRC);
-    env.session = session.map(str::to_owned);
-    env
-}
-
-pub fn new_id() -> String {
-    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid::Uuid::new_v4()
-        .hyphenated()
-        .encode_lower(&mut text)
-        .to_owned()
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as i64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `ok_line` writes byte for byte what encoding the response envelope writes.
-    #[test]
-    fn ok_line_is_the_encoded_response() {
-        let payload = || RawValue::from_string(r#"{"dst":"b","id":"m\"1","seq":7}"#.into()).ok();
-        for (corr, session, payload) in [
-            ("req-1", Some("s-1"), payload()),
-            ("", None, None),
-            ("q\"uote\\d\n", Some("sé\u{1}"), payload()),
-            ("r", None, payload()),
-        ] {
-            let fast = ok_line(corr, session, payload.as_deref());
-            let line: Value = serde_json::from_slice(&fast).expect("a JSON line");
-            let answer = Answer {
-                session: None,
-                payload,
-                transient: false,
-            };
-            let mut env = response(corr, session, Ok(answer));
-            // The same fresh id and timestamp.
-            env.id = line["id"].as_str().expect("id").to_owned();
-            env.ts = line["ts"].as_str().expect("ts").to_owned();
-            assert_eq!(fast, Framing::Ndjson.encode(&env));
-        }
     }
 }

@@ -22,8 +22,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use codex_weave_runtime::ErrorCode;
 
+use super::answer::response;
 use super::idempotency::{IdemKey, Response};
-use super::response;
 use crate::conn::ConnOut;
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
