@@ -102,12 +102,16 @@ impl Inboxes {
 
     /// Queues delivery `d` behind what its target already has.
     pub fn handle_send(&mut self, d: Delivery) {
-        let inbox = self
-            .inboxes
-            .entry(d.session.clone())
-            .or_default()
-            .entry(d.target.clone())
-            .or_default();
+        // Looked up by borrowed ids: the keys are copied once per agent, not per delivery.
+        if self.inbox(&d.session, &d.target).is_none() {
+            self.inboxes
+                .entry(d.session.clone())
+                .or_default()
+                .insert(d.target.clone(), Inbox::default());
+        }
+        let Some(inbox) = self.inbox(&d.session, &d.target) else {
+            return;
+        };
         inbox.ack_ids.insert(d.envelope.env.id.clone(), d.id);
         for ack_id in d.action_ids() {
             inbox.ack_ids.insert(ack_id, d.id);
