@@ -12,7 +12,7 @@
 //! its deadline (default 300 ms) and, when no daemon runs or anything fails, prints nothing and
 //! exits 0: a doorbell must never break the agent it serves.
 //!
-//! Formats, as documented by each agent (the fixtures in `tests/fixtures/hooks/` follow them):
+//! Formats, as documented by each agent (the fixtures in `tests/daemon/fixtures/hooks/` follow them):
 //! Claude Code hooks reference (code.claude.com/docs/en/hooks, Claude Code 2.1); Codex CLI hooks
 //! (developers.openai.com/codex/hooks, Codex 0.130, same wire shapes as Claude Code); Gemini CLI
 //! hooks reference (geminicli.com/docs/hooks/reference, Gemini CLI 0.30).
