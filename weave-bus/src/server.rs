@@ -95,7 +95,7 @@ impl BusServer {
         let engine = std::thread::Builder::new()
             .name("weave-engine".into())
             .spawn(
-                move || match Engine::new(engine_cfg, store, engine_metrics) {
+                move || match Engine::new(engine_cfg, Box::new(store), engine_metrics) {
                     Ok(engine) => {
                         let _ = loaded_tx.send(Ok(()));
                         engine.run(rx);

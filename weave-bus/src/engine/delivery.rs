@@ -20,6 +20,7 @@ use super::receipts::{delivered, receipt_ids};
 use super::recorded::{Delivered, Recorded};
 use super::writer::Write;
 use super::{new_id, Engine};
+use crate::store::DeadLetter;
 use codex_weave_transport_uds::Framing;
 
 impl Engine {
@@ -155,7 +156,16 @@ impl Engine {
         let (key, target, seq, count) = (d.session_key, d.target.clone(), d.seq, d.count);
         let why = reason.to_owned();
         self.write(move |s| {
-            s.insert_dead_letter(did, key, &target, seq, count, &why, &ts, &envelope)
+            s.insert_dead_letter(DeadLetter {
+                id: did,
+                session: key,
+                target: &target,
+                seq,
+                count,
+                reason: &why,
+                ts: &ts,
+                envelope: &envelope,
+            })
         });
         tracing::info!(delivery = did, target = %d.target, reason, "dead-lettered");
         let sender = d.envelope.env.src.clone();

@@ -37,7 +37,8 @@ use crate::config::BusConfig;
 use crate::conn::{ConnId, ConnOut};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::prelude::*;
+use crate::store::{StoreError, StoreResult};
 use answer::ok_line;
 pub use answer::{bus_envelope, new_id, now_ms, response, Answer, Reply};
 use idempotency::Idempotency;
@@ -148,10 +149,13 @@ struct Batch {
 }
 
 impl Engine {
-    pub fn new(cfg: BusConfig, store: Store, metrics: Arc<Metrics>) -> Result<Engine, StoreError> {
+    pub fn new(
+        cfg: BusConfig,
+        store: Box<dyn Backend>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Engine, StoreError> {
         let loaded = store.load()?;
-        let writer = Writer::spawn(store, metrics.clone())
-            .map_err(|e| StoreError::ToSqlConversionFailure(Box::new(e)))?;
+        let writer = Writer::spawn(store, metrics.clone()).map_err(StoreError::from)?;
         let inboxes = Inboxes::new(cfg.limits.max_inflight_per_agent, cfg.limits.max_deliver);
         let mut engine = Engine {
             runtime: codex_weave_runtime::Runtime::new(cfg.runtime.clone()),
@@ -372,7 +376,7 @@ impl Engine {
     }
 
     /// Adds a store write to the batch's transaction; the first failure fails the whole batch.
-    fn write(&mut self, f: impl FnOnce(&Store) -> StoreResult<()> + Send + 'static) {
+    fn write(&mut self, f: impl FnOnce(&dyn Backend) -> StoreResult<()> + Send + 'static) {
         self.batch.writes.push(Write::Other(Box::new(f)));
     }
 
@@ -384,7 +388,7 @@ impl Engine {
     /// Reads the store as of everything applied so far (this batch's writes included).
     fn read<T: Send + 'static>(
         &mut self,
-        f: impl FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+        f: impl FnOnce(&dyn Backend) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         self.flush_receipts();
         self.writer.write(std::mem::take(&mut self.batch.writes));

@@ -27,10 +27,13 @@ use super::idempotency::{IdemKey, Response};
 use crate::conn::ConnOut;
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::store::{IdempotencyRef, Rows, Store, StoreError, StoreResult};
+use crate::store::prelude::*;
+use crate::store::{IdempotencyRef, StoreError, StoreResult};
 
 /// One write into the batch's transaction.
-pub type WriteFn = Box<dyn FnOnce(&Store) -> StoreResult<()> + Send>;
+pub type WriteFn = Box<dyn FnOnce(&dyn Backend) -> StoreResult<()> + Send>;
+/// A read run on the writer thread after what was handed over.
+type ReadFn = Box<dyn FnOnce(&dyn Backend) + Send>;
 
 /// A write of the batch: the rows every message writes, typed (their statements are prepared
 /// once per batch), or any other write.
@@ -74,7 +77,11 @@ pub struct Remembered {
 
 impl Write {
     /// Runs the write; `rows` holds the batch's prepared statements once a typed row needed them.
-    fn run<'a>(self, store: &'a Store, rows: &mut Option<Rows<'a>>) -> StoreResult<()> {
+    fn run<'a>(
+        self,
+        store: &'a dyn Backend,
+        rows: &mut Option<Box<dyn RowWriter + 'a>>,
+    ) -> StoreResult<()> {
         if let Write::Other(f) = self {
             return f(store);
         }
@@ -106,14 +113,18 @@ impl Write {
                 state,
             } => r.put_receipt(session, &message, &agent, seq, state),
             Write::Idempotency(entries) => {
-                r.put_idempotency(entries.iter().map(|e| IdempotencyRef {
-                    id: e.id,
-                    session: e.key.session(),
-                    src: e.key.src(),
-                    key: e.key.key(),
-                    response: &e.response,
-                    created_ms: e.created_ms,
-                }))
+                let refs: Vec<IdempotencyRef<'_>> = entries
+                    .iter()
+                    .map(|e| IdempotencyRef {
+                        id: e.id,
+                        session: e.key.session(),
+                        src: e.key.src(),
+                        key: e.key.key(),
+                        response: &e.response,
+                        created_ms: e.created_ms,
+                    })
+                    .collect();
+                r.put_idempotency(&refs)
             }
             Write::Other(f) => f(store),
         }
@@ -137,12 +148,12 @@ enum Job {
         writes: Vec<Write>,
         release: Option<Vec<Release>>,
     },
-    Read(Box<dyn FnOnce(&Store) + Send>),
+    Read(ReadFn),
     Recover,
 }
 
 struct State {
-    store: Store,
+    store: Box<dyn Backend>,
     /// The first failed write of the open transaction: the whole batch is rolled back.
     failed: Option<StoreError>,
     /// A commit failed and the engine has not recovered yet.
@@ -165,7 +176,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(store: Store, metrics: Arc<Metrics>) -> std::io::Result<Writer> {
+    pub fn spawn(store: Box<dyn Backend>, metrics: Arc<Metrics>) -> std::io::Result<Writer> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 store,
@@ -243,10 +254,10 @@ impl Writer {
     /// Runs `f` on the store after everything handed over, and returns its result.
     pub fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Store) -> StoreResult<T> + Send + 'static,
+        f: impl FnOnce(&dyn Backend) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         if self.idle() {
-            return f(&self.shared.lock().store);
+            return f(&*self.shared.lock().store);
         }
         let (tx, rx) = sync_channel(1);
         self.send(Job::Read(Box::new(move |store| {
@@ -295,7 +306,7 @@ fn run(shared: &Shared, jobs: Receiver<Job>) {
                         finish(shared, &mut state, release);
                     }
                 }
-                Job::Read(f) => f(&state.store),
+                Job::Read(f) => f(&*state.store),
                 Job::Recover => recover(shared, &mut state),
             }
         }
@@ -320,7 +331,7 @@ fn apply(state: &mut State, writes: Vec<Write>) {
         if failed.is_some() {
             break;
         }
-        if let Err(e) = write.run(store, &mut rows) {
+        if let Err(e) = write.run(&**store, &mut rows) {
             *failed = Some(e);
         }
     }
@@ -380,7 +391,7 @@ fn recover(shared: &Shared, state: &mut State) {
 }
 
 fn stopped() -> StoreError {
-    StoreError::ToSqlConversionFailure("the store writer stopped".into())
+    StoreError::other("the store writer stopped")
 }
 
 #[cfg(test)]
@@ -388,10 +399,11 @@ mod tests {
     use super::*;
     use crate::config::Durability;
     use crate::conn::ConnShared;
+    use crate::store::Store;
     use tokio::sync::mpsc;
 
     fn failing() -> Write {
-        Write::Other(Box::new(|_| Err(StoreError::InvalidQuery)))
+        Write::Other(Box::new(|_| Err(StoreError::other("a failing write"))))
     }
 
     fn session(key: i64) -> Write {
@@ -431,7 +443,7 @@ mod tests {
     fn a_failed_commit_poisons_the_batches_behind_it_until_recovered() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store.db"), Durability::Normal).unwrap();
-        let writer = Writer::spawn(store, Arc::new(Metrics::default())).unwrap();
+        let writer = Writer::spawn(Box::new(store), Arc::new(Metrics::default())).unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let out = ConnOut::new(tx, Arc::new(ConnShared::default()));
 

@@ -4,45 +4,10 @@
 
 use rusqlite::params;
 
-use super::{Rows, Store, StoreResult};
+use super::db::Store;
+use crate::store::backend::{ReceiptRow, Receipts, StoreResult, UnreadRow};
 
-/// A receipt as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceiptRow {
-    pub message: String,
-    pub agent: String,
-    /// The record that carried the message.
-    pub seq: u64,
-    pub state: i64,
-}
-
-/// An unread message: its receipt and the record that carried it.
-#[derive(Debug, Clone)]
-pub struct UnreadRow {
-    pub message: String,
-    pub seq: u64,
-    pub state: i64,
-    pub ts: String,
-    pub envelope: String,
-}
-
-impl Rows<'_> {
-    /// Moves a receipt to `state`, or creates it there; never moves it back.
-    pub fn put_receipt(
-        &mut self,
-        session: i64,
-        message: &str,
-        agent: &str,
-        seq: u64,
-        state: i64,
-    ) -> StoreResult<()> {
-        self.receipt
-            .execute(params![session, message, agent, seq as i64, state])?;
-        Ok(())
-    }
-}
-
-/// The upsert [`Rows::put_receipt`] runs.
+/// The upsert `RowWriter::put_receipt` runs.
 pub(super) const PUT_RECEIPT: &str =
     "INSERT INTO receipts (session, message, agent, seq, state) VALUES (?1, ?2, ?3, ?4, ?5)
      ON CONFLICT (session, message, agent) DO UPDATE SET state = excluded.state
@@ -57,9 +22,9 @@ fn receipt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReceiptRow> {
     })
 }
 
-impl Store {
+impl Receipts for Store {
     /// The receipts of `messages` (every recipient's), in the order of the ids, then by agent.
-    pub fn receipts_of(&self, session: i64, messages: &[String]) -> StoreResult<Vec<ReceiptRow>> {
+    fn receipts_of(&self, session: i64, messages: &[String]) -> StoreResult<Vec<ReceiptRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT message, agent, seq, state FROM receipts
              WHERE session = ?1 AND message = ?2 ORDER BY agent",
@@ -74,7 +39,7 @@ impl Store {
     }
 
     /// `agent`'s receipts of `messages` that exist.
-    pub fn receipts_for(
+    fn receipts_for(
         &self,
         session: i64,
         agent: &str,
@@ -99,7 +64,7 @@ impl Store {
     /// `agent`'s messages whose receipt is still below `below` (2: not read yet, queued or
     /// delivered; 3: not answered yet), oldest first, at most `limit`, with the records that
     /// carried them; and how many there are in all.
-    pub fn unread(
+    fn unread(
         &self,
         session: i64,
         agent: &str,
@@ -131,9 +96,11 @@ impl Store {
             .collect::<Result<_, _>>()?;
         Ok((rows, total as u64))
     }
+}
 
+impl Store {
     /// Receipts of records with `seq <= through` (pruned with the log).
-    pub fn prune_receipts(&self, session: i64, through: u64) -> StoreResult<()> {
+    pub(super) fn prune_receipts(&self, session: i64, through: u64) -> StoreResult<()> {
         self.conn
             .prepare_cached("DELETE FROM receipts WHERE session = ?1 AND seq <= ?2")?
             .execute(params![session, through as i64])?;

@@ -1,7 +1,7 @@
 //! Numbered schema migrations, applied in order at start-up. `PRAGMA user_version` holds the
 //! number of the last one applied. Never edit a released migration: add the next one.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 const MIGRATIONS: &[&str] = &[
     // 1: sessions, agents, the event log, pending and dead deliveries, idempotency keys.
@@ -111,6 +111,28 @@ pub fn run(conn: &Connection) -> rusqlite::Result<()> {
             i + 1
         ))?;
         tracing::info!(migration = i + 1, "store migrated");
+    }
+    Ok(())
+}
+
+/// Creates the index if it is missing (a store from before it, or one whose index was dropped):
+/// every session is then indexed again from its log on the next search.
+pub(super) fn ensure_search_index(conn: &Connection) -> rusqlite::Result<()> {
+    let present: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events_fts'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if present.is_none() {
+        tracing::warn!("the search index is missing: rebuilt from the log");
+        conn.execute_batch(
+            "CREATE VIRTUAL TABLE events_fts USING fts5(
+                 body, content = '', contentless_delete = 1,
+                 tokenize = 'unicode61 remove_diacritics 2');
+             DELETE FROM search_indexed;",
+        )?;
     }
     Ok(())
 }

@@ -4,9 +4,10 @@
 //! disagrees with the log for longer than until the next search or pause; it is pruned with the
 //! log, and rebuilt from it at start-up if the index is missing.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
-use super::{record_row, Store, StoreResult, StoredRecord};
+use super::db::{record_row, Store};
+use crate::store::backend::{Search, SearchQuery, StoreResult, StoredRecord};
 
 /// The text a record is found by: a message's text (or string payload), a result's detail, the
 /// texts of a group's or relay's actions, a relay's summary.
@@ -22,40 +23,6 @@ const BODY: &str = "COALESCE(
 
 /// Bits of a search row id that hold the record's seq.
 const SEQ_BITS: i64 = 40;
-
-/// What to look for: text (words, all of them; `word*` a prefix), a sender (id or display
-/// name), a time range `[since, until)` of RFC 3339 UTC times, and a page (`before` a seq).
-#[derive(Debug, Clone, Default)]
-pub struct SearchQuery {
-    pub text: Option<String>,
-    pub from: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub before: Option<u64>,
-    pub limit: usize,
-}
-
-/// Creates the index if it is missing (a store from before it, or one whose index was dropped):
-/// every session is then indexed again from its log on the next search.
-pub(super) fn ensure_index(conn: &Connection) -> rusqlite::Result<()> {
-    let present: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events_fts'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if present.is_none() {
-        tracing::warn!("the search index is missing: rebuilt from the log");
-        conn.execute_batch(
-            "CREATE VIRTUAL TABLE events_fts USING fts5(
-                 body, content = '', contentless_delete = 1,
-                 tokenize = 'unicode61 remove_diacritics 2');
-             DELETE FROM search_indexed;",
-        )?;
-    }
-    Ok(())
-}
 
 /// A user's words as an FTS5 query: each word quoted (so no word is taken for an operator),
 /// all of them required; a word ending in `*` matches as a prefix.
@@ -74,10 +41,10 @@ pub fn match_expression(text: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-impl Store {
+impl Search for Store {
     /// Indexes the session's records not indexed yet, at most `max` of them; returns how many
     /// were looked at.
-    pub fn index_search(&self, session: i64, max: u64) -> StoreResult<u64> {
+    fn index_search(&self, session: i64, max: u64) -> StoreResult<u64> {
         let through: i64 = self
             .conn
             .prepare_cached("SELECT through FROM search_indexed WHERE session = ?1")?
@@ -112,7 +79,7 @@ impl Store {
 
     /// Records matching `q`, newest first, at most `q.limit`. The index is brought up to date
     /// first.
-    pub fn search(&self, session: i64, q: &SearchQuery) -> StoreResult<Vec<StoredRecord>> {
+    fn search(&self, session: i64, q: &SearchQuery) -> StoreResult<Vec<StoredRecord>> {
         self.index_search(session, u64::MAX)?;
         let filters = "(?3 IS NULL OR json_extract(e.envelope, '$.src') = ?3
                  OR lower(json_extract(e.envelope, '$.meta.weave.origin_src_name')) = lower(?3))
@@ -154,9 +121,11 @@ impl Store {
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
+}
 
+impl Store {
     /// Drops the session's indexed records with `seq <= through` (retention).
-    pub fn prune_search(&self, session: i64, through: u64) -> StoreResult<()> {
+    pub(super) fn prune_search(&self, session: i64, through: u64) -> StoreResult<()> {
         let lo = session << SEQ_BITS;
         self.conn
             .prepare_cached("DELETE FROM events_fts WHERE rowid BETWEEN ?1 AND ?2")?
@@ -169,6 +138,8 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::Durability;
+    use crate::store::prelude::*;
+    use rusqlite::Connection;
 
     fn store_with(texts: &[(&str, &str, &str)]) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,44 @@
+//! Transactions on the SQLite store: one batch, one `BEGIN` … `COMMIT`.
+
+use super::db::Store;
+use super::rows::Rows;
+use crate::store::backend::{RowWriter, StoreResult, Transactions};
+
+impl Transactions for Store {
+    fn begin(&mut self) -> StoreResult<()> {
+        if !self.in_txn {
+            self.conn.execute_batch("BEGIN")?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> StoreResult<()> {
+        if self.in_txn {
+            self.in_txn = false;
+            if let Err(e) = self.conn.execute_batch("COMMIT") {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        if self.in_txn {
+            self.in_txn = false;
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// Folds the write-ahead log into the database file and truncates it (at shutdown).
+    fn checkpoint(&self) -> StoreResult<()> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?)
+    }
+
+    fn rows(&self) -> StoreResult<Box<dyn RowWriter + '_>> {
+        Ok(Box::new(Rows::prepare(&self.conn)?))
+    }
+}
