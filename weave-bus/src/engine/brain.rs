@@ -317,7 +317,9 @@ impl Engine {
                     let (seq, env) = self.record(sid, env);
                     let mut sent: Vec<&String> = Vec::new();
                     for agent in &to {
-                        if !sent.contains(&agent) && self.sessions[sid].agents.contains_key(agent) {
+                        if !sent.contains(&agent)
+                            && self.registry.sessions[sid].agents.contains_key(agent)
+                        {
                             sent.push(agent);
                             self.enqueue(sid, agent, seq, env.clone());
                         }
@@ -339,7 +341,7 @@ impl Engine {
                     env.payload = Some(group);
                     self.stamp_origin(sid, &mut env);
                     let (seq, env) = self.record(sid, env);
-                    if self.sessions[sid].agents.contains_key(&target) {
+                    if self.registry.sessions[sid].agents.contains_key(&target) {
                         self.enqueue(sid, &target, seq, env);
                     }
                 }

@@ -26,7 +26,7 @@ use codex_weave_transport_uds::Framing;
 impl Engine {
     /// Queues record `seq` (envelope `env`) of session `sid` for agent `target`.
     pub(super) fn enqueue(&mut self, sid: &str, target: &str, seq: u64, env: Arc<Recorded>) {
-        let Some(session) = self.sessions.get(sid) else {
+        let Some(session) = self.registry.sessions.get(sid) else {
             return;
         };
         let known = session.agents.contains_key(target);
@@ -54,6 +54,7 @@ impl Engine {
         let now = Instant::now();
         loop {
             let Some(conn_id) = self
+                .registry
                 .sessions
                 .get(sid)
                 .and_then(|s| s.agents.get(aid))
@@ -61,7 +62,7 @@ impl Engine {
             else {
                 return;
             };
-            let Some(conn) = self.conns.get(&conn_id) else {
+            let Some(conn) = self.registry.conns.get(&conn_id) else {
                 return;
             };
             if !self.inboxes.window_open(sid, aid) {
@@ -183,6 +184,7 @@ impl Engine {
         }
         let (seq, env) = self.record_failed(&d.session, &sender, payload);
         let sender_known = self
+            .registry
             .sessions
             .get(&d.session)
             .is_some_and(|s| s.agents.contains_key(&sender) && sender != d.target);

@@ -7,8 +7,8 @@ impl Engine {
     /// At a pause in the traffic the search index takes in what was written since, at most
     /// [`INDEX_STEP`] records a session per pause (a long backlog is taken in over several).
     pub(super) fn index_quietly(&mut self) {
-        for sid in std::mem::take(&mut self.unindexed) {
-            let Some(session) = self.sessions.get_mut(&sid) else {
+        for sid in std::mem::take(&mut self.records.unindexed) {
+            let Some(session) = self.registry.sessions.get_mut(&sid) else {
                 continue;
             };
             session.unindexed = false;
@@ -24,7 +24,7 @@ impl Engine {
         marked.sort();
         marked.dedup();
         for sid in marked {
-            let Some(session) = self.sessions.get(&sid) else {
+            let Some(session) = self.registry.sessions.get(&sid) else {
                 continue;
             };
             let (key, first, last) = (session.key, session.first_seq, session.last_seq);
@@ -37,7 +37,7 @@ impl Engine {
                 continue;
             }
             self.write(move |s| s.prune_events(key, through));
-            if let Some(s) = self.sessions.get_mut(&sid) {
+            if let Some(s) = self.registry.sessions.get_mut(&sid) {
                 s.first_seq = through + 1;
             }
             tracing::debug!(session = %sid, through, "pruned the log");

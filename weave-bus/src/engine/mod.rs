@@ -10,6 +10,7 @@
 //! [`writer`]).
 
 mod answer;
+mod bookkeeping;
 mod brain;
 mod commands;
 mod delivery;
@@ -19,7 +20,9 @@ mod logs;
 mod receipts;
 mod recorded;
 mod records;
+mod registry;
 mod restore;
+mod retry;
 mod snapshot;
 pub(crate) mod state;
 mod writer;
@@ -41,8 +44,10 @@ use crate::store::prelude::*;
 use crate::store::{StoreError, StoreResult};
 use answer::ok_line;
 pub use answer::{bus_envelope, new_id, now_ms, response, Answer, Reply};
-use idempotency::Idempotency;
+use bookkeeping::Records;
 use inboxes::Inboxes;
+use registry::Registry;
+use retry::StoreRetry;
 use state::{Conn, Map, Session};
 use writer::{Release, Remembered, Write, Writer};
 
@@ -57,10 +62,6 @@ const SNAPSHOT_IDLE: Duration = Duration::from_millis(50);
 const SNAPSHOT_FORCE: u64 = 3;
 /// Records of one session the search index takes in at one pause.
 const INDEX_STEP: u64 = 20_000;
-/// After a failed commit, held deliveries are retried after this long, doubling up to
-/// [`STORE_RETRY_MAX`] while the store keeps failing.
-const STORE_RETRY_MIN: Duration = Duration::from_millis(100);
-const STORE_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// What connections tell the engine.
 #[derive(Debug)]
@@ -89,33 +90,23 @@ pub enum Input {
     Shutdown,
 }
 
+/// The engine holds its parts and routes inputs between them: who is connected and where
+/// ([`Registry`]), what waits to be delivered ([`Inboxes`]), the conversations' rules (the
+/// runtime), the records' bookkeeping ([`Records`]), the store ([`Writer`]) and what waits for
+/// it to recover ([`StoreRetry`]), and the batch being applied.
 pub struct Engine {
     cfg: BusConfig,
-    writer: Writer,
-    runtime: codex_weave_runtime::Runtime,
     metrics: Arc<Metrics>,
-    sessions: Map<String, Session>,
-    /// Store key → session id.
-    session_ids: Map<i64, String>,
-    conns: Map<ConnId, Conn>,
+    /// Sessions and agents (registry, presence), connections, session followers.
+    registry: Registry,
     /// Every pending delivery, per agent: queues, in-flight windows, redelivery.
     inboxes: Inboxes,
-    /// Keys of new sessions and ids of new idempotency rows: numbered here, not by the store,
-    /// because the store writes behind.
-    next_session_key: i64,
-    next_idempotency_id: i64,
-    idem: Idempotency,
-    /// Connections following every session's summary (`sessions.stream`): (conn, request id).
-    session_watchers: Vec<(ConnId, String)>,
-    /// Records written since the runtime's last snapshot.
-    since_snapshot: u64,
-    /// Sessions with records the search index has not taken in (see [`Session::unindexed`]).
-    unindexed: Vec<String>,
-    /// After a failed commit: agents whose deliveries wait for `retry_at` (sending them sooner
-    /// would fail every batch, reads included, while the store cannot write).
-    held: Vec<(String, String)>,
-    retry_at: Option<Instant>,
-    retry_backoff: Duration,
+    /// Conversations: ownership, relays, the loop guard.
+    runtime: codex_weave_runtime::Runtime,
+    /// Remembered responses, snapshot and search-index bookkeeping.
+    records: Records,
+    writer: Writer,
+    retry: StoreRetry,
     batch: Batch,
 }
 
@@ -162,19 +153,10 @@ impl Engine {
             cfg,
             writer,
             metrics,
-            sessions: Map::default(),
-            session_ids: Map::default(),
-            conns: Map::default(),
+            registry: Registry::default(),
             inboxes,
-            next_session_key: 1,
-            next_idempotency_id: 1,
-            idem: Idempotency::default(),
-            session_watchers: Vec::new(),
-            since_snapshot: 0,
-            unindexed: Vec::new(),
-            held: Vec::new(),
-            retry_at: None,
-            retry_backoff: STORE_RETRY_MIN,
+            records: Records::default(),
+            retry: StoreRetry::default(),
             batch: Batch::default(),
         };
         engine.restore(loaded);
@@ -189,11 +171,10 @@ impl Engine {
                 .inboxes
                 .poll_timeout()
                 .map(|deadline| deadline.saturating_duration_since(Instant::now()));
-            let snapshot_due = self.since_snapshot >= self.cfg.limits.snapshot_every.max(1);
-            let idle = (snapshot_due || !self.unindexed.is_empty()).then_some(SNAPSHOT_IDLE);
-            let retry = self
-                .retry_at
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let snapshot_due = self.records.since_snapshot >= self.cfg.limits.snapshot_every.max(1);
+            let idle =
+                (snapshot_due || !self.records.unindexed.is_empty()).then_some(SNAPSHOT_IDLE);
+            let retry = self.retry.wait(Instant::now());
             let first = match timer.into_iter().chain(idle).chain(retry).min() {
                 Some(wait) => match inputs.recv_timeout(wait) {
                     Ok(input) => Some(input),
@@ -214,9 +195,9 @@ impl Engine {
             }
             let mut stop = false;
             let mut applied = 0;
-            if self.retry_at.is_some_and(|at| at <= Instant::now()) {
-                self.retry_at = None;
-                self.batch.pump.append(&mut self.held);
+            let due = self.retry.take_due(Instant::now());
+            if !due.is_empty() {
+                self.batch.pump.extend(due);
                 self.pump_marked();
             }
             if let Some(input) = first {
@@ -251,7 +232,7 @@ impl Engine {
                 out,
                 operator,
             } => {
-                self.conns.insert(
+                self.registry.conns.insert(
                     conn,
                     Conn {
                         out,
@@ -276,7 +257,7 @@ impl Engine {
                 self.respond(conn, &corr, None, Err(Refusal::new(code, message)));
             }
             Input::Writable { conn } => {
-                if let Some(c) = self.conns.get(&conn) {
+                if let Some(c) = self.registry.conns.get(&conn) {
                     self.batch.pump.extend(c.agents.iter().cloned());
                 }
             }
@@ -302,7 +283,7 @@ impl Engine {
             self.write_row(Write::Idempotency(remembered));
         }
         self.prune_logs();
-        let evicted = self.idem.evict(
+        let evicted = self.records.idem.evict(
             now_ms(),
             self.cfg.limits.idempotency_ttl.as_millis() as i64,
             self.cfg.limits.max_idempotency_keys,
@@ -314,9 +295,9 @@ impl Engine {
             self.index_quietly();
         }
         let every = self.cfg.limits.snapshot_every.max(1);
-        let due = (self.since_snapshot >= every && self.batch.quiet)
-            || self.since_snapshot >= every.saturating_mul(SNAPSHOT_FORCE);
-        if due || (self.batch.stopping && self.since_snapshot > 0) {
+        let due = (self.records.since_snapshot >= every && self.batch.quiet)
+            || self.records.since_snapshot >= every.saturating_mul(SNAPSHOT_FORCE);
+        if due || (self.batch.stopping && self.records.since_snapshot > 0) {
             self.write_snapshot();
         }
         let mut batch = std::mem::take(&mut self.batch);
@@ -327,7 +308,7 @@ impl Engine {
             self.reload_after_failure();
         } else if self.writer.idle() {
             // Everything handed over is committed: the store is healthy again.
-            self.retry_backoff = STORE_RETRY_MIN;
+            self.retry.reset();
         }
     }
 
@@ -341,7 +322,7 @@ impl Engine {
             if let Some(&i) = per_conn.get(&conn) {
                 return Some(i);
             }
-            let out = match self.conns.get(&conn) {
+            let out = match self.registry.conns.get(&conn) {
                 Some(c) => &c.out,
                 None => closing.get(&conn)?,
             };
@@ -408,7 +389,7 @@ impl Engine {
 
     /// The framing of a connection, open or closing in this batch.
     fn framing_of(&self, conn: ConnId, closing: &Map<ConnId, ConnOut>) -> Framing {
-        match self.conns.get(&conn) {
+        match self.registry.conns.get(&conn) {
             Some(c) => c.out.framing(),
             None => closing.get(&conn).map(ConnOut::framing).unwrap_or_default(),
         }
@@ -432,7 +413,6 @@ impl Engine {
     }
 
     fn session_by_key_mut(&mut self, key: i64) -> Option<&mut Session> {
-        let id = self.session_ids.get(&key)?;
-        self.sessions.get_mut(id)
+        self.registry.by_key_mut(key)
     }
 }

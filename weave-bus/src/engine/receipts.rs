@@ -119,7 +119,7 @@ impl Engine {
         messages: Vec<String>,
         state: ReceiptState,
     ) -> StoreResult<Vec<ReceiptRow>> {
-        let Some(key) = self.sessions.get(sid).map(|s| s.key) else {
+        let Some(key) = self.registry.sessions.get(sid).map(|s| s.key) else {
             return Ok(Vec::new());
         };
         if messages.is_empty() {
@@ -193,7 +193,7 @@ impl Engine {
             }
         }
         for (sid, agent, state, messages) in groups {
-            if !self.sessions.contains_key(&sid) {
+            if !self.registry.sessions.contains_key(&sid) {
                 continue;
             }
             let mut env: Envelope = bus_envelope("receipt.updated", Some(&sid));

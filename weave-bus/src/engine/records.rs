@@ -34,14 +34,14 @@ impl Engine {
 
     /// [`Engine::record`] for a record already built.
     pub(super) fn append(&mut self, sid: &str, recorded: Recorded) -> (u64, Arc<Recorded>) {
-        let Some(session) = self.sessions.get_mut(sid) else {
+        let Some(session) = self.registry.sessions.get_mut(sid) else {
             return (0, Arc::new(recorded)); // callers only record into known sessions
         };
         session.last_seq += 1;
-        self.since_snapshot += 1;
+        self.records.since_snapshot += 1;
         if !session.unindexed {
             session.unindexed = true;
-            self.unindexed.push(sid.to_owned());
+            self.records.unindexed.push(sid.to_owned());
         }
         let seq = session.last_seq;
         if seq
@@ -70,7 +70,7 @@ impl Engine {
             ts,
             envelope: text,
         });
-        if !self.session_watchers.is_empty()
+        if !self.registry.session_watchers.is_empty()
             && (recorded.env.kind.starts_with("session.")
                 || recorded.env.kind.starts_with("agent."))
         {
@@ -114,10 +114,10 @@ impl Engine {
 
     /// Sends the session's summary to every `sessions.stream` follower.
     fn notify_session_watchers(&mut self, sid: &str) {
-        let Some(summary) = self.sessions.get(sid).map(|s| s.summary()) else {
+        let Some(summary) = self.registry.sessions.get(sid).map(|s| s.summary()) else {
             return;
         };
-        for (conn, corr) in self.session_watchers.clone() {
+        for (conn, corr) in self.registry.session_watchers.clone() {
             let mut env: Envelope = bus_envelope("sessions.changed", Some(sid));
             env.corr = Some(corr);
             env.payload = Some(summary.clone());

@@ -10,7 +10,7 @@ use super::idempotency::Idempotency;
 use super::inboxes::moved_delivery;
 use super::recorded::Recorded;
 use super::state::{Agent, Map, Session};
-use super::{Engine, STORE_RETRY_MAX};
+use super::Engine;
 use crate::conn::ConnId;
 use crate::store::Loaded;
 
@@ -18,30 +18,25 @@ impl Engine {
     /// Rebuilds memory from what the store holds: sessions, agents (offline), queues in
     /// delivery order, idempotency keys.
     pub(super) fn restore(&mut self, loaded: Loaded) {
-        self.sessions.clear();
-        self.session_ids.clear();
+        self.registry.clear_sessions();
         self.inboxes.clear();
-        self.unindexed.clear();
+        self.records.unindexed.clear();
         for row in loaded.sessions {
-            self.session_ids.insert(row.key, row.id.clone());
             // The index catches up with every stored log at the first pause.
-            self.unindexed.push(row.id.clone());
-            self.sessions.insert(
-                row.id.clone(),
-                Session {
-                    key: row.key,
-                    id: row.id,
-                    name: row.name,
-                    created_at: row.created_at,
-                    closed: row.closed,
-                    last_seq: row.last_seq,
-                    first_seq: row.first_seq,
-                    agents: Map::default(),
-                    names: Map::default(),
-                    watchers: Vec::new(),
-                    unindexed: true,
-                },
-            );
+            self.records.unindexed.push(row.id.clone());
+            self.registry.insert(Session {
+                key: row.key,
+                id: row.id,
+                name: row.name,
+                created_at: row.created_at,
+                closed: row.closed,
+                last_seq: row.last_seq,
+                first_seq: row.first_seq,
+                agents: Map::default(),
+                names: Map::default(),
+                watchers: Vec::new(),
+                unindexed: true,
+            });
         }
         for row in loaded.agents {
             let Some(session) = self.session_by_key_mut(row.session_key) else {
@@ -59,7 +54,7 @@ impl Engine {
         }
         let mut orphans = 0;
         for row in loaded.deliveries {
-            let Some(sid) = self.session_ids.get(&row.session_key).cloned() else {
+            let Some(sid) = self.registry.id_of(row.session_key).map(str::to_owned) else {
                 orphans += 1;
                 continue;
             };
@@ -67,7 +62,9 @@ impl Engine {
                 orphans += 1;
                 continue;
             };
-            let exists = self.sessions[&sid].agents.contains_key(&row.target);
+            let exists = self.registry.sessions[&sid]
+                .agents
+                .contains_key(&row.target);
             if !exists {
                 orphans += 1;
                 continue;
@@ -91,9 +88,9 @@ impl Engine {
             );
         }
         self.inboxes.reserve_ids(loaded.next_delivery_id);
-        self.next_session_key = self.session_ids.keys().max().map_or(1, |k| k + 1);
-        self.next_idempotency_id = loaded.idempotency.last().map_or(1, |r| r.id + 1);
-        self.idem = Idempotency::load(loaded.idempotency);
+        self.records
+            .continue_after(loaded.idempotency.last().map_or(0, |r| r.id));
+        self.records.idem = Idempotency::load(loaded.idempotency);
     }
 
     /// After a failed commit: forget what memory believed and take the store's state again,
@@ -110,6 +107,7 @@ impl Engine {
             }
         };
         let watchers: Vec<(String, Vec<(ConnId, String)>)> = self
+            .registry
             .sessions
             .values_mut()
             .map(|s| (s.id.clone(), std::mem::take(&mut s.watchers)))
@@ -120,11 +118,12 @@ impl Engine {
             tracing::error!(error = %e, "runtime not rebuilt after a failed commit");
         }
         for (sid, w) in watchers {
-            if let Some(s) = self.sessions.get_mut(&sid) {
+            if let Some(s) = self.registry.sessions.get_mut(&sid) {
                 s.watchers = w;
             }
         }
         let bound: Vec<(ConnId, String, String)> = self
+            .registry
             .conns
             .iter()
             .flat_map(|(c, conn)| {
@@ -133,20 +132,19 @@ impl Engine {
                     .map(move |(s, a)| (*c, s.clone(), a.clone()))
             })
             .collect();
+        let mut held = Vec::new();
         for (conn, sid, aid) in bound {
             if let Some(agent) = self
+                .registry
                 .sessions
                 .get_mut(&sid)
                 .and_then(|s| s.agents.get_mut(&aid))
             {
                 agent.conn = Some(conn);
-                self.held.push((sid, aid));
+                held.push((sid, aid));
             }
         }
-        self.held.sort();
-        self.held.dedup();
-        self.retry_at = Some(Instant::now() + self.retry_backoff);
-        self.retry_backoff = (self.retry_backoff * 2).min(STORE_RETRY_MAX);
+        self.retry.hold(held, Instant::now());
         self.writer.recover();
     }
 }

@@ -42,6 +42,7 @@ impl Engine {
     pub(super) fn write_snapshot(&mut self) {
         let started = Instant::now();
         let through: HashMap<i64, u64> = self
+            .registry
             .sessions
             .values()
             .map(|s| (s.key, s.last_seq))
@@ -50,7 +51,7 @@ impl Engine {
         let state = self.runtime.snapshot();
         let bytes = state.len();
         self.write(move |s| s.put_runtime_snapshot(&through, &state));
-        self.since_snapshot = 0;
+        self.records.since_snapshot = 0;
         let took = started.elapsed();
         let m = &self.metrics;
         m.snapshots.fetch_add(1, Ordering::Relaxed);
@@ -82,7 +83,7 @@ impl Engine {
         };
         self.runtime = runtime;
         let replayed = self.replay_in_commit_order(&through)?;
-        self.since_snapshot = replayed;
+        self.records.since_snapshot = replayed;
         let m = &self.metrics;
         m.rebuild_from_snapshot
             .store(u64::from(!through.is_empty()), Ordering::Relaxed);
@@ -100,6 +101,7 @@ impl Engine {
     /// by commit time (then session, then seq). Returns how many records were read.
     fn replay_in_commit_order(&mut self, through: &HashMap<i64, u64>) -> Result<u64, StoreError> {
         let mut cursors: Vec<LogCursor> = self
+            .registry
             .sessions
             .values()
             .map(|s| LogCursor {

@@ -17,7 +17,7 @@ use crate::refusal::Refusal;
 impl Engine {
     pub(super) fn agent_list(&self, env: &Envelope) -> Reply {
         let sid = self.known_session(env)?;
-        let mut agents: Vec<&Agent> = self.sessions[&sid].agents.values().collect();
+        let mut agents: Vec<&Agent> = self.registry.sessions[&sid].agents.values().collect();
         agents.sort_by_key(|a| (a.position.is_none(), a.position, a.id.clone()));
         let agents: Vec<Value> = agents
             .iter()
@@ -55,7 +55,7 @@ impl Engine {
                 )))
             }
         };
-        let session = &self.sessions[&sid];
+        let session = &self.registry.sessions[&sid];
         // A name held by an agent with no live connection can be taken (see `reclaim`).
         let mut reclaim = None;
         if let Some(name) = &name {
@@ -93,7 +93,7 @@ impl Engine {
 
         match previous_name {
             None => {
-                let session = self.sessions.get_mut(&sid).expect("checked");
+                let session = self.registry.sessions.get_mut(&sid).expect("checked");
                 let kind = kind.clone().unwrap_or_else(|| "agent".to_owned());
                 session.agents.insert(
                     id.clone(),
@@ -117,6 +117,7 @@ impl Engine {
             self.reclaim(&sid, &holder, &id, same);
         }
         let agent = self
+            .registry
             .sessions
             .get_mut(&sid)
             .and_then(|s| s.agents.get_mut(&id))
@@ -132,19 +133,20 @@ impl Engine {
         }
         if previous_conn != Some(conn) {
             let agent = self
+                .registry
                 .sessions
                 .get_mut(&sid)
                 .and_then(|s| s.agents.get_mut(&id))
                 .expect("added");
             agent.conn = Some(conn);
             let name = agent.name.clone();
-            if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(c) = self.registry.conns.get_mut(&conn) {
                 c.agents.push((sid.clone(), id.clone()));
             }
             self.record_event(&sid, "agent.online", json!({ "id": id, "name": name }));
         }
         self.batch.pump.push((sid.clone(), id.clone()));
-        let agent = &self.sessions[&sid].agents[&id];
+        let agent = &self.registry.sessions[&sid].agents[&id];
         let (queued, unacked) = self.inboxes.counts(&sid, &id);
         Ok(Answer::payload(
             json!({ "id": id, "name": agent.name, "queued": queued + unacked }),
@@ -156,7 +158,7 @@ impl Engine {
     /// and `holder` leaves (recorded as `agent.removed` with `replaced_by`); otherwise
     /// `holder` stays, without a name (recorded as `agent.updated` with `taken_by`).
     fn reclaim(&mut self, sid: &str, holder: &str, taker: &str, same: bool) {
-        let session = self.sessions.get_mut(sid).expect("known session");
+        let session = self.registry.sessions.get_mut(sid).expect("known session");
         let key = session.key;
         let Some(old) = session.agents.get_mut(holder) else {
             return;
@@ -175,7 +177,7 @@ impl Engine {
         }
         let moved = self.move_deliveries(sid, holder, taker);
         self.inboxes.remove_agent(sid, holder);
-        if let Some(s) = self.sessions.get_mut(sid) {
+        if let Some(s) = self.registry.sessions.get_mut(sid) {
             s.agents.remove(holder);
         }
         self.write(move |s| s.delete_agent(key, &w_id));
@@ -191,7 +193,7 @@ impl Engine {
     /// Moves an agent off `old_conn`: it gets `agent.displaced` and nothing more for the agent;
     /// what it had not acked is requeued for the new connection.
     fn displace(&mut self, sid: &str, id: &str, old_conn: ConnId) {
-        if let Some(c) = self.conns.get_mut(&old_conn) {
+        if let Some(c) = self.registry.conns.get_mut(&old_conn) {
             c.agents.retain(|(s, a)| !(s == sid && a == id));
         }
         self.inboxes.handle_disconnect(sid, id);
@@ -210,7 +212,7 @@ impl Engine {
     }
 
     fn rename(&mut self, sid: &str, id: &str, old: Option<String>, name: Option<String>) {
-        let session = self.sessions.get_mut(sid).expect("known session");
+        let session = self.registry.sessions.get_mut(sid).expect("known session");
         if let Some(o) = &old {
             session.names.remove(&o.to_lowercase());
         }
@@ -243,7 +245,7 @@ impl Engine {
         except: Option<&str>,
         env: &Envelope<Box<RawValue>, Box<RawValue>>,
     ) {
-        let connected: Vec<(String, ConnId)> = self.sessions[sid]
+        let connected: Vec<(String, ConnId)> = self.registry.sessions[sid]
             .agents
             .values()
             .filter(|a| Some(a.id.as_str()) != except)
@@ -262,7 +264,7 @@ impl Engine {
         let sid = self.known_session(env)?;
         let id = payload_str(env, "id").unwrap_or(&env.src).to_owned();
         if self.is_operator(conn) {
-            if !self.sessions[&sid].agents.contains_key(&id) {
+            if !self.registry.sessions[&sid].agents.contains_key(&id) {
                 return Err(Refusal::new(
                     ErrorCode::UnknownAgent,
                     format!("no agent `{id}` in session {sid}"),
@@ -277,8 +279,8 @@ impl Engine {
             }
             self.check_sender(conn, &sid, &id)?;
         }
-        if let Some(owner) = self.sessions[&sid].agents[&id].conn {
-            if let Some(c) = self.conns.get_mut(&owner) {
+        if let Some(owner) = self.registry.sessions[&sid].agents[&id].conn {
+            if let Some(c) = self.registry.conns.get_mut(&owner) {
                 c.agents.retain(|(s, a)| !(*s == sid && *a == id));
             }
         }
@@ -288,7 +290,7 @@ impl Engine {
             self.dead_letter(did, "agent_removed");
         }
         self.inboxes.remove_agent(&sid, &id);
-        let session = self.sessions.get_mut(&sid).expect("known");
+        let session = self.registry.sessions.get_mut(&sid).expect("known");
         let agent = session.agents.remove(&id).expect("checked");
         if let Some(n) = &agent.name {
             session.names.remove(&n.to_lowercase());
@@ -322,7 +324,7 @@ impl Engine {
             payload_str(env, "name").ok_or_else(|| bad("agent.update needs `payload.name`"))?;
         let name = valid_name(name)?;
         if operator {
-            if !self.sessions[&sid].agents.contains_key(id) {
+            if !self.registry.sessions[&sid].agents.contains_key(id) {
                 return Err(Refusal::new(
                     ErrorCode::UnknownAgent,
                     format!("no agent `{id}` in session {sid}"),
@@ -331,7 +333,7 @@ impl Engine {
         } else {
             self.check_sender(conn, &sid, id)?;
         }
-        let session = &self.sessions[&sid];
+        let session = &self.registry.sessions[&sid];
         if session
             .names
             .get(&name.to_lowercase())
@@ -376,6 +378,7 @@ impl Engine {
 
     fn set_busy(&mut self, sid: &str, id: &str, busy: Option<String>) -> Reply {
         let Some(agent) = self
+            .registry
             .sessions
             .get_mut(sid)
             .and_then(|s| s.agents.get_mut(id))
@@ -398,14 +401,15 @@ impl Engine {
     /// A connection closed: its agents go offline (staying registered), unacked deliveries
     /// return to their queues, and its streams stop.
     pub(in crate::engine) fn on_closed(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(c) = self.registry.conns.remove(&conn) else {
             return;
         };
         self.batch.closing.insert(conn, c.out);
-        self.session_watchers.retain(|(w, _)| *w != conn);
+        self.registry.session_watchers.retain(|(w, _)| *w != conn);
         for (sid, aid) in c.agents {
             self.inboxes.handle_disconnect(&sid, &aid);
             if let Some(agent) = self
+                .registry
                 .sessions
                 .get_mut(&sid)
                 .and_then(|s| s.agents.get_mut(&aid))
@@ -422,7 +426,7 @@ impl Engine {
             }
         }
         for sid in c.watching {
-            if let Some(s) = self.sessions.get_mut(&sid) {
+            if let Some(s) = self.registry.sessions.get_mut(&sid) {
                 s.watchers.retain(|(w, _)| *w != conn);
             }
         }
@@ -451,7 +455,7 @@ impl Engine {
                     .ok_or_else(|| bad("`ids` must be agent ids"))
             })
             .collect::<Result<_, _>>()?;
-        let session = &self.sessions[&sid];
+        let session = &self.registry.sessions[&sid];
         if let Some(unknown) = ids.iter().find(|id| !session.agents.contains_key(*id)) {
             return Err(Refusal::new(
                 ErrorCode::UnknownAgent,
@@ -459,7 +463,7 @@ impl Engine {
             ));
         }
         let key = session.key;
-        let session = self.sessions.get_mut(&sid).expect("known");
+        let session = self.registry.sessions.get_mut(&sid).expect("known");
         for agent in session.agents.values_mut() {
             agent.position = None;
         }
@@ -470,7 +474,7 @@ impl Engine {
         }
         let all: Vec<String> = session.agents.keys().cloned().collect();
         for id in all {
-            let position = self.sessions[&sid].agents[&id].position;
+            let position = self.registry.sessions[&sid].agents[&id].position;
             self.write(move |s| s.set_agent_position(key, &id, position));
         }
         self.record_event(&sid, "agents.ordered", json!({ "ids": ids }));

@@ -24,7 +24,7 @@ impl Engine {
             .map(|l| l as usize)
             .unwrap_or(DEFAULT_HISTORY_LIMIT)
             .min(self.cfg.limits.max_history_page);
-        let session = &self.sessions[&sid];
+        let session = &self.registry.sessions[&sid];
         let (key, head) = (session.key, session.last_seq);
         let rows = self
             .read(move |s| match since {
@@ -68,7 +68,10 @@ impl Engine {
                 return self.respond(conn, &env.id, env.session.as_deref(), Err(refusal))
             }
         };
-        let (key, head) = (self.sessions[&sid].key, self.sessions[&sid].last_seq);
+        let (key, head) = (
+            self.registry.sessions[&sid].key,
+            self.registry.sessions[&sid].last_seq,
+        );
         let ok = Answer::payload(json!({ "since": since, "head": head, "follow": follow }));
         if follow {
             self.respond(conn, &env.id, Some(&sid), Ok(ok.clone()));
@@ -95,7 +98,10 @@ impl Engine {
             cursor = last;
         }
         if follow {
-            if let (Some(s), Some(c)) = (self.sessions.get_mut(&sid), self.conns.get_mut(&conn)) {
+            if let (Some(s), Some(c)) = (
+                self.registry.sessions.get_mut(&sid),
+                self.registry.conns.get_mut(&conn),
+            ) {
                 s.watchers.push((conn, env.id.clone()));
                 c.watching.push(sid);
             }
@@ -111,7 +117,7 @@ impl Engine {
             .map(|l| l as usize)
             .unwrap_or(DEFAULT_HISTORY_LIMIT)
             .min(10_000);
-        let key = self.sessions[&sid].key;
+        let key = self.registry.sessions[&sid].key;
         let rows = self
             .read(move |s| s.dead_letters(key, limit))
             .map_err(|e| {

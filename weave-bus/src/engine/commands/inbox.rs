@@ -40,7 +40,7 @@ impl Engine {
         } else {
             ReceiptState::Read
         };
-        let key = self.sessions[&sid].key;
+        let key = self.registry.sessions[&sid].key;
         let who = agent.clone();
         let (rows, total) = self
             .read(move |s| s.unread(key, &who, below.code(), limit))
@@ -87,7 +87,7 @@ impl Engine {
     pub(super) fn message_receipts(&mut self, env: &Envelope) -> Reply {
         let sid = self.known_session(env)?;
         let ids = payload_ids(env)?;
-        let key = self.sessions[&sid].key;
+        let key = self.registry.sessions[&sid].key;
         let rows = self
             .read(move |s| s.receipts_of(key, &ids))
             .map_err(unreadable)?;

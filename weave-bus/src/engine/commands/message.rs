@@ -126,7 +126,7 @@ impl Engine {
         let Some(sid) = env
             .session
             .as_deref()
-            .filter(|s| self.sessions.contains_key(*s))
+            .filter(|s| self.registry.sessions.contains_key(*s))
         else {
             tracing::debug!(id = %env.id, "message.ack for an unknown session ignored");
             return;
@@ -147,7 +147,7 @@ impl Engine {
 
     /// Resolves an id or name to an agent id of the session.
     pub(super) fn resolve_target(&self, sid: &str, wanted: &str) -> Result<String, Refusal> {
-        self.sessions[sid]
+        self.registry.sessions[sid]
             .resolve(wanted)
             .map(str::to_owned)
             .ok_or_else(|| {
@@ -180,7 +180,7 @@ impl Engine {
 
     /// The sender's display name (its id if it has none, or is not an agent).
     fn origin_name(&self, sid: &str, src: &str) -> String {
-        self.sessions[sid]
+        self.registry.sessions[sid]
             .agents
             .get(src)
             .map_or(src, |a| a.display_name())

@@ -52,7 +52,7 @@ impl Engine {
         handle: impl FnOnce(&mut Self, &mut Envelope<P>) -> Reply,
     ) {
         let key = idempotency::key_for(env);
-        if let Some(stored) = key.as_ref().and_then(|k| self.idem.get(k)) {
+        if let Some(stored) = key.as_ref().and_then(|k| self.records.idem.get(k)) {
             let reply = serde_json::from_str::<Answer>(stored).map_err(|e| {
                 Refusal::new(
                     ErrorCode::Internal,
@@ -66,10 +66,11 @@ impl Engine {
         if let (Some(key), Some(answer)) = (key, remembered) {
             if let Ok(response) = serde_json::to_string(answer) {
                 let created_ms = now_ms();
-                let id = self.next_idempotency_id;
-                self.next_idempotency_id += 1;
+                let id = self.records.next_idempotency_id();
                 let response: idempotency::Response = response.into();
-                self.idem.put(key.clone(), response.clone(), created_ms, id);
+                self.records
+                    .idem
+                    .put(key.clone(), response.clone(), created_ms, id);
                 self.batch.remembered.push(Remembered {
                     id,
                     key,
@@ -105,7 +106,7 @@ impl Engine {
             "message.receipts" => self.message_receipts(env),
             "relays.list" => self.relays_list(env),
             "sessions.stream" => {
-                self.session_watchers.push((conn, env.id.clone()));
+                self.registry.session_watchers.push((conn, env.id.clone()));
                 self.session_list(env)
             }
             "bus.stats" => Ok(self.stats()),
@@ -119,7 +120,7 @@ impl Engine {
     /// The open session a request names.
     fn open_session<P>(&self, env: &Envelope<P>) -> Result<String, Refusal> {
         let session = self.known_session(env)?;
-        if self.sessions[&session].closed {
+        if self.registry.sessions[&session].closed {
             return Err(Refusal::new(
                 ErrorCode::SessionClosed,
                 format!("session {session} is closed"),
@@ -136,7 +137,7 @@ impl Engine {
                 format!("{} needs `session`", env.kind),
             ));
         };
-        if !self.sessions.contains_key(session) {
+        if !self.registry.sessions.contains_key(session) {
             return Err(Refusal::new(
                 ErrorCode::UnknownSession,
                 format!("no session {session}"),
@@ -147,7 +148,7 @@ impl Engine {
 
     /// A request that acts as agent `src` must come from the connection that added it.
     fn check_sender(&self, conn: ConnId, sid: &str, src: &str) -> Result<(), Refusal> {
-        match self.sessions[sid].agents.get(src) {
+        match self.registry.sessions[sid].agents.get(src) {
             None => Err(Refusal::new(
                 ErrorCode::UnknownAgent,
                 format!("`{src}` is not an agent of session {sid}; send agent.add first"),
@@ -162,24 +163,30 @@ impl Engine {
 
     /// Whether `conn` is the operator's (in-process, HTTP facade).
     fn is_operator(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_some_and(|c| c.operator)
+        self.registry.conns.get(&conn).is_some_and(|c| c.operator)
     }
 
     fn stats(&self) -> Answer {
         let pending: usize = self.inboxes.len();
-        let agents: usize = self.sessions.values().map(|s| s.agents.len()).sum();
+        let agents: usize = self
+            .registry
+            .sessions
+            .values()
+            .map(|s| s.agents.len())
+            .sum();
         let online: usize = self
+            .registry
             .sessions
             .values()
             .map(|s| s.agents.values().filter(|a| a.conn.is_some()).count())
             .sum();
         Answer::payload(json!({
-            "sessions": self.sessions.len(),
+            "sessions": self.registry.sessions.len(),
             "agents": agents,
             "agents_online": online,
-            "connections": self.conns.len(),
+            "connections": self.registry.conns.len(),
             "pending_deliveries": pending,
-            "idempotency_keys": self.idem.len(),
+            "idempotency_keys": self.records.idem.len(),
             "runtime_remembered": self.runtime.remembered(),
             "counters": self.metrics.snapshot(),
         }))

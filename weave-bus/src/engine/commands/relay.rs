@@ -14,7 +14,7 @@ impl Engine {
         self.check_sender(conn, &sid, &env.src)?;
         let mut payload = Value::Object(payload_object(env)?.clone());
         // Names become agent ids; the ids known now are listed so a replay decides the same.
-        let session = &self.sessions[&sid];
+        let session = &self.registry.sessions[&sid];
         let mut resolved: Vec<String> = Vec::new();
         let mut resolve = |v: &mut Value| {
             if let Some(id) = v.as_str().and_then(|name| session.resolve(name)) {

@@ -64,7 +64,7 @@ impl Engine {
                 .unwrap_or(DEFAULT_SEARCH_LIMIT)
                 .clamp(1, MAX_SEARCH_LIMIT),
         };
-        let key = self.sessions[&sid].key;
+        let key = self.registry.sessions[&sid].key;
         let limit = query.limit;
         let rows = self.read(move |s| s.search(key, &query)).map_err(|e| {
             Refusal::new(
