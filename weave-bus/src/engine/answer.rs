@@ -80,31 +80,7 @@ pub fn response(corr: &str, session: Option<&str>, reply: Reply) -> Envelope<Box
 /// An `ok` response as an NDJSON line, written directly: the same bytes as encoding
 /// [`response`] (one per request, so it is worth skipping the envelope's allocations).
 pub(super) fn ok_line(corr: &str, session: Option<&str>, payload: Option<&RawValue>) -> Bytes {
-    fn text(out: &mut Vec<u8>, s: &str) {
-        // Writing a string into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
-    let mut out = Vec::with_capacity(160 + payload.map_or(0, |p| p.get().len()));
-    out.extend_from_slice(br#"{"v":1,"type":"response","id":"#);
-    text(&mut out, &new_id());
-    out.extend_from_slice(br#","ts":"#);
-    text(&mut out, &now_rfc3339());
-    out.extend_from_slice(br#","src":"#);
-    text(&mut out, BUS_SRC);
-    if let Some(session) = session {
-        out.extend_from_slice(br#","session":"#);
-        text(&mut out, session);
-    }
-    if !corr.is_empty() {
-        out.extend_from_slice(br#","corr":"#);
-        text(&mut out, corr);
-    }
-    if let Some(payload) = payload {
-        out.extend_from_slice(br#","payload":"#);
-        out.extend_from_slice(payload.get().as_bytes());
-    }
-    out.extend_from_slice(b",\"status\":\"ok\"}\n");
-    Bytes::from(out)
+    crate::json_text::response::ok_line(&new_id(), &now_rfc3339(), corr, session, payload)
 }
 
 /// A new envelope originated by the bus (`src: "weave"`).

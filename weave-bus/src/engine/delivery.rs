@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::inboxes::{actions_for, new_delivery, Delivery, DeliveryKind, Next};
-use super::receipts::{delivered, receipt_ids};
+use super::receipt_rows::{delivered, receipt_ids};
 use super::recorded::{Delivered, Recorded};
 use super::writer::Write;
 use super::{new_id, Engine};

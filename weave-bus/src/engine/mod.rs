@@ -17,6 +17,7 @@ mod delivery;
 mod idempotency;
 pub(crate) mod inboxes;
 mod logs;
+mod receipt_rows;
 mod receipts;
 mod recorded;
 mod records;
@@ -24,6 +25,7 @@ mod registry;
 mod restore;
 mod retry;
 mod snapshot;
+mod stamp;
 pub(crate) mod state;
 mod writer;
 
@@ -127,9 +129,9 @@ struct Batch {
     /// Sessions whose log outgrew `retain_events`: pruned before the commit.
     prune: Vec<String>,
     /// Receipts that moved in this batch, recorded at its end.
-    receipts: Vec<receipts::Moved>,
+    receipts: Vec<receipt_rows::Moved>,
     /// Receipt rows not handed to `writes` yet.
-    receipt_rows: receipts::ReceiptRows,
+    receipt_rows: receipt_rows::ReceiptRows,
     /// Connections that closed during the batch: their last lines (an error for the line that
     /// made the bus close them, say) still go out.
     closing: Map<ConnId, ConnOut>,

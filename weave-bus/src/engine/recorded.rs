@@ -2,21 +2,18 @@
 //! the record holds. A delivery copies them into its line instead of serializing a tree of
 //! values, and letting the record go frees two strings instead of that tree (under load, on
 //! the engine thread, long after it was built, so every free was a cache miss).
-//!
-//! A delivery adds its own keys to `meta.weave`: `seq` (the record delivered) and, on a
-//! redelivery, `redelivered` and `delivery_count`. Where they go in the meta's text is found once,
-//! when the text is written, so that each delivery only splices.
+//! The texts are written by [`crate::json_text`].
 
-use codex_weave_runtime::{Envelope, Status};
+use codex_weave_runtime::Envelope;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::json_text::envelope::{write_envelope, Line, Meta};
+use crate::json_text::meta::{meta_text, weave_meta, Splice};
+use crate::json_text::text_of;
 
 /// JSON text, checked.
 pub type Raw = Box<RawValue>;
-
-/// `meta.weave` keys a delivery sets. They are the bus's: a sender's own values for them stay in
-/// the record but are not delivered (a sender cannot mark a first delivery as redelivered).
-const DELIVERY_KEYS: [&str; 3] = ["delivery_count", "redelivered", "seq"];
 
 #[derive(Debug)]
 pub struct Recorded {
@@ -25,15 +22,6 @@ pub struct Recorded {
     payload: Option<Box<str>>,
     meta: Option<Box<str>>,
     weave: Splice,
-}
-
-/// A delivery's meta is `text[..at] + before + its keys + after + text[resume..]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Splice {
-    at: usize,
-    resume: usize,
-    before: &'static str,
-    after: &'static str,
 }
 
 /// What a line of a record says where a delivery differs from the record itself.
@@ -49,7 +37,7 @@ pub struct Delivered<'a> {
 
 impl Recorded {
     pub fn new(mut env: Envelope) -> Recorded {
-        let payload = env.payload.take().map(|p| json_text(&p));
+        let payload = env.payload.take().map(|p| text_of(&p));
         Recorded::with_payload(env.map(|_| (), |m| m), payload)
     }
 
@@ -73,29 +61,12 @@ impl Recorded {
         origin: &str,
         chain: Option<(&str, u32)>,
     ) -> Recorded {
-        let mut out = Vec::with_capacity(96 + origin.len());
-        out.extend_from_slice(br#"{"weave":{"#);
-        if let Some((id, hop)) = chain {
-            out.extend_from_slice(br#""chain":{"hop":"#);
-            push_int(&mut out, hop);
-            out.extend_from_slice(br#","id":"#);
-            push_json(&mut out, id);
-            out.extend_from_slice(b"},");
-        }
-        out.extend_from_slice(br#""origin_src_name":"#);
-        push_json(&mut out, origin);
-        let at = out.len();
-        out.extend_from_slice(b"}}");
+        let (meta, weave) = weave_meta(origin, chain);
         Recorded {
             env,
             payload: Some(payload),
-            meta: Some(into_text(out)),
-            weave: Splice {
-                at,
-                resume: at,
-                before: ",",
-                after: "",
-            },
+            meta: Some(meta),
+            weave,
         }
     }
 
@@ -124,249 +95,50 @@ impl Recorded {
     /// if a sender set any, come last in it).
     pub fn write_record(&self, out: &mut Vec<u8>) {
         let e = &self.env;
-        self.write(
-            out,
-            &e.id,
-            &e.ts,
-            e.dst.as_deref(),
-            e.topic.as_deref(),
-            e.corr.as_deref(),
-            None,
-        );
+        let line = Line {
+            id: &e.id,
+            ts: &e.ts,
+            dst: e.dst.as_deref(),
+            topic: e.topic.as_deref(),
+            corr: e.corr.as_deref(),
+            payload: self.payload(),
+            meta: Meta::Record(self.meta.as_deref()),
+        };
+        write_envelope(out, e, &line);
     }
 
     /// The NDJSON line (without its newline) a delivery of this record is: the record with a
     /// fresh `id` and `ts`, `dst` the target, `corr` the record's id, no `topic`, `status` or
     /// `error`, and the delivery's keys in `meta.weave`.
     pub fn write_delivered(&self, out: &mut Vec<u8>, d: &Delivered<'_>) {
-        self.write(
-            out,
-            d.id,
-            d.ts,
-            Some(d.target),
-            None,
-            Some(&self.env.id),
-            Some(d),
-        );
-    }
-
-    /// Writes the fields in the order encoding an [`Envelope`] writes them.
-    #[allow(clippy::too_many_arguments)]
-    fn write(
-        &self,
-        out: &mut Vec<u8>,
-        id: &str,
-        ts: &str,
-        dst: Option<&str>,
-        topic: Option<&str>,
-        corr: Option<&str>,
-        delivered: Option<&Delivered<'_>>,
-    ) {
-        // Writing JSON into a Vec cannot fail.
-        fn text(out: &mut Vec<u8>, key: &[u8], s: &str) {
-            out.extend_from_slice(key);
-            let _ = serde_json::to_writer(&mut *out, s);
-        }
-        let e = &self.env;
-        out.extend_from_slice(br#"{"v":"#);
-        push_int(out, e.v);
-        text(out, br#","type":"#, &e.kind);
-        text(out, br#","id":"#, id);
-        text(out, br#","ts":"#, ts);
-        text(out, br#","src":"#, &e.src);
-        if let Some(dst) = dst {
-            text(out, br#","dst":"#, dst);
-        }
-        if let Some(topic) = topic {
-            text(out, br#","topic":"#, topic);
-        }
-        if let Some(session) = &e.session {
-            text(out, br#","session":"#, session);
-        }
-        if let Some(seq) = e.seq {
-            out.extend_from_slice(br#","seq":"#);
-            push_int(out, seq);
-        }
-        if let Some(key) = &e.idempotency_key {
-            text(out, br#","idempotency_key":"#, key);
-        }
-        if let Some(corr) = corr {
-            text(out, br#","corr":"#, corr);
-        }
-        if let Some(payload) = delivered.and_then(|d| d.payload).or(self.payload()) {
-            out.extend_from_slice(br#","payload":"#);
-            out.extend_from_slice(payload.as_bytes());
-        }
-        if let Some(r) = &e.payload_ref {
-            text(out, br#","payload_ref":"#, r);
-        }
-        if let Some(t) = &e.content_type {
-            text(out, br#","content_type":"#, t);
-        }
-        if let Some(size) = e.size {
-            out.extend_from_slice(br#","size":"#);
-            push_int(out, size);
-        }
-        match delivered {
-            Some(d) => {
-                out.extend_from_slice(br#","meta":"#);
-                self.write_delivery_meta(out, d.seq, d.count);
-            }
-            None => {
-                if let Some(meta) = &self.meta {
-                    out.extend_from_slice(br#","meta":"#);
-                    out.extend_from_slice(meta.as_bytes());
-                }
-            }
-        }
-        // A delivery carries no response fields (a sender's are only in the record).
-        let (status, error) = match delivered {
-            None => (e.status, e.error.as_ref()),
-            Some(_) => (None, None),
+        let line = Line {
+            id: d.id,
+            ts: d.ts,
+            dst: Some(d.target),
+            topic: None,
+            corr: Some(&self.env.id),
+            payload: d.payload.or(self.payload()),
+            meta: Meta::Delivery {
+                text: self.meta.as_deref(),
+                splice: self.weave,
+                seq: d.seq,
+                count: d.count,
+            },
         };
-        if let Some(status) = status {
-            out.extend_from_slice(match status {
-                Status::Ok => br#","status":"ok""#,
-                Status::Error => br#","status":"error""#,
-            });
-        }
-        if let Some(error) = error {
-            out.extend_from_slice(br#","error":"#);
-            let _ = serde_json::to_writer(&mut *out, error);
-        }
-        if let Some(ack) = &e.ack {
-            out.extend_from_slice(br#","ack":"#);
-            let _ = serde_json::to_writer(&mut *out, ack);
-        }
-        out.push(b'}');
+        write_envelope(out, &self.env, &line);
     }
 
-    /// Writes the meta a delivery of this record carries: the record's, with `weave.seq` set,
-    /// and `weave.redelivered`, `weave.delivery_count` on a redelivery (`count` > 1).
+    /// Writes the meta a delivery of this record carries (see [`Splice::write_delivery_meta`]).
     pub fn write_delivery_meta(&self, out: &mut Vec<u8>, seq: u64, count: u32) {
-        let text = self.meta.as_deref().unwrap_or("");
-        let s = self.weave;
-        out.extend_from_slice(&text.as_bytes()[..s.at]);
-        out.extend_from_slice(s.before.as_bytes());
-        out.extend_from_slice(br#""seq":"#);
-        push_int(out, seq);
-        if count > 1 {
-            out.extend_from_slice(br#","redelivered":true,"delivery_count":"#);
-            push_int(out, count);
-        }
-        out.extend_from_slice(s.after.as_bytes());
-        out.extend_from_slice(&text.as_bytes()[s.resume..]);
+        self.weave
+            .write_delivery_meta(out, self.meta.as_deref(), seq, count);
     }
-}
-
-/// JSON text of a value.
-fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Box<str> {
-    let mut out = Vec::with_capacity(128);
-    push_json(&mut out, value);
-    into_text(out)
-}
-
-/// serde_json writes UTF-8 only.
-fn into_text(out: Vec<u8>) -> Box<str> {
-    String::from_utf8(out).unwrap_or_default().into_boxed_str()
-}
-
-/// The meta's JSON text and where deliveries put their keys into it. An object's members are
-/// written in map order, except that in `weave` the delivery keys come last, so that a
-/// delivery skips them in one piece.
-fn meta_text(meta: Option<Value>) -> (Option<Box<str>>, Splice) {
-    let fresh = |len| Splice {
-        at: 0,
-        resume: len,
-        before: r#"{"weave":{"#,
-        after: "}}",
-    };
-    let Some(meta) = meta else {
-        return (None, fresh(0));
-    };
-    let Value::Object(members) = &meta else {
-        // Not an object: deliveries carry a fresh one (as they always have).
-        let text = json_text(&meta);
-        let len = text.len();
-        return (Some(text), fresh(len));
-    };
-    let mut out = Vec::with_capacity(128);
-    out.push(b'{');
-    let mut splice = None;
-    for (i, (key, value)) in members.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_json(&mut out, key);
-        out.push(b':');
-        match value {
-            Value::Object(weave) if key == "weave" => splice = Some(write_weave(&mut out, weave)),
-            _ => {
-                let at = out.len();
-                push_json(&mut out, value);
-                if key == "weave" {
-                    splice = Some(Splice {
-                        at,
-                        resume: out.len(),
-                        before: "{",
-                        after: "}",
-                    });
-                }
-            }
-        }
-    }
-    out.push(b'}');
-    let splice = splice.unwrap_or(Splice {
-        at: 1,
-        resume: 1,
-        before: r#""weave":{"#,
-        after: if members.is_empty() { "}" } else { "}," },
-    });
-    (Some(into_text(out)), splice)
-}
-
-/// Writes a `weave` object, its delivery keys last; returns where deliveries splice theirs.
-fn write_weave(out: &mut Vec<u8>, weave: &Map<String, Value>) -> Splice {
-    let theirs = |key: &String| DELIVERY_KEYS.contains(&key.as_str());
-    let own = weave.iter().filter(|(k, _)| !theirs(k));
-    let delivery = weave.iter().filter(|(k, _)| theirs(k));
-    let own_count = own.clone().count();
-    out.push(b'{');
-    let mut at = out.len();
-    for (i, (key, value)) in own.chain(delivery).enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_json(out, key);
-        out.push(b':');
-        push_json(out, value);
-        if i + 1 == own_count {
-            at = out.len();
-        }
-    }
-    let resume = out.len();
-    out.push(b'}');
-    Splice {
-        at,
-        resume,
-        before: if own_count > 0 { "," } else { "" },
-        after: "",
-    }
-}
-
-/// Writes an integer (without `fmt`, which showed in the engine's profile).
-pub fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-fn push_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    // Serializing a string or a `Value` into memory cannot fail.
-    let _ = serde_json::to_writer(out, value);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json_text::meta::DELIVERY_KEYS;
     use serde_json::json;
 
     /// The meta a delivery carries, by way of values: the record's meta (an object, else a

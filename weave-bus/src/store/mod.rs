@@ -3,7 +3,7 @@
 //! transaction), with SQLite ([`Store`], `sqlite/`) as its implementation and `conformance`,
 //! the suite any backend must pass.
 
-mod backend;
+pub(crate) mod backend;
 #[cfg(test)]
 pub mod conformance;
 mod sqlite;

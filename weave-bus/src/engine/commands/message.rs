@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 
 use super::{bad, Reply};
 use crate::conn::ConnId;
-use crate::engine::brain::{message_input, stamp_chain, stamp_payload_text, MessageFields};
 use crate::engine::recorded::Recorded;
+use crate::engine::stamp::{message_input, stamp_chain, stamp_payload_text, MessageFields};
 use crate::engine::{Answer, Engine};
 use crate::refusal::Refusal;
 

@@ -3,6 +3,7 @@
 
 mod action;
 mod agent;
+mod agent_update;
 mod events;
 mod inbox;
 mod message;

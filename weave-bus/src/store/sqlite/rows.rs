@@ -3,6 +3,7 @@
 use rusqlite::{params, CachedStatement, Connection};
 
 use super::receipts::PUT_RECEIPT;
+use crate::json_text::rows::idempotency_row;
 use crate::store::backend::{IdempotencyRef, IdempotencyRow, RowWriter, StoreResult};
 
 /// The rows every message writes — its record, its delivery's state, its remembered response —
@@ -38,33 +39,7 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// One row of remembered responses: a JSON array of `[id, session, src, key, response,
-/// created_ms]`, each `response` written as the JSON it is.
-fn encode_idempotency<'a>(entries: impl Iterator<Item = IdempotencyRef<'a>>) -> String {
-    let mut out = Vec::with_capacity(64 * 1024);
-    out.push(b'[');
-    for (i, e) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        // Writing into a Vec cannot fail (and serde_json writes integers without `fmt`).
-        out.push(b'[');
-        let _ = serde_json::to_writer(&mut out, &e.id);
-        for s in [e.session, e.src, e.key] {
-            out.push(b',');
-            let _ = serde_json::to_writer(&mut out, s);
-        }
-        out.push(b',');
-        out.extend_from_slice(e.response.as_bytes());
-        out.push(b',');
-        let _ = serde_json::to_writer(&mut out, &e.created_ms);
-        out.push(b']');
-    }
-    out.push(b']');
-    // Strings written by serde_json and JSON text: UTF-8.
-    String::from_utf8(out).unwrap_or_default()
-}
-
+/// Reads back a row of remembered responses (written by `json_text::rows`).
 pub(super) fn decode_idempotency(entries: &str) -> serde_json::Result<Vec<IdempotencyRow>> {
     type Entry = (
         i64,
@@ -130,7 +105,7 @@ impl RowWriter for Rows<'_> {
             return Ok(());
         };
         self.idempotency
-            .execute(params![last, encode_idempotency(entries.iter().copied())])?;
+            .execute(params![last, idempotency_row(entries.iter().copied())])?;
         Ok(())
     }
 
