@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use codex_weave_runtime::{Envelope, ErrorCode, RawRequest};
+
+use crate::request::Request;
 use tokio::sync::mpsc;
 
 use crate::conn::{ConnId, ConnOut, ConnShared};
@@ -49,12 +51,20 @@ impl Bus {
         self.request_raw(conn, env.into_raw_payload());
     }
 
-    /// A request read from a socket (see `Framing::decode_request`).
+    /// A request read from a socket (see `Framing::decode_request`): checked and typed here,
+    /// once, before the engine sees it.
     pub(crate) fn request_raw(&self, conn: ConnId, env: RawRequest) {
-        let _ = self.inputs.send(Input::Request {
-            conn,
-            env: Box::new(env),
-        });
+        let input = match Request::parse(env) {
+            Ok(req) => Input::Request {
+                conn,
+                req: Box::new(req),
+            },
+            Err(refused) => Input::Refused {
+                conn,
+                refused: Box::new(refused),
+            },
+        };
+        let _ = self.inputs.send(input);
     }
 
     pub(crate) fn invalid(

@@ -18,6 +18,7 @@ mod json_text;
 pub mod limit_flags;
 pub mod metrics;
 pub mod refusal;
+pub mod request;
 pub mod server;
 pub mod store;
 

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use codex_weave_runtime::{Envelope, ErrorCode, RawRequest};
+use codex_weave_runtime::{Envelope, ErrorCode};
 use codex_weave_transport_uds::Framing;
 use serde::Serialize;
 
@@ -42,6 +42,7 @@ use crate::config::BusConfig;
 use crate::conn::{ConnId, ConnOut};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
+use crate::request::{Refused, Request};
 use crate::store::prelude::*;
 use crate::store::{StoreError, StoreResult};
 use answer::ok_line;
@@ -75,8 +76,10 @@ pub enum Input {
         out: ConnOut,
         operator: bool,
     },
-    /// A parsed request line, its payload kept as JSON text.
-    Request { conn: ConnId, env: Box<RawRequest> },
+    /// A checked request (see [`Request::parse`]), its payload kept as JSON text.
+    Request { conn: ConnId, req: Box<Request> },
+    /// A request the edge refused (bad envelope, unknown type): answered with `refusal`.
+    Refused { conn: ConnId, refused: Box<Refused> },
     /// A line that could not be parsed; answered with `code`.
     Invalid {
         conn: ConnId,
@@ -244,9 +247,18 @@ impl Engine {
                     },
                 );
             }
-            Input::Request { conn, env } => {
+            Input::Request { conn, req } => {
                 self.metrics.inc(&self.metrics.requests);
-                self.on_request(conn, *env);
+                self.on_request(conn, *req);
+            }
+            Input::Refused { conn, refused } => {
+                self.metrics.inc(&self.metrics.requests);
+                let Refused {
+                    id,
+                    session,
+                    refusal,
+                } = *refused;
+                self.respond(conn, &id, session.as_deref(), Err(refusal));
             }
             Input::Invalid {
                 conn,

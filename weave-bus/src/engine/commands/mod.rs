@@ -11,7 +11,7 @@ mod relay;
 mod search;
 mod session;
 
-use codex_weave_runtime::{Envelope, ErrorCode, RawRequest, WIRE_VERSION};
+use codex_weave_runtime::{Envelope, ErrorCode};
 use serde_json::{json, Value};
 
 use super::idempotency;
@@ -19,29 +19,32 @@ use super::writer::Remembered;
 use super::{now_ms, Answer, Engine, Reply};
 use crate::conn::ConnId;
 use crate::refusal::Refusal;
+use crate::request::{Request, RequestType};
 
 impl Engine {
     /// A request, its payload as the JSON text it came in. A `message.send` keeps it so, into
     /// its record and deliveries; every other type reads it as a value.
-    pub(in crate::engine) fn on_request(&mut self, conn: ConnId, mut raw: RawRequest) {
-        if let Err(refusal) = validate(&raw) {
-            return self.respond(conn, &raw.id, raw.session.as_deref(), Err(refusal));
-        }
-        if raw.kind == "message.ack" {
-            return self.message_ack(conn, &raw);
-        }
-        if raw.kind == "message.send" {
-            return self.idempotent(conn, &mut raw, |engine, env| engine.message_send(conn, env));
+    pub(in crate::engine) fn on_request(&mut self, conn: ConnId, req: Request) {
+        let Request { kind, env: mut raw } = req;
+        match kind {
+            RequestType::MessageAck => return self.message_ack(conn, &raw),
+            RequestType::MessageSend => {
+                return self
+                    .idempotent(conn, &mut raw, |engine, env| engine.message_send(conn, env))
+            }
+            _ => {}
         }
         // Checked JSON (see `Framing::decode_request`), so it parses.
         let mut env: Envelope = raw.map(
             |p| serde_json::from_str(p.get()).unwrap_or(Value::Null),
             |m| m,
         );
-        if env.kind == "events.stream" {
+        if kind == RequestType::EventsStream {
             return self.events_stream(conn, &env);
         }
-        self.idempotent(conn, &mut env, |engine, env| engine.dispatch(conn, env));
+        self.idempotent(conn, &mut env, |engine, env| {
+            engine.dispatch(kind, conn, env)
+        });
     }
 
     /// Answers a request, once: a repeat of an idempotent one (same session, `src` and
@@ -84,36 +87,37 @@ impl Engine {
     }
 
     /// Every request type but `message.send`, `message.ack` and `events.stream`.
-    fn dispatch(&mut self, conn: ConnId, env: &mut Envelope) -> Reply {
-        match env.kind.as_str() {
-            "session.list" => self.session_list(env),
-            "session.create" => self.session_create(env),
-            "session.get" => self.session_get(env),
-            "session.close" => self.session_close(env),
-            "agent.list" => self.agent_list(env),
-            "agent.add" => self.agent_add(conn, env),
-            "agent.remove" => self.agent_remove(conn, env),
-            "agent.update" => self.agent_update(conn, env),
-            "agent.order" => self.agent_order(conn, env),
-            "agent.activity" => self.agent_activity(conn, env),
-            "action.submit" => self.action_submit(conn, env),
-            "action.result" => self.action_result(conn, env),
-            "relay.submit" => self.relay_submit(conn, env),
-            "events.history" => self.events_history(env),
-            "deliveries.dead" => self.deliveries_dead(env),
-            "inbox.unread" => self.inbox_unread(env),
-            "events.search" => self.events_search(env),
-            "message.read" => self.message_read(env),
-            "message.receipts" => self.message_receipts(env),
-            "relays.list" => self.relays_list(env),
-            "sessions.stream" => {
+    fn dispatch(&mut self, kind: RequestType, conn: ConnId, env: &mut Envelope) -> Reply {
+        use RequestType as T;
+        match kind {
+            T::SessionList => self.session_list(env),
+            T::SessionCreate => self.session_create(env),
+            T::SessionGet => self.session_get(env),
+            T::SessionClose => self.session_close(env),
+            T::SessionsStream => {
                 self.registry.session_watchers.push((conn, env.id.clone()));
                 self.session_list(env)
             }
-            "bus.stats" => Ok(self.stats()),
-            other => Err(Refusal::new(
-                ErrorCode::UnknownType,
-                format!("unknown request type `{other}`"),
+            T::AgentList => self.agent_list(env),
+            T::AgentAdd => self.agent_add(conn, env),
+            T::AgentRemove => self.agent_remove(conn, env),
+            T::AgentUpdate => self.agent_update(conn, env),
+            T::AgentOrder => self.agent_order(conn, env),
+            T::AgentActivity => self.agent_activity(conn, env),
+            T::ActionSubmit => self.action_submit(conn, env),
+            T::ActionResult => self.action_result(conn, env),
+            T::RelaySubmit => self.relay_submit(conn, env),
+            T::RelaysList => self.relays_list(env),
+            T::EventsHistory => self.events_history(env),
+            T::EventsSearch => self.events_search(env),
+            T::DeliveriesDead => self.deliveries_dead(env),
+            T::InboxUnread => self.inbox_unread(env),
+            T::MessageRead => self.message_read(env),
+            T::MessageReceipts => self.message_receipts(env),
+            T::BusStats => Ok(self.stats()),
+            T::MessageSend | T::MessageAck | T::EventsStream => Err(Refusal::new(
+                ErrorCode::Internal,
+                format!("{} is answered before dispatch", kind.as_str()),
             )),
         }
     }
@@ -192,22 +196,6 @@ impl Engine {
             "counters": self.metrics.snapshot(),
         }))
     }
-}
-
-fn validate<P>(env: &Envelope<P>) -> Result<(), Refusal> {
-    if env.v != WIRE_VERSION {
-        return Err(Refusal::new(
-            ErrorCode::UnsupportedVersion,
-            format!("protocol version {} is not supported; use v: 1", env.v),
-        ));
-    }
-    if env.kind.is_empty() {
-        return Err(Refusal::new(ErrorCode::BadRequest, "missing `type`"));
-    }
-    if env.id.is_empty() {
-        return Err(Refusal::new(ErrorCode::BadRequest, "missing `id`"));
-    }
-    Ok(())
 }
 
 fn bad(message: impl Into<String>) -> Refusal {
