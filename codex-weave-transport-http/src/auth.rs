@@ -11,7 +11,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use axum::http::{HeaderMap, Method};
+use axum::http::{header, HeaderMap, Method};
 use axum_extra::extract::cookie::Key;
 
 /// Name of the session cookie.
@@ -219,26 +219,67 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// `Origin` of a state-changing request: absent (not a browser) or loopback.
-pub fn origin_ok(method: &Method, headers: &HeaderMap) -> bool {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        return true;
+/// Why a request may not change state: a browser page of another origin (scheme, host and
+/// port: a page on `http://127.0.0.1:3000` is foreign to a daemon on `127.0.0.1:8787`, though
+/// SameSite cookies treat them as one site), or a body that is not declared JSON (the content
+/// types a cross-origin form or `fetch` may send without a preflight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsafe {
+    ForeignOrigin,
+    NotJson,
+}
+
+/// The methods that change state; the others are served to any origin.
+pub fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Checks a state-changing request: an `Origin` (when present) must be the daemon's own,
+/// `http://` + the request's `Host`; a `Sec-Fetch-Site` (when present) must be `same-origin` or
+/// `none` (typed by the person); a body must come with `Content-Type: application/json`.
+/// Clients that are not browsers send neither header and pass with a JSON body.
+pub fn request_ok(method: &Method, headers: &HeaderMap) -> Result<(), Unsafe> {
+    if !changes_state(method) {
+        return Ok(());
     }
-    match headers
-        .get(axum::http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    {
-        None => true,
-        Some(origin) => origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"))
-            .is_some_and(|host| is_loopback_host(host.trim_end_matches('/'))),
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text(SEC_FETCH_SITE) {
+        if !matches!(site, "same-origin" | "none") {
+            return Err(Unsafe::ForeignOrigin);
+        }
     }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = text(header::HOST.as_str()).unwrap_or_default();
+        let own = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.strip_prefix("http://"))
+            .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host));
+        if !own {
+            return Err(Unsafe::ForeignOrigin);
+        }
+    }
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || text(header::CONTENT_LENGTH.as_str()).is_some_and(|n| n.trim() != "0");
+    if has_body && !is_json(text(header::CONTENT_TYPE.as_str())) {
+        return Err(Unsafe::NotJson);
+    }
+    Ok(())
+}
+
+const SEC_FETCH_SITE: &str = "sec-fetch-site";
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn loopback_hosts() {
@@ -261,5 +302,70 @@ mod tests {
         ] {
             assert!(!is_loopback_host(bad), "{bad}");
         }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_daemons_own_origin_with_a_json_body_changes_state() {
+        let post = Method::POST;
+        let own = [
+            ("host", "127.0.0.1:8787"),
+            ("origin", "http://127.0.0.1:8787"),
+        ];
+        let json = [
+            ("content-type", "application/json; charset=utf-8"),
+            ("content-length", "2"),
+        ];
+        let ok = |extra: &[(&'static str, &str)]| {
+            let all: Vec<_> = own.iter().chain(extra).copied().collect();
+            request_ok(&post, &headers(&all))
+        };
+        assert_eq!(ok(&json), Ok(()));
+        assert_eq!(ok(&[]), Ok(()), "no body, no content type needed");
+        assert_eq!(ok(&[("content-length", "0")]), Ok(()));
+        for (ct, why) in [
+            ("text/plain", "a form's type"),
+            ("application/x-www-form-urlencoded", "a form's type"),
+            ("application/jsonx", "not json"),
+        ] {
+            let got = ok(&[("content-type", ct), ("content-length", "2")]);
+            assert_eq!(got, Err(Unsafe::NotJson), "{ct}: {why}");
+        }
+        assert_eq!(
+            ok(&[("content-length", "2")]),
+            Err(Unsafe::NotJson),
+            "no type"
+        );
+        for origin in [
+            "http://127.0.0.1:3000",
+            "http://localhost:8787",
+            "https://127.0.0.1:8787",
+            "null",
+            "http://127.0.0.1",
+        ] {
+            let h = headers(&[("host", "127.0.0.1:8787"), ("origin", origin)]);
+            assert_eq!(
+                request_ok(&post, &h),
+                Err(Unsafe::ForeignOrigin),
+                "{origin}"
+            );
+        }
+        assert_eq!(
+            ok(&[("sec-fetch-site", "same-site")]),
+            Err(Unsafe::ForeignOrigin),
+            "another port of the same host is the same site, not the same origin"
+        );
+        assert_eq!(ok(&[("sec-fetch-site", "same-origin")]), Ok(()));
+        let no_browser = headers(&[("host", "127.0.0.1:8787")]);
+        assert_eq!(request_ok(&post, &no_browser), Ok(()));
+        let foreign_get = headers(&[("host", "127.0.0.1:8787"), ("origin", "http://evil")]);
+        assert_eq!(request_ok(&Method::GET, &foreign_get), Ok(()));
     }
 }

@@ -80,12 +80,22 @@ async fn guard(State(st): State<Arc<HttpState>>, req: Request, next: Next) -> Re
         )
         .into_response();
     }
-    if !auth::origin_ok(req.method(), headers) {
-        return Problem::new(
-            "foreign_origin",
-            "state-changing requests from another origin are refused",
-        )
-        .into_response();
+    match auth::request_ok(req.method(), headers) {
+        Ok(()) => {}
+        Err(auth::Unsafe::ForeignOrigin) => {
+            return Problem::new(
+                "foreign_origin",
+                "state-changing requests are served to the daemon's own page only (Origin must be http://<Host>)",
+            )
+            .into_response()
+        }
+        Err(auth::Unsafe::NotJson) => {
+            return Problem::new(
+                "unsupported_media_type",
+                "a request body must be sent with `Content-Type: application/json`",
+            )
+            .into_response()
+        }
     }
     if !is_public(req.uri().path()) && !authorized(&st, headers) {
         return Problem::unauthorized().into_response();

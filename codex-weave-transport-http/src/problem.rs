@@ -49,6 +49,7 @@ pub fn status_of(code: &str) -> StatusCode {
         c if c.starts_with("unknown_") => StatusCode::NOT_FOUND,
         "session_closed" | "name_taken" | "loop_suppressed" => StatusCode::CONFLICT,
         "frame_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "inbox_full" | "limit_reached" => StatusCode::TOO_MANY_REQUESTS,
         "store_unavailable" | "shutting_down" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -105,6 +105,26 @@ async fn foreign_host_and_foreign_origin_are_refused() {
         .await
         .unwrap();
     assert_eq!(local.status(), 201);
+    // Another port of the same loopback host is another origin.
+    let other_port = d
+        .post("/api/sessions", json!({ "name": "x" }))
+        .header("Origin", "http://127.0.0.1:3000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_port.status(), 403);
+    // A body a form or a no-preflight fetch could send is never parsed, token or not.
+    let plain = reqwest::Client::new()
+        .post(d.url("/api/sessions"))
+        .bearer_auth(&d.token)
+        .header("Content-Type", "text/plain")
+        .body(r#"{"name":"plain"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 415);
+    let p: Value = plain.json().await.unwrap();
+    assert_eq!(p["code"], "unsupported_media_type");
     // A GET with a foreign Origin changes nothing and is allowed (read-only).
     assert_eq!(
         d.get("/api/sessions")

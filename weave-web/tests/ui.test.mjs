@@ -13,6 +13,7 @@ import { mkdtempSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import net from "node:net";
+import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { chromium } from "playwright-core";
 
@@ -437,6 +438,46 @@ test("a session with 1,000 events: time to show it (printed, not asserted)", asy
     a.close();
   } finally {
     await browser.close();
+    await stopDaemon(daemon);
+  }
+});
+
+test("a page on another loopback port cannot change state with the person's login cookie", async () => {
+  const home = join(mkdtempSync(join(tmpdir(), "weave-ui-")), "home");
+  const daemon = await startDaemon(home);
+  const target = `http://127.0.0.1:${daemon.port}/api/sessions`;
+  // The attacker's page: same host, another port (the same *site* for SameSite cookies).
+  const evil = http.createServer((req, res) => {
+    res.setHeader("content-type", "text/html");
+    res.end(`<form id="f" method="POST" action="${target}" enctype="text/plain"><input name='{"name":"csrf-form","x":"' value='"}'></form>`);
+  });
+  await new Promise((res) => evil.listen(0, "127.0.0.1", res));
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+  try {
+    const page = await browser.newPage();
+    await page.goto(daemon.login);
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: WAIT });
+    const own = await page.evaluate(async () => (await fetch("/api/sessions", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "own-page" }) })).status);
+    assert.equal(own, 201, "the daemon's own page changes state");
+
+    await page.goto(`http://127.0.0.1:${evil.address().port}/`);
+    // A simple (no-preflight) request with the cookie: text/plain body that is valid JSON.
+    await page.evaluate(async (url) => {
+      await fetch(url, { method: "POST", mode: "no-cors", credentials: "include", headers: { "content-type": "text/plain" }, body: JSON.stringify({ name: "csrf-fetch" }) });
+    }, target);
+    // A form post, the oldest way.
+    const [answer] = await Promise.all([page.waitForNavigation(), page.evaluate(() => document.getElementById("f").submit())]);
+    const refused = JSON.parse(await answer.text());
+    assert.equal(answer.status(), 403, JSON.stringify(refused));
+    assert.equal(refused.code, "foreign_origin");
+
+    await page.goto(`${daemon.base}/`);
+    const names = await page.evaluate(async () => (await (await fetch("/api/sessions")).json()).sessions.map((s) => s.name));
+    assert.ok(names.includes("own-page"), JSON.stringify(names));
+    assert.ok(!names.some((n) => n.startsWith("csrf")), `a foreign page created ${JSON.stringify(names)}`);
+  } finally {
+    await browser.close();
+    evil.close();
     await stopDaemon(daemon);
   }
 });
