@@ -191,6 +191,35 @@ async fn ack_timeout_redelivers_then_dead_letters_at_max_deliver() {
     assert_eq!(dead["dead"][0]["dst"], "b1");
 }
 
+/// Two senders may choose the same envelope id (ids can be read from the history): each
+/// delivery is settled by its own ack, and neither comes again after a reconnect.
+#[tokio::test]
+async fn two_senders_with_one_envelope_id_are_both_acked() {
+    let bus = BusProcess::start();
+    let (s, c) = session_with(&bus, &[("a1", "Alice"), ("a2", "Ann"), ("b1", "Bob")]).await;
+    let mut c = c.into_iter();
+    let (alice, ann, mut bob) = (c.next().unwrap(), c.next().unwrap(), c.next().unwrap());
+    for (from, conn) in [("a1", &alice), ("a2", &ann)] {
+        let mut env = message(&s, from, "b1", &format!("from {from}"));
+        env.id = "same-id".into();
+        let sent = conn.call(env).await;
+        assert!(sent.error.is_none(), "{sent:?}");
+    }
+    for from in ["a1", "a2"] {
+        let got = bob.next_of("message.send").await;
+        assert_eq!(text_of(&got), format!("from {from}"));
+        assert_eq!(got.corr.as_deref(), Some("same-id"));
+        bob.ack(&s, "b1", &got);
+    }
+    bob.ok("agent.list", Some(&s), "b1", Value::Null).await;
+    drop(bob);
+    alice.wait_status(&s, "b1", "offline").await;
+    let mut bob = bus.connect().await;
+    bob.add_agent(&s, "b1", "Bob").await;
+    bob.none_of("message.send", Duration::from_millis(300))
+        .await;
+}
+
 // That an acked message is not sent again when its timeout passes, and that a message sent
 // with `ack.mode: none` is never sent again, are checked on a fake clock, without sleeping:
 // `weave-bus/src/engine/inboxes/tests.rs`.

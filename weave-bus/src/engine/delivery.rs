@@ -98,9 +98,16 @@ impl Engine {
         }
     }
 
-    /// An agent acknowledged ack id `ack_id` (a message id, or an action id of a group).
-    pub(super) fn acknowledge(&mut self, sid: &str, aid: &str, ack_id: &str) -> bool {
-        let Some(d) = self.inboxes.handle_ack(sid, aid, ack_id) else {
+    /// An agent acknowledged ack id `ack_id` (a message id, or an action id of a group) of a
+    /// record from `sender`, when the ack names it.
+    pub(super) fn acknowledge(
+        &mut self,
+        sid: &str,
+        aid: &str,
+        ack_id: &str,
+        sender: Option<&str>,
+    ) -> bool {
+        let Some(d) = self.inboxes.handle_ack(sid, aid, ack_id, sender) else {
             return false;
         };
         self.acknowledged(sid, aid, d);
@@ -118,10 +125,19 @@ impl Engine {
         self.metrics.inc(&self.metrics.acks);
     }
 
-    /// Agent `aid` completed action `action_id` (see [`super::inboxes::Inboxes::complete_action`]). Returns
-    /// whether its group was acknowledged.
-    pub(super) fn complete_action(&mut self, sid: &str, aid: &str, action_id: &str) -> bool {
-        let Some(d) = self.inboxes.complete_action(sid, aid, action_id) else {
+    /// Agent `aid` completed action `action_id` of a group agent `sender` gave it (see
+    /// [`super::inboxes::Inboxes::complete_action`]). Returns whether its group was acknowledged.
+    pub(super) fn complete_action(
+        &mut self,
+        sid: &str,
+        aid: &str,
+        action_id: &str,
+        sender: &str,
+    ) -> bool {
+        let Some(d) = self
+            .inboxes
+            .complete_action(sid, aid, action_id, Some(sender))
+        else {
             return false;
         };
         self.acknowledged(sid, aid, d);

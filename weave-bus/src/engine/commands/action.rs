@@ -21,6 +21,8 @@ impl Engine {
             .ok_or_else(|| bad("action.submit needs a non-empty `payload.actions` array"))?;
         let mut resolved = Vec::with_capacity(actions.len());
         let mut targets: Vec<String> = Vec::new();
+        // (action id named in `reply_to_action_id`, the agent the reply goes to)
+        let mut replies: Vec<(String, String)> = Vec::new();
         for (i, action) in actions.iter().enumerate() {
             ActionType::check(i, action, &[ActionType::Message, ActionType::Control])
                 .map_err(bad)?;
@@ -35,6 +37,9 @@ impl Engine {
             let target = self.resolve_target(&sid, dst)?;
             if !targets.contains(&target) {
                 targets.push(target.clone());
+            }
+            if let Some(named) = action.get("reply_to_action_id").and_then(Value::as_str) {
+                replies.push((named.to_owned(), target.clone()));
             }
             let mut action = action.clone();
             action["dst"] = Value::String(target);
@@ -55,12 +60,10 @@ impl Engine {
         for target in &targets {
             self.enqueue(&sid, target, seq, record.clone());
         }
-        // A reply naming an action given to the sender completes it.
-        for named in actions
-            .iter()
-            .filter_map(|a| a.get("reply_to_action_id").and_then(Value::as_str))
-        {
-            self.complete_action(&sid, &env.src, named);
+        // A reply naming an action given to the sender completes it (the group came from
+        // the reply's target).
+        for (named, giver) in &replies {
+            self.complete_action(&sid, &env.src, named, giver);
         }
         self.receipts_answered(&sid, &env.src, &consulted.stamps);
         self.apply_effects(&sid, consulted.effects);
@@ -103,7 +106,7 @@ impl Engine {
         record.dst = Some(target.clone());
         self.stamp_origin(&sid, &mut record);
         let consulted = self.admit(&sid, &mut record)?;
-        self.complete_action(&sid, &env.src, &action_id);
+        self.complete_action(&sid, &env.src, &action_id, &target);
         // A result is the agent's own word on the action: it read it, and a terminal result
         // answers it.
         let state = if status.is_terminal() {

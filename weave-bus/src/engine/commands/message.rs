@@ -68,7 +68,7 @@ impl Engine {
         let completes = fields
             .reply_to_action_id
             .as_deref()
-            .map(|a| (record.src.clone(), a.to_owned()));
+            .map(|a| (record.src.clone(), a.to_owned(), target.clone()));
         let consulted = self.admit_input(&sid, input)?;
         let first = consulted.stamps.first();
         let stamped = first.and_then(|first| stamp_payload_text(text, &fields, first));
@@ -99,8 +99,8 @@ impl Engine {
         };
         let (seq, record) = self.append(&sid, recorded);
         self.enqueue(&sid, &target, seq, record);
-        if let Some((from, action_id)) = completes {
-            self.complete_action(&sid, &from, &action_id);
+        if let Some((from, action_id, giver)) = completes {
+            self.complete_action(&sid, &from, &action_id, &giver);
         }
         if let Some(from) = answerer {
             self.receipts_answered(&sid, &from, &consulted.stamps);
@@ -140,7 +140,14 @@ impl Engine {
             tracing::debug!(id = %env.id, "message.ack without corr ignored");
             return;
         };
-        if !self.acknowledge(&sid, &env.src, corr) {
+        // The ack may name the message's sender (`dst`, an id or a name): two senders may
+        // have chosen the same envelope id.
+        let sender = env
+            .dst
+            .as_deref()
+            .and_then(|d| self.registry.sessions[&sid].resolve(d));
+        let sender = sender.map(str::to_owned);
+        if !self.acknowledge(&sid, &env.src, corr, sender.as_deref()) {
             tracing::debug!(corr, "message.ack for nothing pending ignored");
         }
     }

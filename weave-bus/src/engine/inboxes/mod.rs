@@ -10,6 +10,7 @@
 //! [`Inboxes::handle_disconnect`] (its agent's connection went): both put it back at the front
 //! of the agent's queue, in delivery order, and the next `next_for` sends it again.
 
+mod ack_ids;
 mod delivery;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,7 @@ pub use delivery::{actions_for, moved_delivery, new_delivery};
 pub use delivery::{Delivery, DeliveryKind};
 
 use super::state::Map;
+use ack_ids::AckIds;
 
 /// What [`Inboxes::next_for`] asks of the shell.
 #[derive(Debug)]
@@ -47,8 +49,8 @@ struct Inbox {
     /// Deliveries sent on the current connection and not yet acked.
     inflight: BTreeSet<u64>,
     /// Ack id (the record's id — what a `message.ack` names as `corr` — or an action id of an
-    /// action group) → delivery id.
-    ack_ids: Map<String, u64>,
+    /// action group) → the deliveries it may settle.
+    ack_ids: AckIds,
 }
 
 #[derive(Debug)]
@@ -169,19 +171,59 @@ impl Inboxes {
         }
     }
 
-    /// Agent `aid` acknowledged `ack_id` (a message id, or an action id of a group): the
-    /// delivery is done and taken out. `None` when the agent has no delivery by that id.
-    pub fn handle_ack(&mut self, sid: &str, aid: &str, ack_id: &str) -> Option<Delivery> {
-        let did = *self.inbox(sid, aid)?.ack_ids.get(ack_id)?;
+    /// Agent `aid` acknowledged `ack_id` (a message id, or an action id of a group), sent by
+    /// `sender` when the ack says so: the delivery is done and taken out. `None` when the agent
+    /// has no delivery by that id. When several of its deliveries share the id (two senders
+    /// chose the same envelope id), the ack settles exactly one: the one from `sender` if given,
+    /// else the oldest in flight (the agent acks what it was sent, in order), else the oldest.
+    pub fn handle_ack(
+        &mut self,
+        sid: &str,
+        aid: &str,
+        ack_id: &str,
+        sender: Option<&str>,
+    ) -> Option<Delivery> {
+        let did = self.settled_by(sid, aid, ack_id, sender)?;
         self.forget(did)
+    }
+
+    /// Which delivery of agent `aid` an ack of `ack_id` (from `sender`'s message) settles.
+    fn settled_by(&self, sid: &str, aid: &str, ack_id: &str, sender: Option<&str>) -> Option<u64> {
+        let inbox = self.inboxes.get(sid)?.get(aid)?;
+        let named = inbox.ack_ids.get(ack_id);
+        if let [only] = named {
+            return Some(*only);
+        }
+        let from_sender = |did: &&u64| {
+            sender.is_some_and(|s| {
+                self.deliveries
+                    .get(did)
+                    .is_some_and(|d| d.envelope.env.src == s)
+            })
+        };
+        let candidates: Vec<u64> = match named.iter().filter(from_sender).count() {
+            0 => named.to_vec(),
+            _ => named.iter().filter(from_sender).copied().collect(),
+        };
+        candidates
+            .iter()
+            .find(|did| inbox.inflight.contains(did))
+            .or(candidates.first())
+            .copied()
     }
 
     /// Agent `aid` completed action `action_id` (a result for it, or a reply naming it): the
     /// action, and the actions before it in its group (clients take a group's actions in
     /// order), want nothing more. When none of the group's actions for the agent is left
     /// open, the group is acknowledged and comes back, taken out.
-    pub fn complete_action(&mut self, sid: &str, aid: &str, action_id: &str) -> Option<Delivery> {
-        let did = *self.inbox(sid, aid)?.ack_ids.get(action_id)?;
+    pub fn complete_action(
+        &mut self,
+        sid: &str,
+        aid: &str,
+        action_id: &str,
+        sender: Option<&str>,
+    ) -> Option<Delivery> {
+        let did = self.settled_by(sid, aid, action_id, sender)?;
         let d = self.deliveries.get_mut(&did)?;
         if d.kind != DeliveryKind::Action {
             return None;
@@ -190,7 +232,7 @@ impl Inboxes {
             d.open.drain(..=i);
         }
         if d.open.is_empty() {
-            self.handle_ack(sid, aid, action_id)
+            self.forget(did)
         } else {
             None
         }
@@ -280,14 +322,9 @@ impl Inboxes {
                     inbox.queue.remove(pos);
                 }
             }
-            let mut forget = |ack_id: &str| {
-                if inbox.ack_ids.get(ack_id) == Some(&did) {
-                    inbox.ack_ids.remove(ack_id);
-                }
-            };
-            forget(&d.envelope.env.id);
+            inbox.ack_ids.remove(&d.envelope.env.id, did);
             for ack_id in d.action_ids() {
-                forget(&ack_id);
+                inbox.ack_ids.remove(&ack_id, did);
             }
         }
         Some(d)

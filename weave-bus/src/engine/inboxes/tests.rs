@@ -28,7 +28,17 @@ impl Clock {
 }
 
 fn message(inboxes: &mut Inboxes, to: &str, id: &str, ack: Option<(AckMode, Option<u64>)>) -> u64 {
-    let mut env = Envelope::new("message.send", id.to_owned(), String::new(), "a1");
+    message_from(inboxes, "a1", to, id, ack)
+}
+
+fn message_from(
+    inboxes: &mut Inboxes,
+    from: &str,
+    to: &str,
+    id: &str,
+    ack: Option<(AckMode, Option<u64>)>,
+) -> u64 {
+    let mut env = Envelope::new("message.send", id.to_owned(), String::new(), from);
     env.ack = ack.map(|(mode, timeout_ms)| Ack {
         mode: Some(mode),
         timeout_ms,
@@ -132,7 +142,10 @@ fn an_acked_message_is_not_sent_again_when_its_timeout_passes() {
     let mut inboxes = Inboxes::new(16, 5);
     message(&mut inboxes, "b1", "m1", Some((AckMode::Manual, Some(100))));
     drain(&mut inboxes, "b1", clock.now());
-    assert_eq!(inboxes.handle_ack(S, "b1", "m1").map(|d| d.id), Some(1));
+    assert_eq!(
+        inboxes.handle_ack(S, "b1", "m1", None).map(|d| d.id),
+        Some(1)
+    );
     clock.advance(1_000);
     assert!(inboxes.handle_timeout(clock.now()).is_empty());
     assert!(drain(&mut inboxes, "b1", clock.now()).is_empty());
@@ -194,7 +207,7 @@ fn a_disconnect_puts_what_was_in_flight_back_first_in_delivery_order() {
         ["send 1", "send 2", "send 3"]
     );
     assert_eq!(inboxes.counts(S, "b1"), (2, 3));
-    inboxes.handle_ack(S, "b1", "m2");
+    inboxes.handle_ack(S, "b1", "m2", None);
     assert_eq!(drain(&mut inboxes, "b1", now), ["send 4"]);
     inboxes.handle_disconnect(S, "b1");
     assert_eq!(inboxes.pending(S, "b1"), [1, 3, 4, 5]);
@@ -215,12 +228,12 @@ fn a_group_is_done_when_each_action_that_wants_an_answer_is_completed() {
     );
     drain(&mut inboxes, "w1", now);
     assert!(
-        inboxes.complete_action(S, "w1", "a1").is_none(),
+        inboxes.complete_action(S, "w1", "a1", None).is_none(),
         "a2 is still open"
     );
     // Completing a2 completes what comes before it; a3 wants no answer.
     assert_eq!(
-        inboxes.complete_action(S, "w1", "a2").map(|d| d.id),
+        inboxes.complete_action(S, "w1", "a2", None).map(|d| d.id),
         Some(1)
     );
     assert_eq!(inboxes.len(), 0);
@@ -252,7 +265,65 @@ fn moved_deliveries_keep_their_order_ahead_of_the_new_agents_own() {
         Some("old")
     );
     assert!(
-        inboxes.handle_ack(S, "new", "m1").is_some(),
+        inboxes.handle_ack(S, "new", "m1", None).is_some(),
         "acked by the new id"
     );
+}
+
+#[test]
+fn two_senders_with_one_envelope_id_are_each_settled_by_one_ack() {
+    let mut clock = Clock::new();
+    let mut inboxes = Inboxes::new(16, 3);
+    let timed = Some((AckMode::Manual, Some(100)));
+    let first = message_from(&mut inboxes, "a1", "b1", "same", timed);
+    let second = message_from(&mut inboxes, "a2", "b1", "same", timed);
+    assert_eq!(drain(&mut inboxes, "b1", clock.now()), ["send 1", "send 2"]);
+    // The receiver acks each delivery it got, naming only the id (an unchanged client).
+    assert_eq!(
+        inboxes.handle_ack(S, "b1", "same", None).map(|d| d.id),
+        Some(first)
+    );
+    assert_eq!(
+        inboxes.handle_ack(S, "b1", "same", None).map(|d| d.id),
+        Some(second)
+    );
+    assert!(
+        inboxes.handle_ack(S, "b1", "same", None).is_none(),
+        "nothing left"
+    );
+    clock.advance(1_000);
+    assert!(
+        inboxes.handle_timeout(clock.now()).is_empty(),
+        "neither is sent again"
+    );
+    assert_eq!(inboxes.len(), 0);
+}
+
+#[test]
+fn an_ack_naming_the_sender_settles_that_senders_delivery() {
+    let now = Clock::new().now();
+    let mut inboxes = Inboxes::new(16, 3);
+    message_from(&mut inboxes, "a1", "b1", "same", None);
+    let second = message_from(&mut inboxes, "a2", "b1", "same", None);
+    drain(&mut inboxes, "b1", now);
+    let got = inboxes.handle_ack(S, "b1", "same", Some("a2"));
+    assert_eq!(got.map(|d| d.id), Some(second));
+    assert_eq!(inboxes.get(second).map(|d| d.id), None);
+    assert_eq!(inboxes.counts(S, "b1"), (0, 1), "a1's is still in flight");
+}
+
+#[test]
+fn an_ack_settles_what_was_sent_before_what_is_still_queued() {
+    let now = Clock::new().now();
+    let mut inboxes = Inboxes::new(1, 3);
+    let first = message_from(&mut inboxes, "a1", "b1", "same", None);
+    message_from(&mut inboxes, "a2", "b1", "same", None);
+    assert_eq!(
+        drain(&mut inboxes, "b1", now),
+        ["send 1"],
+        "a window of one"
+    );
+    let got = inboxes.handle_ack(S, "b1", "same", None);
+    assert_eq!(got.map(|d| d.id), Some(first), "the one in flight");
+    assert_eq!(drain(&mut inboxes, "b1", now), ["send 2"]);
 }
