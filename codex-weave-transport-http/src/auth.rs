@@ -61,6 +61,9 @@ fn spend_file_code(dir: &Path, code: &str) -> bool {
     meta.file_type().is_file() && fs::remove_file(&path).is_ok() && fresh
 }
 
+/// Hex digits of the token (256 bits).
+pub const TOKEN_HEX: usize = 64;
+
 /// Secrets and live sessions of the HTTP facade.
 pub struct Auth {
     token: String,
@@ -83,32 +86,65 @@ fn random_hex(uuids: usize) -> String {
         .collect()
 }
 
-/// Reads a secret file, or creates it (mode 0600) with `make()`.
-fn secret(path: &Path, make: impl FnOnce() -> String) -> io::Result<String> {
-    match fs::read_to_string(path) {
-        Ok(s) if !s.trim().is_empty() => {
-            fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
-            Ok(s.trim().to_owned())
-        }
-        _ => {
-            let value = make();
-            let mut f = OpenOptions::new()
+/// Reads a secret file, or creates it (mode 0600) with `make()` (also when it is empty). The
+/// file is opened without following a symlink (one planted in the home is refused), and what it
+/// holds must be `hex_len` hex digits, as made: a short or hand-written secret is refused at
+/// start rather than accepted.
+fn secret(path: &Path, hex_len: usize, make: impl FnOnce() -> String) -> io::Result<String> {
+    let no_follow = nix::fcntl::OFlag::O_NOFOLLOW.bits();
+    let refused = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(no_follow)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut file = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
+                .custom_flags(no_follow)
                 .open(path)?;
-            writeln!(f, "{value}")?;
-            Ok(value)
+            let value = make();
+            writeln!(file, "{value}")?;
+            return Ok(value);
         }
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+            return Err(refused(format!(
+                "{} is a symlink; a secret is read only from a plain file of the home (remove it: a new one is made at start)",
+                path.display()
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    let mut text = String::new();
+    io::Read::read_to_string(&mut file, &mut text)
+        .map_err(|_| refused(format!("{} is not text", path.display())))?;
+    let value = text.trim();
+    if value.is_empty() {
+        let value = make();
+        file.set_len(0)?;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
+        writeln!(file, "{value}")?;
+        return Ok(value);
     }
+    if value.len() != hex_len || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(refused(format!(
+            "{} does not hold a well-formed secret ({hex_len} hex digits); remove it and a new one is made at start",
+            path.display()
+        )));
+    }
+    Ok(value.to_owned())
 }
 
 impl Auth {
     /// Loads (or creates) the token, the cookie key and the live sessions under `home`.
     pub fn load(home: &Path) -> io::Result<Auth> {
-        let token = secret(&home.join("token"), || random_hex(2))?;
-        let key_hex = secret(&home.join("cookie.key"), || random_hex(4))?;
+        let token = secret(&home.join("token"), TOKEN_HEX, || random_hex(2))?;
+        let key_hex = secret(&home.join("cookie.key"), 128, || random_hex(4))?;
         let key = Key::from(key_hex.as_bytes());
         let sessions_file = home.join("http-sessions");
         let sessions = fs::read_to_string(&sessions_file)
@@ -280,6 +316,35 @@ fn is_json(content_type: Option<&str>) -> bool {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn a_secret_is_made_kept_and_never_taken_from_a_symlink_or_a_short_file() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("token");
+        let made = secret(&path, TOKEN_HEX, || random_hex(2)).unwrap();
+        assert_eq!(made.len(), TOKEN_HEX);
+        assert_eq!(secret(&path, TOKEN_HEX, || unreachable!()).unwrap(), made);
+        fs::write(&path, "").unwrap();
+        let remade = secret(&path, TOKEN_HEX, || random_hex(2)).unwrap();
+        assert_ne!(remade, made, "an empty file gets a new secret");
+        assert_eq!(fs::read_to_string(&path).unwrap().trim(), remade);
+        fs::write(&path, "x\n").unwrap();
+        let e = secret(&path, TOKEN_HEX, || unreachable!()).unwrap_err();
+        assert!(e.to_string().contains("well-formed"), "{e}");
+        let planted = dir.path().join("planted");
+        fs::write(&planted, format!("{}\n", random_hex(2))).unwrap();
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&planted, &path).unwrap();
+        let e = secret(&path, TOKEN_HEX, || unreachable!()).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("dangling"), &path).unwrap();
+        assert!(
+            secret(&path, TOKEN_HEX, || random_hex(2)).is_err(),
+            "not created through it"
+        );
+        assert!(!dir.path().join("dangling").exists());
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -8,6 +8,7 @@ pub mod links;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod serve;
 pub mod stream;
 
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use serde_json::{json, Value};
 use weave_test_kit::*;
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -95,6 +96,51 @@ async fn weave_home_from_the_environment_is_used() {
         line.contains(&home.join("coord.sock").display().to_string()),
         "{line}"
     );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A home that had a store never starts over silently: a store truncated to 0 bytes (or gone)
+/// is refused, naming the file and `--new-store`, until that flag says to begin again.
+#[tokio::test]
+async fn a_store_truncated_to_nothing_is_refused_until_new_store_is_given() {
+    let mut bus = BusProcess::start();
+    let c = bus.connect().await;
+    c.ok("session.create", None, "t", json!({ "name": "kept" }))
+        .await;
+    drop(c);
+    assert_eq!(bus.terminate(), Some(0));
+    let store = bus.home.join("weave.db");
+    std::fs::write(&store, b"").unwrap();
+    for side in ["weave.db-wal", "weave.db-shm"] {
+        let _ = std::fs::remove_file(bus.home.join(side));
+    }
+    let err = spawn_bus(&bus.home, &[]).expect_err("an empty store is refused");
+    assert!(err.contains("exit Some(1)"), "{err}");
+    assert!(err.contains("is empty (0 bytes)"), "{err}");
+    assert!(err.contains("--new-store"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().len(),
+        0,
+        "left as it was"
+    );
+    std::fs::remove_file(&store).unwrap();
+    let err = spawn_bus(&bus.home, &[]).expect_err("a missing store is refused");
+    assert!(err.contains("is missing"), "{err}");
+
+    let (mut child, _) =
+        spawn_bus(&bus.home, &["--new-store".into()]).expect("--new-store starts over");
+    let c = Conn::open(&bus.socket()).await;
+    let listed = c.ok("session.list", None, "t", Value::Null).await;
+    assert_eq!(listed.payload.unwrap()["sessions"], json!([]));
+    drop(c);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let (mut child, _) = spawn_bus(&bus.home, &[]).expect("the new store is the home's now");
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -224,3 +224,59 @@ async fn a_second_daemon_on_the_same_home_names_the_first_and_exits_non_zero() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("pid {}", d.pid())), "{err}");
 }
+
+/// A planted `token` symlink (to a file the attacker can read) and a guessable hand-written
+/// token are refused at start, naming the file; with the file removed a new token is made.
+#[tokio::test]
+async fn a_token_symlink_or_a_short_token_is_refused_at_start() {
+    let mut d = Weaved::start();
+    assert_eq!(d.terminate(), Some(0));
+    let token = d.home.join("token");
+    let planted = d.home.join("planted");
+    std::fs::write(&planted, format!("{}\n", "a".repeat(64))).unwrap();
+    std::fs::remove_file(&token).unwrap();
+    std::os::unix::fs::symlink(&planted, &token).unwrap();
+    let err = d.spawn().expect_err("a symlink is refused");
+    assert!(err.contains("is a symlink"), "{err}");
+    std::fs::remove_file(&token).unwrap();
+    std::fs::write(&token, "x\n").unwrap();
+    let err = d.spawn().expect_err("a 1-character token is refused");
+    assert!(err.contains("well-formed"), "{err}");
+    std::fs::remove_file(&token).unwrap();
+    d.spawn().expect("a new token is made");
+    assert_eq!(d.token.len(), 64);
+    assert_eq!(d.get("/api/sessions").send().await.unwrap().status(), 200);
+}
+
+/// Slowloris: 200 sockets that send half a request's headers and then nothing are closed by
+/// the daemon after its header-read timeout (10 s); others are served meanwhile.
+#[tokio::test]
+async fn connections_that_never_finish_their_headers_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let d = Weaved::start();
+    let addr = d.base.trim_start_matches("http://").to_owned();
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    let health = reqwest::get(d.url("/api/health")).await.unwrap();
+    assert_eq!(health.status(), 200, "served beside 200 stalled sockets");
+    let started = std::time::Instant::now();
+    for mut s in stalled {
+        let mut buf = [0u8; 512];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(20), s.read(&mut buf))
+            .await
+            .expect("closed within 20 s");
+        // Closed: end of stream, or a reset; hyper may answer 408 first.
+        if let Ok(n) = read {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+        }
+    }
+    let waited = started.elapsed();
+    assert!(waited.as_secs() >= 5, "not before the timeout: {waited:?}");
+}

@@ -97,6 +97,9 @@ pub struct BusConfig {
     pub limits: Limits,
     /// The runtime's limits (loop guard, relay retry hint).
     pub runtime: codex_weave_runtime::RuntimeConfig,
+    /// Start with an empty store even where the home had one (`--new-store`; see
+    /// `store_marker.rs`).
+    pub new_store: bool,
 }
 
 impl BusConfig {
@@ -106,6 +109,7 @@ impl BusConfig {
             durability: Durability::default(),
             limits: Limits::default(),
             runtime: codex_weave_runtime::RuntimeConfig::default(),
+            new_store: false,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod refusal;
 pub mod request;
 pub mod server;
 pub mod store;
+pub mod store_marker;
 
 pub use codex_weave_runtime::RuntimeConfig;
 pub use codex_weave_transport_uds::shutdown_signal;

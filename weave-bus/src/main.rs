@@ -26,6 +26,10 @@ struct Args {
     /// `normal`: an ok survives kill -9 of the bus; `fsync`: it also survives power loss.
     #[arg(long, default_value = "normal")]
     durability: Durability,
+    /// Start with an empty store although this home had one that is now missing or empty
+    /// (refused without it: pending work would be lost silently).
+    #[arg(long)]
+    new_store: bool,
     #[command(flatten)]
     limits: LimitFlags,
 }
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     };
     let mut cfg = BusConfig::new(home);
     cfg.durability = args.durability;
+    cfg.new_store = args.new_store;
     if let Err(e) = args.limits.apply(&mut cfg) {
         complain(format_args!("weave-bus: {e}"));
         return ExitCode::from(2);

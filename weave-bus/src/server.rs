@@ -31,6 +31,7 @@ use crate::home::{self, HomeError, HomeLock};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
 use crate::store::{self, Store, StoreError};
+use crate::store_marker::{self, LostStore};
 use codex_weave_transport_uds::{CodecError, Framing, PREAMBLE};
 
 /// Why the bus could not start.
@@ -38,6 +39,7 @@ use codex_weave_transport_uds::{CodecError, Framing, PREAMBLE};
 pub enum StartError {
     Home(HomeError),
     Store(StoreError),
+    LostStore(LostStore),
     Io(PathBuf, io::Error),
 }
 
@@ -46,6 +48,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Home(e) => write!(f, "{e}"),
             StartError::Store(e) => write!(f, "cannot open the store: {e}"),
+            StartError::LostStore(e) => write!(f, "{e}"),
             StartError::Io(p, e) => write!(f, "{}: {e}", p.display()),
         }
     }
@@ -85,6 +88,8 @@ impl BusServer {
         let lock = HomeLock::acquire(&cfg.lock_path())?;
         let socket = cfg.socket_path();
         home::clear_stale_socket(&socket)?;
+        store_marker::check(&cfg.home, &cfg.store_path(), cfg.new_store)
+            .map_err(StartError::LostStore)?;
         let store = Store::open(&cfg.store_path(), cfg.durability).map_err(StartError::Store)?;
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = std::sync::mpsc::channel();
@@ -116,6 +121,8 @@ impl BusServer {
                 ))
             }
         }
+        store_marker::mark(&cfg.home, &cfg.store_path())
+            .map_err(|e| StartError::Io(cfg.home.join(store_marker::STORE_MARKER), e))?;
         let checkpoint_stop = Arc::new(AtomicBool::new(false));
         store::spawn_checkpointer(
             &cfg.store_path(),

@@ -25,6 +25,7 @@ pub struct Flags {
     pub home: Option<PathBuf>,
     pub http: Option<String>,
     pub durability: Option<Durability>,
+    pub new_store: bool,
     pub limits: LimitFlags,
 }
 
@@ -85,6 +86,7 @@ pub fn resolve(flags: &Flags) -> Result<DaemonConfig, String> {
         (None, Some(d)) => d.parse()?,
         (None, None) => Durability::default(),
     };
+    bus.new_store = flags.new_store;
     flags.limits.clone().or(file.limits).apply(&mut bus)?;
     Ok(DaemonConfig { bus, http_addr })
 }
@@ -102,6 +104,7 @@ mod tests {
             home: Some(home.clone()),
             http: http.map(str::to_owned),
             durability: None,
+            new_store: false,
             limits: LimitFlags::default(),
         };
         std::env::remove_var("WEAVE_HTTP_ADDR");

@@ -80,15 +80,11 @@ impl Daemon {
             }
         });
         let app = codex_weave_transport_http::router(self.state.clone());
-        let http = axum::serve(self.http, app).with_graceful_shutdown({
-            let stop = stop.clone();
-            async move { stop.cancelled().await }
-        });
-        let http = tokio::spawn(async move {
-            if let Err(e) = http.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        });
+        let http = tokio::spawn(codex_weave_transport_http::serve::serve(
+            self.http,
+            app,
+            stop.clone(),
+        ));
         self.bus.run(async move { stop.cancelled().await }).await;
         let _ = http.await;
     }

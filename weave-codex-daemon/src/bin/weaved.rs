@@ -29,6 +29,10 @@ struct Args {
     /// `normal` or `fsync` (else `durability` in config.toml, else normal).
     #[arg(long)]
     durability: Option<Durability>,
+    /// Start with an empty store although this home had one that is now missing or empty
+    /// (refused without it: pending work would be lost silently).
+    #[arg(long)]
+    new_store: bool,
     /// Every limit below is also a key of <home>/config.toml, named with underscores
     /// (`max_queue_per_agent = 500`); a flag wins over the file.
     #[command(
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         home: args.home,
         http: args.http,
         durability: args.durability,
+        new_store: args.new_store,
         limits: args.limits,
     };
     let cfg = match config::resolve(&flags) {
