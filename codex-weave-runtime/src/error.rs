@@ -31,6 +31,12 @@ pub enum ErrorCode {
     LimitReached,
     /// The durable store could not commit; nothing of the request was applied.
     StoreUnavailable,
+    /// A `message.ack` that asked for an answer named nothing pending for the agent (already
+    /// acked, given up after `max_deliver`, or never delivered to it).
+    NotPending,
+    /// The agent id is held by another live connection, and the request did not prove it may
+    /// take it over (its secret or the same client instance).
+    AgentBusy,
     /// The bus is shutting down.
     ShuttingDown,
     /// The bus failed in a way that is not the client's fault.
@@ -54,6 +60,8 @@ impl ErrorCode {
             ErrorCode::InboxFull => "inbox_full",
             ErrorCode::LimitReached => "limit_reached",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::NotPending => "not_pending",
+            ErrorCode::AgentBusy => "agent_busy",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
         }

@@ -220,6 +220,46 @@ async fn two_senders_with_one_envelope_id_are_both_acked() {
         .await;
 }
 
+/// `message.ack` with `payload.want_response: true` is answered once its removal is committed
+/// (JetStream's double ack): after that answer even a kill -9 does not bring the message back.
+/// One that names nothing pending says so; a plain ack is still never answered.
+#[tokio::test]
+async fn a_durable_ack_is_answered_after_its_commit_and_survives_kill_9() {
+    let mut bus = BusProcess::start();
+    let (s, c) = session_with(&bus, &[("a1", "Alice"), ("b1", "Bob")]).await;
+    let mut c = c.into_iter();
+    let (alice, mut bob) = (c.next().unwrap(), c.next().unwrap());
+    let mut env = message(&s, "a1", "b1", "ack me durably");
+    env.ack = Some(Ack {
+        mode: Some(AckMode::Manual),
+        timeout_ms: None,
+    });
+    alice.call(env).await;
+    let got = bob.next_of("message.send").await;
+    let mut ack = envelope(
+        "message.ack",
+        Some(&s),
+        "b1",
+        json!({ "want_response": true }),
+    );
+    ack.corr = got.corr.clone();
+    let answer = bob.call(ack.clone()).await;
+    assert_eq!(answer.error, None, "{answer:?}");
+    assert_eq!(
+        answer.payload.unwrap(),
+        json!({ "corr": got.corr, "acked": true })
+    );
+    let again = bob.call(ack).await;
+    assert_eq!(again.error.unwrap().code, "not_pending");
+
+    bus.kill9();
+    bus.restart();
+    let mut bob = bus.connect().await;
+    bob.add_agent(&s, "b1", "Bob").await;
+    bob.none_of("message.send", Duration::from_millis(300))
+        .await;
+}
+
 // That an acked message is not sent again when its timeout passes, and that a message sent
 // with `ack.mode: none` is never sent again, are checked on a fake clock, without sleeping:
 // `weave-bus/src/engine/inboxes/tests.rs`.

@@ -120,26 +120,28 @@ impl Engine {
         }))
     }
 
-    /// Marks a delivery acknowledged. Never answered (as clients expect); an ack that matches
-    /// nothing is logged and ignored.
-    pub(super) fn message_ack<P>(&mut self, conn: ConnId, env: &Envelope<P>) {
-        let Some(sid) = env
-            .session
-            .as_deref()
-            .filter(|s| self.registry.sessions.contains_key(*s))
-        else {
-            tracing::debug!(id = %env.id, "message.ack for an unknown session ignored");
-            return;
-        };
-        let sid = sid.to_owned();
-        if self.check_sender(conn, &sid, &env.src).is_err() {
-            tracing::debug!(src = %env.src, "message.ack from a connection that does not own the agent ignored");
-            return;
+    /// Marks a delivery acknowledged. Not answered (as clients expect; an ack that matches
+    /// nothing is logged and ignored) unless its payload asks `want_response: true`: then it is
+    /// answered after the batch that removes the delivery commits, `ok` or why not.
+    pub(super) fn message_ack(&mut self, conn: ConnId, env: &RawRequest) {
+        let outcome = self.settle_ack(conn, env);
+        if wants_response(env) {
+            let reply = outcome.map(|corr| Answer::payload(json!({ "corr": corr, "acked": true })));
+            self.respond(conn, &env.id, env.session.as_deref(), reply);
+        } else if let Err(why) = outcome {
+            tracing::debug!(id = %env.id, reason = %why.message, "message.ack ignored");
         }
-        let Some(corr) = env.corr.as_deref() else {
-            tracing::debug!(id = %env.id, "message.ack without corr ignored");
-            return;
-        };
+    }
+
+    /// What [`Engine::message_ack`] does: settles one delivery, or says why it could not.
+    fn settle_ack(&mut self, conn: ConnId, env: &RawRequest) -> Result<String, Refusal> {
+        let sid = self.known_session(env)?;
+        self.check_sender(conn, &sid, &env.src)?;
+        let corr = env
+            .corr
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| bad("message.ack needs `corr`, the delivery's corr"))?;
         // The ack may name the message's sender (`dst`, an id or a name): two senders may
         // have chosen the same envelope id.
         let sender = env
@@ -148,8 +150,12 @@ impl Engine {
             .and_then(|d| self.registry.sessions[&sid].resolve(d));
         let sender = sender.map(str::to_owned);
         if !self.acknowledge(&sid, &env.src, corr, sender.as_deref()) {
-            tracing::debug!(corr, "message.ack for nothing pending ignored");
+            return Err(Refusal::new(
+                ErrorCode::NotPending,
+                format!("nothing pending for {} under `{corr}` (already acked, given up after max_deliver, or never delivered to it)", env.src),
+            ));
         }
+        Ok(corr.to_owned())
     }
 
     /// Resolves an id or name to an agent id of the session.
@@ -213,4 +219,17 @@ fn inbox_of(topic: &str) -> Option<&str> {
         .strip_prefix("agent.")?
         .strip_suffix(".inbox")
         .filter(|x| !x.is_empty())
+}
+
+/// Whether a `message.ack` asks to be answered: `payload.want_response: true`.
+fn wants_response(env: &RawRequest) -> bool {
+    #[derive(serde::Deserialize)]
+    struct AckPayload {
+        #[serde(default)]
+        want_response: bool,
+    }
+    env.payload
+        .as_ref()
+        .and_then(|p| serde_json::from_str::<AckPayload>(p.get()).ok())
+        .is_some_and(|p| p.want_response)
 }
