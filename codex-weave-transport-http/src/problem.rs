@@ -47,7 +47,9 @@ pub fn status_of(code: &str) -> StatusCode {
         "unauthorized" => StatusCode::UNAUTHORIZED,
         "forbidden" | "not_owner" | "foreign_host" | "foreign_origin" => StatusCode::FORBIDDEN,
         c if c.starts_with("unknown_") => StatusCode::NOT_FOUND,
-        "session_closed" | "name_taken" | "loop_suppressed" => StatusCode::CONFLICT,
+        "session_closed" | "name_taken" | "loop_suppressed" | "agent_busy" | "not_pending" => {
+            StatusCode::CONFLICT
+        }
         "frame_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "inbox_full" | "limit_reached" => StatusCode::TOO_MANY_REQUESTS,

@@ -31,6 +31,10 @@ pub struct AgentOptions {
     /// `agent` (the bus's default when unset), `human` or `sdk`: a `human` is a person, whom
     /// the loop guard never counts.
     pub kind: Option<String>,
+    /// The agent's secret (returned by the `agent.add` that registered it): lets this
+    /// connection take the agent over while another one holds it. The secret the bus returns
+    /// is kept and presented on every re-add ([`Agent::secret`]).
+    pub secret: Option<String>,
 }
 
 impl AgentOptions {
@@ -44,6 +48,7 @@ impl AgentOptions {
             reconnect: true,
             framing: Framing::Ndjson,
             kind: None,
+            secret: None,
         }
     }
 
@@ -94,6 +99,7 @@ impl Delivery {
 /// registered, offline); [`Agent::leave`] removes it cleanly.
 pub struct Agent {
     opts: Arc<AgentOptions>,
+    secret: Secret,
     client: Arc<Mutex<Client>>,
     deliveries: mpsc::UnboundedReceiver<Delivery>,
     stop: CancellationToken,
@@ -108,13 +114,15 @@ impl std::fmt::Debug for Agent {
 impl Agent {
     /// Connects and adds the agent; fails if the bus refuses `agent.add`.
     pub async fn connect(opts: AgentOptions) -> Result<Agent, ClientError> {
+        let secret: Secret = Arc::new(Mutex::new(opts.secret.clone()));
         let opts = Arc::new(opts);
-        let (client, events) = join(&opts).await?;
+        let (client, events) = join(&opts, &secret).await?;
         let client = Arc::new(Mutex::new(client));
         let (tx, rx) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         tokio::spawn(supervise(
             opts.clone(),
+            secret.clone(),
             client.clone(),
             events,
             tx,
@@ -122,6 +130,7 @@ impl Agent {
         ));
         Ok(Agent {
             opts,
+            secret,
             client,
             deliveries: rx,
             stop,
@@ -130,6 +139,11 @@ impl Agent {
 
     pub fn id(&self) -> &str {
         &self.opts.id
+    }
+
+    /// The agent's secret, once the bus told it (keep it to take the agent over later).
+    pub fn secret(&self) -> Option<String> {
+        self.secret.lock().unwrap().clone()
     }
 
     /// The next delivery; `None` once the agent is stopped or cannot reconnect.
@@ -211,7 +225,10 @@ fn ack_for(opts: &AgentOptions, delivery: &Delivery) -> Envelope {
     ack
 }
 
-async fn join(opts: &AgentOptions) -> Result<(Client, Events), ClientError> {
+/// The agent's secret as last known, shared with the reconnecting supervisor.
+type Secret = Arc<Mutex<Option<String>>>;
+
+async fn join(opts: &AgentOptions, secret: &Secret) -> Result<(Client, Events), ClientError> {
     let (client, events) = Client::connect_with(&opts.socket, opts.framing)
         .await
         .map_err(ClientError::Io)?;
@@ -224,13 +241,21 @@ async fn join(opts: &AgentOptions) -> Result<(Client, Events), ClientError> {
     if let Some(kind) = &opts.kind {
         payload["kind"] = json!(kind);
     }
+    if let Some(known) = secret.lock().unwrap().as_ref() {
+        payload["secret"] = json!(known);
+    }
     add.payload = Some(payload);
-    client.call(add).await?;
+    let added = client.call(add).await?;
+    let told = added.payload.as_ref().and_then(|p| p["secret"].as_str());
+    if let Some(told) = told {
+        *secret.lock().unwrap() = Some(told.to_owned());
+    }
     Ok((client, events))
 }
 
 async fn supervise(
     opts: Arc<AgentOptions>,
+    secret: Secret,
     client: Arc<Mutex<Client>>,
     mut events: Events,
     out: mpsc::UnboundedSender<Delivery>,
@@ -261,7 +286,7 @@ async fn supervise(
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            match join(&opts).await {
+            match join(&opts, &secret).await {
                 Ok((c, e)) => {
                     *client.lock().unwrap() = c;
                     events = e;

@@ -9,7 +9,8 @@ use codex_weave_transport_uds::{Ack, AckMode, Envelope};
 use serde_json::{json, Value};
 use weave_test_kit::*;
 
-/// Replaces UUIDs by `<id-N>` (numbered by first appearance) and RFC 3339 times by `<ts>`.
+/// Replaces UUIDs by `<id-N>` (numbered by first appearance), RFC 3339 times by `<ts>` and
+/// agents' secrets by `<secret>`.
 #[derive(Default)]
 struct Redactor {
     ids: HashMap<String, String>,
@@ -31,9 +32,14 @@ impl Redactor {
                 Value::String("<ts>".into())
             }
             Value::Array(a) => Value::Array(a.iter().map(|x| self.redact(x)).collect()),
-            Value::Object(o) => {
-                Value::Object(o.iter().map(|(k, x)| (k.clone(), self.redact(x))).collect())
-            }
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, x)| match (k.as_str(), x) {
+                        ("secret", Value::String(_)) => (k.clone(), json!("<secret>")),
+                        _ => (k.clone(), self.redact(x)),
+                    })
+                    .collect(),
+            ),
             other => other.clone(),
         }
     }

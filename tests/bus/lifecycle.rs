@@ -227,16 +227,47 @@ async fn acting_as_an_agent_requires_the_connection_that_added_it() {
         .await;
 }
 
+/// An agent id belongs to the connection that holds it: another connection takes it over only
+/// with proof (the secret the registering add was told, or the holder's instance key), else
+/// `agent_busy` and nothing moves. A holder that is gone (a crash) is replaced without proof.
 #[tokio::test]
-async fn adding_a_live_agent_elsewhere_displaces_the_old_connection() {
+async fn a_live_agent_is_taken_over_only_with_its_secret_or_instance() {
     let bus = BusProcess::start();
     let admin = bus.connect().await;
     let s = admin.create_session("s").await;
     admin.add_agent(&s, "a1", "Alice").await;
     let mut old = bus.connect().await;
-    old.add_agent(&s, "w1", "Worker").await;
+    let added = old.add_agent(&s, "w1", "Worker").await.payload.unwrap();
+    let secret = added["secret"]
+        .as_str()
+        .expect("the registering add is told the secret");
+    assert_eq!(secret.len(), 32);
+
+    let intruder = bus.connect().await;
+    let add = |payload: Value| envelope("agent.add", Some(&s), "w1", payload);
+    let refused = intruder
+        .call(add(json!({ "id": "w1", "name": "Worker" })))
+        .await;
+    assert_eq!(refused.error.unwrap().code, "agent_busy");
+    let wrong = intruder
+        .call(add(json!({ "id": "w1", "secret": "0".repeat(32) })))
+        .await;
+    assert_eq!(wrong.error.unwrap().code, "agent_busy");
+    admin.send(&s, "a1", "Worker", "still the old one's").await;
+    let got = old.next_of("message.send").await;
+    assert_eq!(text_of(&got), "still the old one's");
+    old.ack(&s, "w1", &got);
+    old.ok("agent.list", Some(&s), "w1", Value::Null).await; // the ack is applied
+
+    // With the secret: the old connection is displaced.
     let mut new = bus.connect().await;
-    new.add_agent(&s, "w1", "Worker").await;
+    let taken = new.call(add(json!({ "id": "w1", "secret": secret }))).await;
+    assert_eq!(taken.error, None, "{taken:?}");
+    assert_eq!(
+        taken.payload.unwrap()["secret"],
+        secret,
+        "echoed to who proved it"
+    );
     let notice = old.next_of("agent.displaced").await;
     assert_eq!(notice.src, "weave");
     assert_eq!(notice.session.as_deref(), Some(s.as_str()));
@@ -254,5 +285,41 @@ async fn adding_a_live_agent_elsewhere_displaces_the_old_connection() {
             .unwrap()
             .code,
         "forbidden"
+    );
+
+    // The same client instance proves it too.
+    let (mut first, second) = (bus.connect().await, bus.connect().await);
+    let with_instance = |id: &str| {
+        envelope(
+            "agent.add",
+            Some(&s),
+            id,
+            json!({ "id": id, "instance": "host:/src/app" }),
+        )
+    };
+    let told = first.call(with_instance("w2")).await.payload.unwrap();
+    assert!(told["secret"].is_string());
+    assert_eq!(second.call(with_instance("w2")).await.error, None);
+    first.next_of("agent.displaced").await;
+    let no_secret = second.call(with_instance("w2")).await.payload.unwrap();
+    assert_eq!(
+        no_secret.get("secret"),
+        None,
+        "told only once, or to who proves it"
+    );
+
+    // A crashed holder: its connection is gone, so an unchanged client re-adds without proof.
+    drop(new);
+    admin.wait_status(&s, "w1", "offline").await;
+    let restarted = bus.connect().await;
+    restarted.add_agent(&s, "w1", "Worker").await;
+    assert_eq!(
+        intruder
+            .call(add(json!({ "id": "w1" })))
+            .await
+            .error
+            .unwrap()
+            .code,
+        "agent_busy"
     );
 }

@@ -419,3 +419,49 @@ async fn fields_of_the_wrong_type_are_refused_and_an_optional_body_may_be_left_o
         true
     );
 }
+
+/// An HTTP registration never takes an id over: with a live terminal agent's id it is refused
+/// (409 `agent_busy`), and the terminal agent keeps receiving as itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_over_http_with_a_live_terminal_agents_id_is_refused() {
+    let d = Weaved::start();
+    let s = session(&d).await;
+    let mut term = Agent::connect(AgentOptions::new(d.socket(), &s, "t1").name("Term"))
+        .await
+        .unwrap();
+    let taken = d
+        .post(
+            &format!("/api/sessions/{s}/agents"),
+            json!({ "name": "Impostor", "kind": "sdk", "id": "t1" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 409);
+    let p: Value = taken.json().await.unwrap();
+    assert_eq!(p["code"], "agent_busy");
+    let human = register(&d, &s, "Ada").await;
+    let sent = d
+        .post(
+            &format!("/api/sessions/{s}/messages"),
+            json!({ "from": human, "text": "still you?", "agent_ids": ["t1"] }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let got = term.recv_kind(&["message.send"], WAIT).await.unwrap();
+    assert_eq!(got.text(), Some("still you?"));
+    let agents = d.json(&format!("/api/sessions/{s}/agents")).await;
+    let t1 = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "t1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (t1["name"].as_str(), t1["kind"].as_str()),
+        (Some("Term"), Some("agent"))
+    );
+}

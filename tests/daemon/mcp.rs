@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weave_test_kit::*;
@@ -221,6 +222,18 @@ impl Runner {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+
+    /// Whether it exits by itself within `limit`.
+    pub fn exits_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
 }
 
 impl Drop for Runner {
@@ -373,7 +386,7 @@ async fn a_command_past_its_timeout_is_killed_and_answered_with_an_error() {
 }
 
 /// Waits until agent `id` of session `s` shows `field` = `value` over HTTP.
-async fn wait_agent(d: &Weaved, s: &str, id: &str, field: &str, value: &str) {
+pub async fn wait_agent(d: &Weaved, s: &str, id: &str, field: &str, value: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let agents = d.json(&format!("/api/sessions/{s}/agents")).await;

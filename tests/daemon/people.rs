@@ -379,9 +379,11 @@ async fn one_shot_commands_reply_inbox_history_relay_and_refuse_a_live_agent() {
         &["relay", "cancel", "--session", "ops", "rel-1"],
     ));
     assert_eq!(relay_status(&d, &s, "rel-1")["status"], "cancelled");
+    // Bob runs in a client whose secret weavectl does not keep: even --force cannot take him.
     let forced = weavectl(
         &d.home,
         &[
+            "--json",
             "send",
             "ops",
             "--as",
@@ -392,7 +394,36 @@ async fn one_shot_commands_reply_inbox_history_relay_and_refuse_a_live_agent() {
             "still Bob",
         ],
     );
-    assert!(forced.status.success());
+    assert_eq!(forced.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&forced.stdout).unwrap();
+    assert_eq!(err["error"]["code"], "agent_busy");
+}
+
+/// `--force` takes over an agent that another weavectl runs (here the headless runner): the
+/// runner kept the agent's secret in the home, the one-shot command presents it, and the
+/// runner, displaced, stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_takes_over_an_agent_another_weavectl_runs() {
+    let d = Weaved::start();
+    let s = crate::mcp::create_session(&d, "ops");
+    let mut runner = crate::mcp::Runner::start(&d.home, &s, "Runner", &["cat"]);
+    crate::mcp::wait_agent(&d, &s, "runner", "status", "online").await;
+    let secrets = d.home.join("agent-secrets").join(&s);
+    assert!(
+        secrets.join("runner").is_file(),
+        "the runner kept its secret"
+    );
+    let forced = weavectl(
+        &d.home,
+        &[
+            "send", "ops", "--as", "Runner", "--to", "runner", "--force", "mine now",
+        ],
+    );
+    ok(&forced);
+    assert!(
+        runner.exits_within(Duration::from_secs(10)),
+        "the displaced runner stops"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,14 +46,18 @@ pub async fn register(
         None => uuid::Uuid::new_v4().to_string(),
         Some(_) => return Err(Problem::new("bad_request", "`id` is a string")),
     };
-    if st.links.get(&session, &id).is_some()
-        || crate::links::http_agent(&st.bus, &session, &id)
-            .await
-            .is_ok()
-    {
+    // Any agent of that id, of any kind (a terminal agent above all), is never displaced or
+    // spoken for by a registration.
+    let exists = match crate::links::http_agent(&st.bus, &session, &id).await {
+        Ok(_) => true,
+        Err(p) if p.code == "unknown_agent" => false,
+        Err(p) if p.code == "forbidden" => true, // a terminal agent
+        Err(p) => return Err(p),
+    };
+    if st.links.get(&session, &id).is_some() || exists {
         return Err(Problem::new(
-            "name_taken",
-            format!("agent `{id}` exists already"),
+            "agent_busy",
+            format!("agent `{id}` exists already; an HTTP registration never takes an agent over"),
         ));
     }
     st.links

@@ -49,6 +49,7 @@ impl Engine {
                 let mut a = Agent::new(row.id, row.name, row.kind);
                 a.position = row.position;
                 a.instance = row.instance;
+                a.secret = row.secret;
                 a
             });
         }

@@ -72,6 +72,9 @@ pub struct Agent {
     /// The client's instance key (`agent.add` `payload.instance`): the same agent, should it
     /// come back under a new id.
     pub instance: Option<String>,
+    /// The proof that lets a connection take the agent over while another one holds it
+    /// (returned by the `agent.add` that registered it).
+    pub secret: Option<String>,
 }
 
 impl Agent {
@@ -84,6 +87,7 @@ impl Agent {
             conn: None,
             busy: None,
             instance: None,
+            secret: None,
         }
     }
 

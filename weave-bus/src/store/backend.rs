@@ -63,6 +63,8 @@ pub struct AgentRow {
     pub kind: String,
     pub position: Option<i64>,
     pub instance: Option<String>,
+    /// The proof that lets a connection take the agent over from a live one.
+    pub secret: Option<String>,
 }
 
 /// A pending delivery and the stored record it delivers.
@@ -263,6 +265,7 @@ pub trait State {
     ) -> StoreResult<()>;
     fn set_agent_instance(&self, session: i64, id: &str, instance: Option<&str>)
         -> StoreResult<()>;
+    fn set_agent_secret(&self, session: i64, id: &str, secret: &str) -> StoreResult<()>;
     fn set_agent_position(&self, session: i64, id: &str, position: Option<i64>) -> StoreResult<()>;
     fn delete_agent(&self, session: i64, id: &str) -> StoreResult<()>;
     /// Forgets remembered responses through `id`; a backend may keep a batch whose newer keys

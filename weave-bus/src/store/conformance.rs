@@ -191,6 +191,7 @@ fn key_value_state(open: Open<'_>, dir: &Path) {
     b.upsert_agent(1, "b", None, "agent").unwrap();
     b.upsert_agent(1, "a", Some("Alice"), "human").unwrap();
     b.set_agent_instance(1, "a", Some("inst-1")).unwrap();
+    b.set_agent_secret(1, "b", "s-b").unwrap();
     b.set_agent_position(1, "b", Some(3)).unwrap();
     b.upsert_agent(2, "c", None, "agent").unwrap();
     b.delete_agent(2, "c").unwrap();
@@ -212,14 +213,15 @@ fn key_value_state(open: Open<'_>, dir: &Path) {
                 a.kind.as_str(),
                 a.position,
                 a.instance.as_deref(),
+                a.secret.as_deref(),
             )
         })
         .collect();
     assert_eq!(
         agents,
         [
-            (1, "a", Some("Alice"), "human", None, Some("inst-1")),
-            (1, "b", None, "agent", Some(3), None)
+            (1, "a", Some("Alice"), "human", None, Some("inst-1"), None),
+            (1, "b", None, "agent", Some(3), None, Some("s-b"))
         ]
     );
     let closed: Vec<_> = loaded.sessions.iter().map(|s| s.closed).collect();

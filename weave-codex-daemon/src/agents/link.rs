@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use codex_weave_transport_uds::{Agent, AgentOptions, Client, ClientError, Envelope};
 use serde_json::{json, Value};
 
+use super::secrets;
+
 /// Why an adapter's request failed: the bus's error code (or one of ours: `no_bus`,
 /// `not_joined`, `ambiguous_session`, `unknown_message`, `unknown_relay`), its message, and a hint for whoever reads
 /// it — often a language model.
@@ -54,6 +56,10 @@ impl LinkError {
             "inbox_full" => "the receiver is far behind; wait and try again later",
             "session_closed" => "the session is closed: join another one",
             "agent_online" => "pick another name, or pass --force to take the agent over",
+            "agent_busy" => {
+                "the agent runs on another connection, started by a client whose secret weavectl \
+                 does not keep: stop it there, or pick another name"
+            }
             "bad_request" => "check the arguments against the tool's schema",
             _ => "see `weavectl doctor` for what the bus knows",
         }
@@ -291,10 +297,15 @@ impl Joined {
         let mut opts = AgentOptions::new(socket, &session.id, &id).name(name.trim());
         opts.auto_ack = join.auto_ack;
         opts.kind = join.kind.map(str::to_owned);
+        opts.secret = secrets::load(socket, &session.id, &id);
+        let kept = opts.secret.clone();
         let agent = Agent::connect(opts).await.map_err(|e| match e {
             ClientError::Io(_) => LinkError::no_bus(socket),
             other => other.into(),
         })?;
+        if let Some(told) = agent.secret().filter(|s| kept.as_ref() != Some(s)) {
+            secrets::save(socket, &session.id, &id, &told);
+        }
         Ok(Joined {
             socket: socket.to_owned(),
             session,

@@ -10,3 +10,4 @@ pub mod install;
 pub mod link;
 pub mod mcp;
 pub mod runner;
+pub mod secrets;

@@ -54,7 +54,30 @@ impl Engine {
                 )))
             }
         };
+        let secret = match env.payload.as_ref().and_then(|p| p.get("secret")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => Some(s.clone()),
+            Some(_) => {
+                return Err(bad(format!(
+                    "`payload.secret` must be a string of 1 to {MAX_ID_BYTES} bytes"
+                )))
+            }
+        };
         let session = &self.registry.sessions[&sid];
+        // An id held by a live connection is that connection's: another one takes it over
+        // only with proof, the agent's secret or the holder's own instance key.
+        if let Some(holder) = session.agents.get(&id) {
+            if holder.conn.is_some_and(|c| c != conn) {
+                let by_secret = secret.is_some() && holder.secret == secret;
+                let by_instance = instance.is_some() && holder.instance == instance;
+                if !by_secret && !by_instance {
+                    return Err(Refusal::new(
+                        ErrorCode::AgentBusy,
+                        format!("agent `{id}` is connected on another connection; to take it over, add it with its `secret` (returned by the agent.add that registered it) or the same `instance`"),
+                    ));
+                }
+            }
+        }
         // A name held by an agent with no live connection can be taken (see `reclaim`).
         let mut reclaim = None;
         if let Some(name) = &name {
@@ -121,6 +144,24 @@ impl Engine {
             .get_mut(&sid)
             .and_then(|s| s.agents.get_mut(&id))
             .expect("added");
+        // The secret: made once (kept in the store) and told to the add that registered the
+        // agent, or to one that proved it knows it.
+        let told = match &agent.secret {
+            None => {
+                let made = uuid::Uuid::new_v4().simple().to_string();
+                agent.secret = Some(made.clone());
+                let (w_id, w_secret) = (id.clone(), made.clone());
+                self.write(move |s| s.set_agent_secret(key, &w_id, &w_secret));
+                Some(made)
+            }
+            Some(known) => secret.filter(|s| s == known),
+        };
+        let agent = self
+            .registry
+            .sessions
+            .get_mut(&sid)
+            .and_then(|s| s.agents.get_mut(&id))
+            .expect("added");
         if instance.is_some() && agent.instance != instance {
             agent.instance = instance.clone();
             let w_id = id.clone();
@@ -147,9 +188,15 @@ impl Engine {
         self.batch.pump.push((sid.clone(), id.clone()));
         let agent = &self.registry.sessions[&sid].agents[&id];
         let (queued, unacked) = self.inboxes.counts(&sid, &id);
-        Ok(Answer::payload(
-            json!({ "id": id, "name": agent.name, "queued": queued + unacked }),
-        ))
+        let mut payload = json!({ "id": id, "name": agent.name, "queued": queued + unacked });
+        let transient = told.is_some();
+        if let Some(secret) = told {
+            payload["secret"] = Value::String(secret);
+        }
+        let mut answer = Answer::payload(payload);
+        // A secret is never kept in the table of remembered responses.
+        answer.transient = transient;
+        Ok(answer)
     }
 
     /// Agent `taker` takes the name of `holder`, which has no live connection. When both are

@@ -101,6 +101,9 @@ const MIGRATIONS: &[&str] = &[
     // action group's actions are picked by it; NULL: the target).
     "ALTER TABLE agents ADD COLUMN instance TEXT;
     ALTER TABLE deliveries ADD COLUMN addressed TEXT;",
+    // 10: each agent's secret, the proof that lets a connection take the agent over from a
+    // live one (returned by the agent.add that registered it).
+    "ALTER TABLE agents ADD COLUMN secret TEXT;",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

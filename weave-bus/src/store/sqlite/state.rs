@@ -31,7 +31,7 @@ impl State for Store {
             })?
             .collect::<Result<_, _>>()?;
         let mut stmt = self.conn.prepare(
-            "SELECT session, id, name, kind, position, instance FROM agents ORDER BY rowid",
+            "SELECT session, id, name, kind, position, instance, secret FROM agents ORDER BY rowid",
         )?;
         loaded.agents = stmt
             .query_map([], |r| {
@@ -42,6 +42,7 @@ impl State for Store {
                     kind: r.get(3)?,
                     position: r.get(4)?,
                     instance: r.get(5)?,
+                    secret: r.get(6)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -148,6 +149,13 @@ impl State for Store {
         self.conn
             .prepare_cached("UPDATE agents SET instance = ?3 WHERE session = ?1 AND id = ?2")?
             .execute(params![session, id, instance])?;
+        Ok(())
+    }
+
+    fn set_agent_secret(&self, session: i64, id: &str, secret: &str) -> StoreResult<()> {
+        self.conn
+            .prepare_cached("UPDATE agents SET secret = ?3 WHERE session = ?1 AND id = ?2")?
+            .execute(params![session, id, secret])?;
         Ok(())
     }
 
