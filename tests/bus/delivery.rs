@@ -260,6 +260,78 @@ async fn a_durable_ack_is_answered_after_its_commit_and_survives_kill_9() {
         .await;
 }
 
+/// Past `--max-memory` a queued message keeps only a stub in memory and is read back from the
+/// store when sent: it arrives whole, in order, with its meta, and a dead letter keeps it whole.
+#[tokio::test]
+async fn messages_past_the_memory_budget_are_read_back_from_the_store_whole() {
+    let bus = BusProcess::start_with(&["--max-memory", "1", "--max-deliver", "2"]);
+    let (s, c) = session_with(&bus, &[("a1", "Alice"), ("b1", "Bob")]).await;
+    let mut c = c.into_iter();
+    let (alice, bob) = (c.next().unwrap(), c.next().unwrap());
+    drop(bob);
+    alice.wait_status(&s, "b1", "offline").await;
+    for i in 0..50 {
+        let mut env = message(
+            &s,
+            "a1",
+            "b1",
+            &format!("m{i} é \"q\" {}", "x".repeat(i * 10)),
+        );
+        env.meta = Some(json!({ "app": i }));
+        alice.call(env).await;
+    }
+    let stats = alice
+        .ok("bus.stats", None, "a1", Value::Null)
+        .await
+        .payload
+        .unwrap();
+    assert!(
+        stats["pending_bytes_in_memory"].as_u64().unwrap() <= 1,
+        "{stats}"
+    );
+    let mut bob = bus.connect().await;
+    bob.add_agent(&s, "b1", "Bob").await;
+    for i in 0..50 {
+        let got = bob.next_of("message.send").await;
+        assert_eq!(
+            text_of(&got),
+            format!("m{i} é \"q\" {}", "x".repeat(i * 10))
+        );
+        assert_eq!(got.meta.as_ref().unwrap()["app"], json!(i));
+        assert!(meta_weave(&got, "seq").is_some());
+        if i > 0 {
+            bob.ack(&s, "b1", &got);
+        }
+    }
+    // m0 was never acked: after a reconnect it comes again (read back again), then is
+    // dead-lettered at max_deliver with its whole envelope.
+    bob.ok("agent.list", Some(&s), "b1", Value::Null).await;
+    drop(bob);
+    alice.wait_status(&s, "b1", "offline").await;
+    let mut bob = bus.connect().await;
+    bob.add_agent(&s, "b1", "Bob").await;
+    let again = bob.next_of("message.send").await;
+    assert_eq!(text_of(&again), "m0 é \"q\" ");
+    drop(bob);
+    alice.wait_status(&s, "b1", "offline").await;
+    let bob = bus.connect().await;
+    bob.add_agent(&s, "b1", "Bob").await;
+    let dead = eventually("m0 dead-lettered", || async {
+        let dead = alice
+            .ok("deliveries.dead", Some(&s), "a1", Value::Null)
+            .await
+            .payload
+            .unwrap();
+        (!dead["dead"].as_array().unwrap().is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(
+        dead["dead"][0]["envelope"]["payload"]["text"],
+        "m0 é \"q\" "
+    );
+    drop(bob);
+}
+
 // That an acked message is not sent again when its timeout passes, and that a message sent
 // with `ack.mode: none` is never sent again, are checked on a fake clock, without sleeping:
 // `weave-bus/src/engine/inboxes/tests.rs`.

@@ -13,5 +13,6 @@ mod mcp;
 mod openapi_client;
 mod people;
 mod security;
+mod slow_readers;
 mod sse;
 mod weavectl;

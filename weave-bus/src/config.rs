@@ -55,6 +55,16 @@ pub struct Limits {
     /// Bytes queued for one connection's socket before the bus stops sending it deliveries
     /// (they wait durably) and stops reading its requests.
     pub max_conn_buffer: usize,
+    /// Bytes queued for one connection before its followed streams (`events.stream` with
+    /// `follow`, and replays) stop taking records and catch up from the log as it drains: a
+    /// follower that stops reading costs at most this much memory, never the log.
+    pub max_stream_buffer: usize,
+    /// Payload bytes waiting for one agent (queued + unacked); more: `inbox_full`.
+    pub max_queue_bytes_per_agent: usize,
+    /// Payload bytes of pending messages kept in memory, all agents together; past it a queued
+    /// message keeps only what finds it (ids, sequence, size) and is read from the store when
+    /// it is sent. The store is the buffer, not memory.
+    pub max_memory: usize,
     /// Idempotency keys are kept at least this long...
     pub idempotency_ttl: Duration,
     /// ...unless more than this many are stored, then the oldest go first.
@@ -80,6 +90,9 @@ impl Default for Limits {
             max_inflight_per_agent: 4096,
             max_deliver: 5,
             max_conn_buffer: 8 * 1024 * 1024,
+            max_stream_buffer: 256 * 1024,
+            max_queue_bytes_per_agent: 1024 * 1024 * 1024,
+            max_memory: 64 * 1024 * 1024,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             max_idempotency_keys: 100_000,
             max_history_page: 10_000,

@@ -24,6 +24,8 @@ pub type ConnId = u64;
 #[derive(Debug, Default)]
 pub struct ConnShared {
     queued: AtomicUsize,
+    /// Bytes of lines in batches that wait for their commit (released after it).
+    promised: AtomicUsize,
     /// Set by the engine when it held deliveries back for this connection.
     stalled: AtomicBool,
     /// A direct write failed: leave the socket to the writer task (which will see the error).
@@ -120,6 +122,27 @@ impl ConnOut {
 
     pub fn queued(&self) -> usize {
         self.shared.queued()
+    }
+
+    /// Bytes queued plus bytes of lines waiting for their batch's commit: what this
+    /// connection will hold once those batches are released.
+    pub fn pending(&self) -> usize {
+        self.shared.queued() + self.shared.promised.load(Ordering::Acquire)
+    }
+
+    /// A committed batch will bring `n` bytes of lines.
+    pub fn promise(&self, n: usize) {
+        self.shared.promised.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// The batch of a [`ConnOut::promise`] was released (or refused).
+    pub fn settle(&self, n: usize) {
+        let _ = self
+            .shared
+            .promised
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(n))
+            });
     }
 
     pub fn mark_stalled(&self) {

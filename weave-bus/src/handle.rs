@@ -48,17 +48,22 @@ impl Bus {
 
     /// A request built in process (its payload written compactly, as a line would carry it).
     pub(crate) fn request(&self, conn: ConnId, env: Envelope) {
-        self.request_raw(conn, env.into_raw_payload());
+        self.request_raw(conn, env.into_raw_payload(), 0);
     }
 
     /// A request read from a socket (see `Framing::decode_request`): checked and typed here,
     /// once, before the engine sees it.
-    pub(crate) fn request_raw(&self, conn: ConnId, env: RawRequest) {
+    /// `bytes`: its size on the socket, counted in the intake until the engine takes it.
+    pub(crate) fn request_raw(&self, conn: ConnId, env: RawRequest, bytes: usize) {
         let input = match Request::parse(env) {
-            Ok(req) => Input::Request {
-                conn,
-                req: Box::new(req),
-            },
+            Ok(req) => {
+                self.metrics.intake.add(bytes);
+                Input::Request {
+                    conn,
+                    req: Box::new(req),
+                    bytes,
+                }
+            }
             Err(refused) => Input::Refused {
                 conn,
                 refused: Box::new(refused),

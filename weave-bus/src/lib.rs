@@ -14,6 +14,7 @@ pub mod console;
 pub mod engine;
 pub mod handle;
 pub mod home;
+pub mod intake;
 mod json_text;
 pub mod limit_flags;
 pub mod metrics;

@@ -37,6 +37,17 @@ pub struct LimitFlags {
     /// Bytes queued for one connection before it is paused [default: 8388608].
     #[arg(long)]
     pub max_conn_buffer: Option<usize>,
+    /// Bytes queued for a connection before its `events.stream` follows stop taking live
+    /// records and catch up from the log as it drains [default: 262144].
+    #[arg(long)]
+    pub max_stream_buffer: Option<usize>,
+    /// Payload bytes waiting per agent before senders get `inbox_full` [default: 1073741824].
+    #[arg(long)]
+    pub max_queue_bytes_per_agent: Option<usize>,
+    /// Payload bytes of pending messages kept in memory, all agents together; the rest wait in
+    /// the store and are read back when sent [default: 67108864].
+    #[arg(long)]
+    pub max_memory: Option<usize>,
     /// Seconds an idempotency key is kept at least [default: 86400].
     #[arg(long)]
     pub idempotency_ttl_secs: Option<u64>,
@@ -81,6 +92,9 @@ impl LimitFlags {
             max_inflight_per_agent,
             max_deliver,
             max_conn_buffer,
+            max_stream_buffer,
+            max_queue_bytes_per_agent,
+            max_memory,
             idempotency_ttl_secs,
             max_idempotency_keys,
             max_history_page,
@@ -108,6 +122,9 @@ impl LimitFlags {
             max_inflight_per_agent,
             max_deliver,
             max_conn_buffer,
+            max_stream_buffer,
+            max_queue_bytes_per_agent,
+            max_memory,
             max_idempotency_keys,
             max_history_page,
             retain_events,
@@ -148,6 +165,15 @@ impl LimitFlags {
             ),
             ("max_deliver", self.max_deliver.map(u64::from)),
             ("max_conn_buffer", self.max_conn_buffer.map(|v| v as u64)),
+            (
+                "max_stream_buffer",
+                self.max_stream_buffer.map(|v| v as u64),
+            ),
+            (
+                "max_queue_bytes_per_agent",
+                self.max_queue_bytes_per_agent.map(|v| v as u64),
+            ),
+            ("max_memory", self.max_memory.map(|v| v as u64)),
             ("max_history_page", self.max_history_page.map(|v| v as u64)),
             ("retain_events", self.retain_events),
             ("snapshot_every", self.snapshot_every),
@@ -179,7 +205,7 @@ mod tests {
     fn every_flag_s_help_states_the_default_in_force() {
         let l = Limits::default();
         let r = RuntimeConfig::default();
-        let defaults: [(&str, u64); 16] = [
+        let defaults: [(&str, u64); 19] = [
             ("max-line", l.max_line as u64),
             ("max-connections", l.max_connections as u64),
             ("max-sessions", l.max_sessions as u64),
@@ -188,6 +214,12 @@ mod tests {
             ("max-inflight-per-agent", l.max_inflight_per_agent as u64),
             ("max-deliver", u64::from(l.max_deliver)),
             ("max-conn-buffer", l.max_conn_buffer as u64),
+            ("max-stream-buffer", l.max_stream_buffer as u64),
+            (
+                "max-queue-bytes-per-agent",
+                l.max_queue_bytes_per_agent as u64,
+            ),
+            ("max-memory", l.max_memory as u64),
             ("idempotency-ttl-secs", l.idempotency_ttl.as_secs()),
             ("max-idempotency-keys", l.max_idempotency_keys as u64),
             ("max-history-page", l.max_history_page as u64),

@@ -30,6 +30,13 @@ pub struct Metrics {
     pub snapshots: AtomicU64,
     pub snapshot_bytes: AtomicU64,
     pub snapshot_micros_max: AtomicU64,
+    /// Followers of a log that fell behind (their connection past `max_stream_buffer`) and
+    /// went on from the store; followers cut off because the log no longer held their cursor.
+    pub followers_paused: AtomicU64,
+    pub followers_cut: AtomicU64,
+    /// Not a counter: the bytes of read requests the engine has not taken yet, which socket
+    /// readers wait on (shared through here by every reader and the engine).
+    pub intake: crate::intake::Intake,
 }
 
 impl Metrics {
@@ -74,6 +81,9 @@ impl Metrics {
             "snapshots": g(&self.snapshots),
             "snapshot_bytes": g(&self.snapshot_bytes),
             "snapshot_micros_max": g(&self.snapshot_micros_max),
+            "followers_paused": g(&self.followers_paused),
+            "followers_cut": g(&self.followers_cut),
+            "intake_bytes": self.intake.waiting() as u64,
         })
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::BusConfig;
+use crate::config::{BusConfig, Limits};
 use crate::conn::{ConnId, ConnOut, ConnShared};
 use crate::engine::{response, Engine};
 use crate::handle::Bus;
@@ -192,7 +192,7 @@ impl BusServer {
             };
             let (bus, stop, limits) = (self.bus.clone(), stop.clone(), self.cfg.limits.clone());
             tokio::spawn(async move {
-                serve_connection(stream, bus, stop, limits.max_line, limits.max_conn_buffer).await;
+                serve_connection(stream, bus, stop, &limits).await;
                 drop(permit);
             });
         }
@@ -292,27 +292,19 @@ async fn negotiate(
     }
 }
 
-async fn serve_connection(
-    stream: UnixStream,
-    bus: Bus,
-    stop: CancellationToken,
-    max_line: usize,
-    max_buffer: usize,
-) {
+async fn serve_connection(stream: UnixStream, bus: Bus, stop: CancellationToken, limits: &Limits) {
     let metrics = bus.metrics();
     metrics.inc(&metrics.connections_total);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-    serve_framed(stream, &bus, stop, max_line, max_buffer).await;
+    serve_framed(stream, &bus, stop, limits).await;
     metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn serve_framed(
-    stream: UnixStream,
-    bus: &Bus,
-    stop: CancellationToken,
-    max_line: usize,
-    max_buffer: usize,
-) {
+async fn serve_framed(stream: UnixStream, bus: &Bus, stop: CancellationToken, limits: &Limits) {
+    let (max_line, max_buffer) = (limits.max_line, limits.max_conn_buffer);
+    // The writer reports `Writable` below half the smaller limit: paused deliveries resume,
+    // and followed streams catch up from the log.
+    let resume_below = max_buffer.min(limits.max_stream_buffer) / 2;
     // A duplicate of the descriptor lets the engine write to the socket directly while the
     // writer task is idle.
     let direct = stream
@@ -356,7 +348,7 @@ async fn serve_framed(
         shared.clone(),
         bus.clone(),
         conn,
-        max_buffer / 2,
+        resume_below,
     ));
     // What negotiation read comes first; the read buffer grows with the frames it meets.
     let read = AsyncReadExt::chain(std::io::Cursor::new(first), read);
@@ -374,6 +366,11 @@ async fn serve_framed(
                 _ = drained => {}
             }
         }
+        // Nor does any client while the engine has more read requests than it can take.
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            () = bus.metrics().intake.room() => {}
+        }
         let next = tokio::select! {
             _ = stop.cancelled() => break,
             next = lines.next() => next,
@@ -381,7 +378,7 @@ async fn serve_framed(
         match next {
             None => break,
             Some(Ok(frame)) => match framing.decode_request(&frame) {
-                Ok(env) => bus.request_raw(conn, env),
+                Ok(env) => bus.request_raw(conn, env, frame.len()),
                 Err(bad) => bus.invalid(conn, bad.corr, ErrorCode::BadRequest, bad.message),
             },
             Some(Err(CodecError::FrameTooLarge { limit })) => {

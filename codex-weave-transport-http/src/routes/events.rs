@@ -162,8 +162,11 @@ pub async fn events_stream(
     let shutdown = st.shutdown.clone();
     let guard = SseGuard::new(&st.sse_clients);
     let live = stream::unfold(
-        (conn, since, shutdown, guard),
-        |(mut conn, mut last, shutdown, guard)| async move {
+        (conn, since, shutdown, guard, false),
+        |(mut conn, mut last, shutdown, guard, ended)| async move {
+            if ended {
+                return None;
+            }
             loop {
                 let line = tokio::select! {
                     _ = shutdown.cancelled() => return None,
@@ -172,6 +175,13 @@ pub async fn events_stream(
                 let Ok(env) = serde_json::from_slice::<Envelope<Box<RawValue>>>(&line) else {
                     continue;
                 };
+                if env.kind == "events.cut" {
+                    // Too far behind for the log: say where to resume, then end (an
+                    // EventSource reconnects with Last-Event-ID and is told of the gap).
+                    let data = env.payload.map(|p| p.get().to_owned()).unwrap_or_default();
+                    let event = Event::default().event("cut").data(data);
+                    return Some((Ok(event), (conn, last, shutdown, guard, true)));
+                }
                 if env.kind != "events.record" {
                     if env.error.is_some() {
                         return None; // the stream was refused (session gone): end it
@@ -190,7 +200,7 @@ pub async fn events_stream(
                     .map(|h| h.envelope.kind)
                     .unwrap_or_default();
                 let event = Event::default().id(seq.to_string()).event(kind).data(data);
-                return Some((Ok(event), (conn, last, shutdown, guard)));
+                return Some((Ok(event), (conn, last, shutdown, guard, false)));
             }
         },
     );

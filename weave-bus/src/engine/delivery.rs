@@ -83,6 +83,20 @@ impl Engine {
                 }
                 Some(Next::Send { id, first, done }) => (id, first, done),
             };
+            let mut done = done;
+            // A message kept as a stub (memory was past its budget): read back from the store.
+            let cold = done.as_ref().or_else(|| self.inboxes.get(id));
+            if let Some((true, key, seq)) =
+                cold.map(|d| (d.envelope.is_stub(), d.session_key, d.seq))
+            {
+                let Some(record) = self.load_record(key, seq) else {
+                    continue; // logged; it stays pending and comes again after a reconnect
+                };
+                match done.as_mut() {
+                    Some(d) => d.envelope = record,
+                    None => self.inboxes.warm(id, record),
+                }
+            }
             let Some(d) = done.as_ref().or_else(|| self.inboxes.get(id)) else {
                 continue;
             };
@@ -92,6 +106,8 @@ impl Engine {
                 self.metrics.inc(&self.metrics.redeliveries);
             }
             let line = delivered_line(d, framing);
+            // Written: only a redelivery would need the payload again.
+            self.inboxes.cool_if_over(id);
             self.batch.dirty.push(id);
             self.metrics.inc(&self.metrics.deliveries);
             self.send_encoded(conn_id, line);
@@ -162,7 +178,13 @@ impl Engine {
 
     /// A delivery given up: it is stored as a dead letter, and its sender (when an agent) gets
     /// a `delivery.failed` event.
-    fn dead_lettered(&mut self, d: Delivery, reason: &str) {
+    fn dead_lettered(&mut self, mut d: Delivery, reason: &str) {
+        if d.envelope.is_stub() {
+            // The dead letter keeps its own copy of the whole envelope.
+            if let Some(record) = self.load_record(d.session_key, d.seq) {
+                d.envelope = record;
+            }
+        }
         let did = d.id;
         self.batch.dirty.push(did);
         self.metrics.inc(&self.metrics.dead_letters);
@@ -216,6 +238,24 @@ impl Engine {
         }
         env.payload = Some(payload);
         self.record(sid, env)
+    }
+
+    /// Record `seq` of the session stored under `key`, read back from the store (for a
+    /// delivery kept as a stub). `None`, logged, if it cannot be read.
+    fn load_record(&mut self, key: i64, seq: u64) -> Option<Arc<Recorded>> {
+        let rows = self.read(move |s| s.records_after(key, seq.saturating_sub(1), 1));
+        let found = match rows {
+            Ok(rows) => rows.into_iter().find(|r| r.seq == seq),
+            Err(e) => {
+                tracing::warn!(error = %e, seq, "a queued message could not be read back");
+                return None;
+            }
+        };
+        let record = found.and_then(|r| Recorded::parse_stored(&r.envelope));
+        if record.is_none() {
+            tracing::warn!(seq, "a queued message's record is missing or unreadable");
+        }
+        record.map(Arc::new)
     }
 
     /// Ack timeouts due at `now` (see [`Inboxes::handle_timeout`]); what they put back is sent.

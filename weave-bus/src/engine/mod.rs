@@ -14,6 +14,7 @@ mod bookkeeping;
 mod brain;
 mod commands;
 mod delivery;
+mod followers;
 mod idempotency;
 pub(crate) mod inboxes;
 mod logs;
@@ -77,7 +78,12 @@ pub enum Input {
         operator: bool,
     },
     /// A checked request (see [`Request::parse`]), its payload kept as JSON text.
-    Request { conn: ConnId, req: Box<Request> },
+    Request {
+        conn: ConnId,
+        req: Box<Request>,
+        /// Its size as read from a socket (0 in process), given back to the intake once taken.
+        bytes: usize,
+    },
     /// A request the edge refused (bad envelope, unknown type): answered with `refusal`.
     Refused { conn: ConnId, refused: Box<Refused> },
     /// A line that could not be parsed; answered with `code`.
@@ -152,7 +158,8 @@ impl Engine {
     ) -> Result<Engine, StoreError> {
         let loaded = store.load()?;
         let writer = Writer::spawn(store, metrics.clone()).map_err(StoreError::from)?;
-        let inboxes = Inboxes::new(cfg.limits.max_inflight_per_agent, cfg.limits.max_deliver);
+        let inboxes = Inboxes::new(cfg.limits.max_inflight_per_agent, cfg.limits.max_deliver)
+            .with_memory_budget(cfg.limits.max_memory);
         let mut engine = Engine {
             runtime: codex_weave_runtime::Runtime::new(cfg.runtime.clone()),
             cfg,
@@ -247,8 +254,9 @@ impl Engine {
                     },
                 );
             }
-            Input::Request { conn, req } => {
+            Input::Request { conn, req, bytes } => {
                 self.metrics.inc(&self.metrics.requests);
+                self.metrics.intake.take(bytes);
                 self.on_request(conn, *req);
             }
             Input::Refused { conn, refused } => {
@@ -274,6 +282,7 @@ impl Engine {
                 if let Some(c) = self.registry.conns.get(&conn) {
                     self.batch.pump.extend(c.agents.iter().cloned());
                 }
+                self.catch_up_conn(conn);
             }
             Input::Closed { conn } => self.on_closed(conn),
             Input::Shutdown => {
@@ -364,6 +373,7 @@ impl Engine {
         release
             .into_iter()
             .map(|(mut r, lines)| {
+                r.out.promise(lines.len());
                 r.lines = lines.freeze();
                 r
             })

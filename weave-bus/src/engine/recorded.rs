@@ -22,6 +22,9 @@ pub struct Recorded {
     payload: Option<Box<str>>,
     meta: Option<Box<str>>,
     weave: Splice,
+    /// Only the fields that find and acknowledge a delivery are kept (`env`); the payload and
+    /// meta are read from the store when it is sent (see `inboxes/mod.rs`, hot and cold).
+    stub: bool,
 }
 
 /// What a line of a record says where a delivery differs from the record itself.
@@ -50,7 +53,37 @@ impl Recorded {
             payload,
             meta,
             weave,
+            stub: false,
         }
+    }
+
+    /// A record as the store keeps it (its envelope's JSON text), the payload's text kept byte
+    /// for byte.
+    pub fn parse_stored(text: &str) -> Option<Recorded> {
+        let env: Envelope<Raw, Value> = serde_json::from_str(text).ok()?;
+        let payload = env.payload.as_ref().map(|p| p.get().into());
+        Some(Recorded::with_payload(env.map(|_| (), |m| m), payload))
+    }
+
+    /// The same record without its payload and meta: what a queued delivery keeps in memory
+    /// past the budget.
+    pub fn stub(&self) -> Recorded {
+        Recorded {
+            env: self.env.clone(),
+            payload: None,
+            meta: None,
+            weave: self.weave,
+            stub: true,
+        }
+    }
+
+    pub fn is_stub(&self) -> bool {
+        self.stub
+    }
+
+    /// Bytes its payload and meta take (what making it a stub frees).
+    pub fn heavy_bytes(&self) -> usize {
+        self.payload.as_ref().map_or(0, |p| p.len()) + self.meta.as_ref().map_or(0, |m| m.len())
     }
 
     /// A message's record whose sender sent no `meta`: the bus's own `meta.weave` keys
@@ -67,6 +100,7 @@ impl Recorded {
             payload: Some(payload),
             meta: Some(meta),
             weave,
+            stub: false,
         }
     }
 

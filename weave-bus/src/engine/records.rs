@@ -59,8 +59,7 @@ impl Engine {
         let text = String::from_utf8(text).unwrap_or_default();
         if !session.watchers.is_empty() {
             let json = record_json(seq, &ts, &text);
-            let watchers = session.watchers.clone();
-            for (conn, corr) in watchers {
+            for (conn, corr) in self.live_followers(sid, seq) {
                 self.send_record(conn, sid, &corr, seq, &json);
             }
         }

@@ -9,7 +9,7 @@ use codex_weave_runtime::Envelope;
 use super::idempotency::Idempotency;
 use super::inboxes::moved_delivery;
 use super::recorded::Recorded;
-use super::state::{Agent, Map, Session};
+use super::state::{Agent, Map, Session, Watcher};
 use super::Engine;
 use crate::conn::ConnId;
 use crate::store::Loaded;
@@ -107,7 +107,7 @@ impl Engine {
                 return;
             }
         };
-        let watchers: Vec<(String, Vec<(ConnId, String)>)> = self
+        let watchers: Vec<(String, Vec<Watcher>)> = self
             .registry
             .sessions
             .values_mut()

@@ -23,11 +23,26 @@ pub struct Session {
     pub agents: Map<String, Agent>,
     /// Lower-cased name → agent id; names are unique per session, case-insensitively.
     pub names: Map<String, String>,
-    /// Connections following this session's records: (connection, stream request id).
-    pub watchers: Vec<(ConnId, String)>,
+    /// Connections following this session's records (`events.stream`).
+    pub watchers: Vec<Watcher>,
     /// Records were written that the search index has not taken in yet (it catches up when
     /// the bus is quiet, and before every search).
     pub unindexed: bool,
+}
+
+/// A connection following a session's records (`events.stream`); see `engine/followers.rs`.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    pub conn: ConnId,
+    /// The stream request's id (`corr` of its lines).
+    pub corr: String,
+    /// `None`: live, sent each record as it is written. `Some(seq)`: it has been sent the
+    /// records through `seq` and takes the rest from the log as its connection drains.
+    pub behind: Option<u64>,
+    /// A stream without `follow`: it ends (with its `ok`) once sent the records through this.
+    pub until: Option<u64>,
+    /// The `since` it asked for (echoed in its final `ok`).
+    pub since: u64,
 }
 
 impl Session {

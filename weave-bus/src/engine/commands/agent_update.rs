@@ -183,7 +183,7 @@ impl Engine {
         }
         for sid in c.watching {
             if let Some(s) = self.registry.sessions.get_mut(&sid) {
-                s.watchers.retain(|(w, _)| *w != conn);
+                s.watchers.retain(|w| w.conn != conn);
             }
         }
     }

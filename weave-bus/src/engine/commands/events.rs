@@ -11,8 +11,6 @@ use crate::refusal::Refusal;
 
 /// Records per `events.history` page when no `limit` is given.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
-/// Records read from the store per step of a stream's replay.
-const REPLAY_PAGE: usize = 1000;
 
 impl Engine {
     /// With `since`: the oldest `limit` records after it; without: the latest `limit`. Always in
@@ -68,46 +66,14 @@ impl Engine {
                 return self.respond(conn, &env.id, env.session.as_deref(), Err(refusal))
             }
         };
-        let (key, head) = (
-            self.registry.sessions[&sid].key,
-            self.registry.sessions[&sid].last_seq,
-        );
-        let ok = Answer::payload(json!({ "since": since, "head": head, "follow": follow }));
+        let head = self.registry.sessions[&sid].last_seq;
         if follow {
-            self.respond(conn, &env.id, Some(&sid), Ok(ok.clone()));
-        }
-        let mut cursor = since;
-        loop {
-            let rows = match self.read(move |s| s.records_after(key, cursor, REPLAY_PAGE)) {
-                Ok(rows) => rows,
-                Err(e) => {
-                    let refusal = Refusal::new(
-                        ErrorCode::StoreUnavailable,
-                        format!("reading the log failed: {e}"),
-                    );
-                    return self.respond(conn, &env.id, Some(&sid), Err(refusal));
-                }
-            };
-            let Some(last) = rows.last().map(|r| r.seq) else {
-                break;
-            };
-            for row in &rows {
-                let json = stored_record_json(row);
-                self.send_record(conn, &sid, &env.id, row.seq, &json);
-            }
-            cursor = last;
-        }
-        if follow {
-            if let (Some(s), Some(c)) = (
-                self.registry.sessions.get_mut(&sid),
-                self.registry.conns.get_mut(&conn),
-            ) {
-                s.watchers.push((conn, env.id.clone()));
-                c.watching.push(sid);
-            }
-        } else {
+            let ok = Answer::payload(json!({ "since": since, "head": head, "follow": follow }));
             self.respond(conn, &env.id, Some(&sid), Ok(ok));
         }
+        // The replay, then live records (or, without `follow`, the final `ok`): paced by the
+        // connection's room, from the log (`engine/followers.rs`).
+        self.follow(conn, &sid, &env.id, since, follow);
     }
 
     /// Dead letters of the session, oldest first: what could not be delivered, to whom, why.

@@ -182,6 +182,14 @@ impl Engine {
                 format!("agent `{target}` has {pending} deliveries waiting, the limit (max_queue_per_agent)"),
             ));
         }
+        let bytes = self.inboxes.bytes(sid, target);
+        let limit = self.cfg.limits.max_queue_bytes_per_agent;
+        if bytes >= limit {
+            return Err(Refusal::new(
+                ErrorCode::InboxFull,
+                format!("agent `{target}` has {bytes} bytes of deliveries waiting, the limit (max_queue_bytes_per_agent = {limit})"),
+            ));
+        }
         Ok(())
     }
 

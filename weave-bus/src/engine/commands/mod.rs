@@ -191,6 +191,7 @@ impl Engine {
             "agents_online": online,
             "connections": self.registry.conns.len(),
             "pending_deliveries": pending,
+            "pending_bytes_in_memory": self.inboxes.hot_bytes(),
             "idempotency_keys": self.records.idem.len(),
             "runtime_remembered": self.runtime.remembered(),
             "counters": self.metrics.snapshot(),

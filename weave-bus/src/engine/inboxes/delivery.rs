@@ -51,6 +51,12 @@ pub struct Delivery {
     /// The agent the record was addressed to, when the delivery moved since to the same agent
     /// under a new id (an action group's actions are picked by it).
     pub addressed: Option<String>,
+    /// Bytes of the record's payload and meta (counted against the agent's byte limit and,
+    /// while `hot`, the memory budget).
+    pub size: usize,
+    /// The record's payload is in memory (else `envelope` is a stub: read from the store when
+    /// sent).
+    pub hot: bool,
 }
 
 impl Delivery {
@@ -124,6 +130,7 @@ pub fn moved_delivery(
     envelope: Arc<Recorded>,
 ) -> Delivery {
     let kind = DeliveryKind::of(&envelope.env.kind);
+    let size = envelope.heavy_bytes();
     let mut open = Vec::new();
     let (ack_mode, timeout_ms) = match kind {
         DeliveryKind::Message => {
@@ -155,5 +162,7 @@ pub fn moved_delivery(
         count: 0,
         open,
         addressed,
+        size,
+        hot: true,
     }
 }

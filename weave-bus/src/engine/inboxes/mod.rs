@@ -17,6 +17,7 @@ mod tests;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codex_weave_runtime::AckMode;
@@ -24,6 +25,7 @@ use codex_weave_runtime::AckMode;
 pub use delivery::{actions_for, moved_delivery, new_delivery};
 pub use delivery::{Delivery, DeliveryKind};
 
+use super::recorded::Recorded;
 use super::state::Map;
 use ack_ids::AckIds;
 
@@ -51,6 +53,8 @@ struct Inbox {
     /// Ack id (the record's id — what a `message.ack` names as `corr` — or an action id of an
     /// action group) → the deliveries it may settle.
     ack_ids: AckIds,
+    /// Payload bytes of its pending deliveries (queued and in flight).
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -63,6 +67,10 @@ pub struct Inboxes {
     next_id: u64,
     max_inflight: usize,
     max_deliver: u32,
+    /// Payload bytes of pending messages held in memory, and the most there may be: past it a
+    /// message waits as a stub and is read from the store when it is sent.
+    hot_bytes: usize,
+    max_hot_bytes: usize,
 }
 
 impl Inboxes {
@@ -76,6 +84,49 @@ impl Inboxes {
             next_id: 1,
             max_inflight,
             max_deliver,
+            hot_bytes: 0,
+            max_hot_bytes: usize::MAX,
+        }
+    }
+
+    /// At most `bytes` of pending messages' payloads in memory (the rest waits in the store).
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.max_hot_bytes = bytes;
+        self
+    }
+
+    /// Payload bytes of pending messages held in memory.
+    pub fn hot_bytes(&self) -> usize {
+        self.hot_bytes
+    }
+
+    /// Payload bytes pending for agent `aid` (queued and in flight).
+    pub fn bytes(&self, sid: &str, aid: &str) -> usize {
+        self.inboxes
+            .get(sid)
+            .and_then(|s| s.get(aid))
+            .map_or(0, |i| i.bytes)
+    }
+
+    /// Delivery `did`'s record, read back from the store, is in memory again.
+    pub fn warm(&mut self, did: u64, record: Arc<Recorded>) {
+        if let Some(d) = self.deliveries.get_mut(&did) {
+            if !d.hot {
+                d.envelope = record;
+                d.hot = true;
+                self.hot_bytes += d.size;
+            }
+        }
+    }
+
+    /// When memory is past its budget, delivery `did` keeps only a stub of its record (it is
+    /// read from the store again if it must be sent again).
+    pub fn cool_if_over(&mut self, did: u64) {
+        if self.hot_bytes <= self.max_hot_bytes {
+            return;
+        }
+        if let Some(d) = self.deliveries.get_mut(&did) {
+            cool(d, &mut self.hot_bytes);
         }
     }
 
@@ -96,6 +147,7 @@ impl Inboxes {
         self.deliveries.clear();
         self.inboxes.clear();
         self.timers.clear();
+        self.hot_bytes = 0;
     }
 
     fn inbox(&mut self, sid: &str, aid: &str) -> Option<&mut Inbox> {
@@ -119,6 +171,14 @@ impl Inboxes {
             inbox.ack_ids.insert(ack_id, d.id);
         }
         inbox.queue.push_back(d.id);
+        inbox.bytes += d.size;
+        let mut d = d;
+        if d.hot {
+            self.hot_bytes += d.size;
+            if self.hot_bytes > self.max_hot_bytes {
+                cool(&mut d, &mut self.hot_bytes);
+            }
+        }
         self.deliveries.insert(d.id, d);
     }
 
@@ -300,6 +360,9 @@ impl Inboxes {
         moving.sort_unstable();
         for did in &moving {
             if let Some(mut d) = self.deliveries.remove(did) {
+                if d.hot {
+                    self.hot_bytes -= d.size; // counted again as it is queued anew
+                }
                 d.addressed.get_or_insert_with(|| d.target.clone());
                 d.target = to.to_owned();
                 self.handle_send(d);
@@ -314,6 +377,9 @@ impl Inboxes {
     /// Takes delivery `did` out wherever it is (acked, given up, or its agent removed).
     pub fn forget(&mut self, did: u64) -> Option<Delivery> {
         let d = self.deliveries.remove(&did)?;
+        if d.hot {
+            self.hot_bytes -= d.size;
+        }
         if let Some(inbox) = self.inbox(&d.session, &d.target) {
             // An acked delivery is in flight; only one never sent (dead-lettered, say) is
             // looked for in the queue, which can be long behind a slow consumer.
@@ -322,6 +388,7 @@ impl Inboxes {
                     inbox.queue.remove(pos);
                 }
             }
+            inbox.bytes -= d.size;
             inbox.ack_ids.remove(&d.envelope.env.id, did);
             for ack_id in d.action_ids() {
                 inbox.ack_ids.remove(&ack_id, did);
@@ -371,5 +438,15 @@ impl Inboxes {
             .filter(|d| d.session == sid)
             .map(|d| d.seq)
             .min()
+    }
+}
+
+/// Keeps only a stub of a message's record (groups and notices stay whole: they are few, and
+/// a group's actions are read from its payload).
+fn cool(d: &mut Delivery, hot_bytes: &mut usize) {
+    if d.hot && d.kind == DeliveryKind::Message {
+        d.envelope = Arc::new(d.envelope.stub());
+        d.hot = false;
+        *hot_bytes -= d.size;
     }
 }

@@ -354,6 +354,7 @@ fn finish(shared: &Shared, state: &mut State, release: Vec<Release>) {
     match result {
         Ok(()) => {
             for r in release {
+                r.out.settle(r.lines.len());
                 r.out.push_all(r.lines);
             }
         }
@@ -370,6 +371,7 @@ fn finish(shared: &Shared, state: &mut State, release: Vec<Release>) {
             shared.poisoned.store(true, Ordering::Release);
             let refusal = Refusal::new(ErrorCode::StoreUnavailable, message);
             for r in release {
+                r.out.settle(r.lines.len());
                 let framing = r.out.framing();
                 let mut lines = bytes::BytesMut::new();
                 for id in &r.requests {

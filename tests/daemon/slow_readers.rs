@@ -1,0 +1,301 @@
+//! Readers that stop reading cost the daemon a bounded amount of memory, and lose nothing: 10
+//! socket `events.stream` followers and 50 SSE clients that never read while 100,000 messages
+//! of 1 KB go through keep `weaved` under [`RSS_BOUND_MB`]; afterwards a follower that starts
+//! reading again gets every record, in order, from the log. The bound is today's (peaks of
+//! 230–520 MB measured in debug builds, see docs/weave/reliability.md), not yet the 200 MB the
+//! hardening issue aims at.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
+use weave_test_kit::*;
+
+/// The documented bound (docs/weave/reliability.md): a regression guard until the
+/// remaining transient peaks are found.
+const RSS_BOUND_MB: u64 = 650;
+const MESSAGES: usize = 100_000;
+const SOCKET_FOLLOWERS: usize = 10;
+const SSE_CLIENTS: usize = 50;
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn line(kind: &str, session: &str, src: &str, extra: Value) -> Vec<u8> {
+    let mut env = json!({
+        "v": 1, "type": kind, "id": uuid::Uuid::new_v4().to_string(), "ts": "2026-12-06T00:00:00Z",
+        "src": src, "session": session,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        env[k] = v.clone();
+    }
+    let mut bytes = env.to_string().into_bytes();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Reads `events.record` lines of a socket follower until record `head`; their seqs.
+async fn read_follower(stream: UnixStream, head: u64) -> Vec<u64> {
+    let mut lines = BufReader::new(stream).lines();
+    let mut seqs = Vec::new();
+    while let Some(text) = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("records keep coming")
+        .unwrap()
+    {
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if v["type"] == "events.record" {
+            let seq = v["seq"].as_u64().unwrap();
+            seqs.push(seq);
+            if seq >= head {
+                break;
+            }
+        }
+    }
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing() {
+    let d = Weaved::start();
+    let pid = d.pid();
+    let before_kb = rss_kb(pid);
+    let s = d
+        .post("/api/sessions", json!({ "name": "firehose" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The receiver acks everything as fast as it reads (a raw connection: the test's own
+    // parsing must not be what falls behind): only the followers and SSE clients lag.
+    let received = Arc::new(AtomicU64::new(0));
+    {
+        let b = UnixStream::connect(d.socket()).await.unwrap();
+        let (read, mut write) = b.into_split();
+        write
+            .write_all(&line(
+                "agent.add",
+                &s,
+                "b",
+                json!({ "payload": { "id": "b", "name": "B" } }),
+            ))
+            .await
+            .unwrap();
+        let (counted, session) = (received.clone(), s.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(text)) = lines.next_line().await {
+                if !text.contains(r#""type":"message.send""#) {
+                    continue;
+                }
+                let corr = text
+                    .split(r#""corr":""#)
+                    .nth(1)
+                    .and_then(|r| r.split('"').next());
+                let ack = format!(
+                    r#"{{"v":1,"type":"message.ack","id":"k","ts":"2026-12-06T00:00:00Z","src":"b","session":"{session}","corr":"{}"}}"#,
+                    corr.unwrap_or_default()
+                );
+                if write
+                    .write_all(format!("{ack}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+
+    let mut followers = Vec::new();
+    for i in 0..SOCKET_FOLLOWERS {
+        let mut f = UnixStream::connect(d.socket()).await.unwrap();
+        let req = line(
+            "events.stream",
+            &s,
+            &format!("watcher-{i}"),
+            json!({ "payload": { "since": 0, "follow": true } }),
+        );
+        f.write_all(&req).await.unwrap();
+        followers.push(f);
+    }
+    let addr = d.base.trim_start_matches("http://").to_owned();
+    let mut sse = Vec::new();
+    for _ in 0..SSE_CLIENTS {
+        let mut c = TcpStream::connect(&addr).await.unwrap();
+        let req = format!(
+            "GET /api/sessions/{s}/events/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nAccept: text/event-stream\r\n\r\n",
+            d.token
+        );
+        c.write_all(req.as_bytes()).await.unwrap();
+        sse.push(c);
+    }
+
+    // RSS, sampled while the messages go through.
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kb(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // The sender pipelines its messages and counts the answers.
+    let sender = UnixStream::connect(d.socket()).await.unwrap();
+    let (read, mut write) = sender.into_split();
+    write
+        .write_all(&line(
+            "agent.add",
+            &s,
+            "a",
+            json!({ "payload": { "id": "a", "name": "A" } }),
+        ))
+        .await
+        .unwrap();
+    let answers = tokio::spawn(async move {
+        let mut lines = BufReader::new(read).lines();
+        let mut codes: HashMap<String, usize> = HashMap::new();
+        for _ in 0..=MESSAGES {
+            let text = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("answers keep coming")
+                .unwrap()
+                .unwrap();
+            let v: Value = serde_json::from_str(&text).unwrap();
+            let code = v["error"]["code"].as_str().unwrap_or("ok").to_owned();
+            *codes.entry(code).or_default() += 1;
+        }
+        codes
+    });
+    let text = "x".repeat(1000);
+    let mut chunk = Vec::new();
+    for i in 0..MESSAGES {
+        chunk.extend(line(
+            "message.send",
+            &s,
+            "a",
+            json!({ "dst": "b", "payload": { "text": text } }),
+        ));
+        if i % 500 == 499 {
+            write.write_all(&chunk).await.unwrap();
+            chunk.clear();
+        }
+    }
+    write.write_all(&chunk).await.unwrap();
+    let codes = answers.await.unwrap();
+    assert_eq!(codes.get("ok"), Some(&(MESSAGES + 1)), "{codes:?}");
+    eventually("every message delivered", || {
+        let done = received.load(Ordering::Relaxed) == MESSAGES as u64;
+        async move { done.then_some(()) }
+    })
+    .await;
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await.unwrap();
+    let peak_mb = peak.load(Ordering::Relaxed) / 1024;
+    let stats = Conn::open(&d.socket())
+        .await
+        .ok("bus.stats", None, "t", Value::Null)
+        .await;
+    let stats = stats.payload.unwrap();
+    eprintln!(
+        "bus.stats: pending {} in memory {} B, followers paused {} cut {}, intake {}",
+        stats["pending_deliveries"],
+        stats["pending_bytes_in_memory"],
+        stats["counters"]["followers_paused"],
+        stats["counters"]["followers_cut"],
+        stats["counters"]["intake_bytes"]
+    );
+    eprintln!(
+        "weaved RSS: {} MB before, peak {peak_mb} MB with {SOCKET_FOLLOWERS} stalled followers and {SSE_CLIENTS} stalled SSE clients over {MESSAGES} x 1 KB (bound {RSS_BOUND_MB} MB)",
+        before_kb / 1024
+    );
+    assert!(peak_mb < RSS_BOUND_MB, "peak RSS {peak_mb} MB");
+
+    // A follower that reads again gets every record, in order, from the log.
+    let head = d.json(&format!("/api/sessions/{s}")).await["last_seq"]
+        .as_u64()
+        .unwrap();
+    assert!(head > MESSAGES as u64, "head {head}");
+    let seqs = read_follower(followers.remove(0), head).await;
+    let expected: Vec<u64> = (1..=head).collect();
+    assert!(
+        seqs == expected,
+        "a gap or a duplicate: {} records of {head}",
+        seqs.len()
+    );
+    // So does a stalled SSE client: its records come on, ids dense, to the head.
+    let ids = read_sse(sse.remove(0), head).await;
+    let first = ids[0];
+    let expected: Vec<u64> = (first..=head).collect();
+    assert!(
+        first <= 3,
+        "the snapshot's id is the head at connect: {first}"
+    );
+    assert!(
+        ids == expected,
+        "a gap or a duplicate: {} events to {head}",
+        ids.len()
+    );
+}
+
+/// Reads a raw SSE response (chunked) until the event with id `head`; the ids in order.
+async fn read_sse(stream: TcpStream, head: u64) -> Vec<u64> {
+    use tokio::io::AsyncReadExt;
+    let mut r = BufReader::new(stream);
+    let mut status = String::new();
+    r.read_line(&mut status).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    loop {
+        let mut header = String::new();
+        r.read_line(&mut header).await.unwrap();
+        if header == "\r\n" {
+            break;
+        }
+    }
+    let (mut body, mut ids) = (String::new(), Vec::new());
+    loop {
+        let mut size = String::new();
+        tokio::time::timeout(WAIT, r.read_line(&mut size))
+            .await
+            .expect("events keep coming")
+            .unwrap();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        let mut chunk = vec![0; n + 2];
+        r.read_exact(&mut chunk).await.unwrap();
+        body.push_str(std::str::from_utf8(&chunk[..n]).unwrap());
+        while let Some(end) = body.find('\n') {
+            let text: String = body.drain(..=end).collect();
+            if let Some(id) = text
+                .strip_prefix("id: ")
+                .or_else(|| text.strip_prefix("id:"))
+            {
+                let id: u64 = id.trim().parse().unwrap();
+                ids.push(id);
+                if id >= head {
+                    return ids;
+                }
+            }
+        }
+    }
+}
