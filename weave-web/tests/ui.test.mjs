@@ -390,9 +390,9 @@ test("the person's inbox counts steps, messages and stops; approve and deny sett
     await page.waitForSelector(`#sessions li.selected[data-id="${quiet.id}"]`, { timeout: WAIT });
     await lead.message(ada, { text: "one more thing" });
     await lead.message(ada, { text: "and another" });
-    const badge = await page.waitForSelector(`#sessions li[data-id="${work.id}"] .unread`, { timeout: WAIT });
+    // The list is redrawn as counts change: read the badge afresh, never through an old handle.
     await page.waitForFunction((id) => (document.querySelector(`#sessions li[data-id="${id}"] .unread`) || {}).textContent === "2", work.id, { timeout: WAIT });
-    assert.equal(await badge.getAttribute("aria-label"), "2 unread");
+    assert.equal(await page.getAttribute(`#sessions li[data-id="${work.id}"] .unread`, "aria-label"), "2 unread");
     if (process.env.SCREENSHOTS) {
       mkdirSync(process.env.SCREENSHOTS, { recursive: true });
       await page.click(`#sessions li[data-id="${work.id}"]`);
