@@ -17,6 +17,7 @@ mod home;
 mod idempotency;
 mod lifecycle;
 mod payload;
+mod queued_bytes;
 mod receipts;
 mod runtime;
 mod signals;

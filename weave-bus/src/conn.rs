@@ -86,12 +86,14 @@ impl ConnOut {
     }
 
     /// Sends encoded frames: written at once when the writer is idle, else queued behind it.
+    /// A connection the engine holds back (stalled) always goes through its writer, which tells
+    /// the engine when it drains: a direct write that took everything would tell nobody.
     pub fn push_all(&self, mut bytes: Bytes) {
         let direct = self
             .direct
             .as_deref()
             .filter(|_| !self.shared.direct_broken.load(Ordering::Acquire));
-        if self.shared.queued() == 0 {
+        if self.shared.queued() == 0 && !self.shared.stalled.load(Ordering::Acquire) {
             if let Some(mut socket) = direct {
                 match socket.write(&bytes) {
                     Ok(n) if n == bytes.len() => return,

@@ -206,6 +206,9 @@ impl LocalConn {
     }
 
     /// The next line the bus wrote (without its `\n`); `None` once the bus is gone.
+    ///
+    /// A line counts as written once it is returned, not when its chunk arrives: the chunk a
+    /// slow reader (an SSE client) is still working through stays inside its byte budget.
     pub async fn next_line(&mut self) -> Option<Bytes> {
         loop {
             if !self.pending.is_empty() {
@@ -215,19 +218,20 @@ impl LocalConn {
                     .position(|&b| b == b'\n')
                     .unwrap_or(self.pending.len());
                 let line = self.pending.split_to(end);
+                let mut used = end;
                 if !self.pending.is_empty() {
                     let _ = self.pending.split_to(1); // the newline
+                    used += 1;
+                }
+                if self.shared.written(used, usize::MAX) {
+                    self.bus.writable(self.id);
                 }
                 if !line.is_empty() {
                     return Some(line);
                 }
                 continue;
             }
-            let chunk = self.chunks.recv().await?;
-            if self.shared.written(chunk.len(), usize::MAX) {
-                self.bus.writable(self.id);
-            }
-            self.pending = chunk;
+            self.pending = self.chunks.recv().await?;
         }
     }
 }

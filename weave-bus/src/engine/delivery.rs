@@ -68,11 +68,11 @@ impl Engine {
             if !self.inboxes.window_open(sid, aid) {
                 return;
             }
-            if conn.out.queued() > max_conn_buffer {
+            // What the connection holds, waits for a commit, or has in this batch: a window of
+            // 4,096 messages of 64 KiB would otherwise go into one batch (256 MiB).
+            if self.unreleased(conn_id) > max_conn_buffer {
                 conn.out.mark_stalled();
-                if conn.out.queued() > max_conn_buffer / 2 {
-                    return; // the writer will report `Writable` once it drains
-                }
+                return; // the writer will report `Writable` once it drains
             }
             let framing = conn.out.framing();
             let (id, first, done) = match self.inboxes.next_for(sid, aid, now) {

@@ -58,12 +58,13 @@ impl Engine {
         let Some(session) = registry.sessions.get_mut(sid) else {
             return Vec::new();
         };
+        let batch = &self.batch.bytes;
         let mut live = Vec::with_capacity(session.watchers.len());
         for w in session.watchers.iter_mut().filter(|w| w.behind.is_none()) {
             let Some(conn) = registry.conns.get(&w.conn) else {
                 continue;
             };
-            if conn.out.pending() > limit {
+            if conn.out.pending() + batch.get(&w.conn).copied().unwrap_or(0) > limit {
                 w.behind = Some(seq - 1);
                 conn.out.mark_stalled();
                 self.metrics.inc(&self.metrics.followers_paused);
@@ -99,7 +100,6 @@ impl Engine {
     /// while its connection has room; at the head it turns live (or, without `follow`, ends).
     fn catch_up(&mut self, sid: &str, conn: ConnId, corr: &str) {
         let limit = self.cfg.limits.max_stream_buffer;
-        let mut sent = 0usize;
         loop {
             let Some((key, head, first, w)) = self.watcher(sid, conn, corr) else {
                 return;
@@ -112,12 +112,7 @@ impl Engine {
                 self.caught_up(sid, conn, corr);
                 return;
             }
-            let queued = self
-                .registry
-                .conns
-                .get(&conn)
-                .map_or(0, |c| c.out.pending());
-            if queued + sent > limit {
+            if self.unreleased(conn) > limit {
                 if let Some(c) = self.registry.conns.get(&conn) {
                     c.out.mark_stalled(); // the writer reports `Writable` once it drains
                 }
@@ -147,11 +142,10 @@ impl Engine {
             }
             let mut through = cursor;
             for row in rows.iter().take_while(|r| r.seq <= end) {
-                if queued + sent > limit {
+                if self.unreleased(conn) > limit {
                     break; // the rest of the page is read again once the connection drains
                 }
                 let json = stored_record_json(row);
-                sent += json.len() + 128; // the record and its line's envelope
                 self.send_record(conn, sid, corr, row.seq, &json);
                 through = row.seq;
             }

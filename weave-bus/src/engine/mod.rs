@@ -57,6 +57,10 @@ use writer::{Release, Remembered, Write, Writer};
 
 /// Most inputs applied in one store transaction.
 pub const MAX_BATCH: usize = 1024;
+/// Most request bytes applied in one store transaction: a batch's records are in memory twice
+/// (the rows it writes and the records it delivers) until it commits, and 1,024 messages of
+/// 64 KiB would make that 128 MiB per batch.
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// A batch of at most this many inputs is committed by the engine itself when the writer is
 /// idle: on a quiet bus a thread hop would cost more latency than the overlap gains.
 const INLINE_BATCH: usize = 16;
@@ -101,6 +105,16 @@ pub enum Input {
     Shutdown,
 }
 
+impl Input {
+    /// Bytes it took on the socket (what bounds a batch; in-process requests count 0).
+    fn bytes(&self) -> usize {
+        match self {
+            Input::Request { bytes, .. } => *bytes,
+            _ => 0,
+        }
+    }
+}
+
 /// The engine holds its parts and routes inputs between them: who is connected and where
 /// ([`Registry`]), what waits to be delivered ([`Inboxes`]), the conversations' rules (the
 /// runtime), the records' bookkeeping ([`Records`]), the store ([`Writer`]) and what waits for
@@ -125,6 +139,10 @@ pub struct Engine {
 #[derive(Default)]
 struct Batch {
     lines: Vec<(ConnId, Bytes)>,
+    /// Bytes of `lines` per connection: what the connection will hold once the batch is
+    /// released, on top of what it holds now (a batch of 1,024 records sent to 60 followers
+    /// would otherwise be copied to each of them before any looked full).
+    bytes: Map<ConnId, usize>,
     /// Requests answered in this batch, to answer `store_unavailable` if the commit fails.
     requests: Vec<(ConnId, String)>,
     /// The batch's store writes not yet handed to the writer.
@@ -206,19 +224,21 @@ impl Engine {
                 self.reload_after_failure();
             }
             let mut stop = false;
-            let mut applied = 0;
+            let (mut applied, mut bytes) = (0, 0);
             let due = self.retry.take_due(Instant::now());
             if !due.is_empty() {
                 self.batch.pump.extend(due);
                 self.pump_marked();
             }
             if let Some(input) = first {
+                bytes += input.bytes();
                 stop = self.apply(input);
                 applied += 1;
             }
-            while !stop && applied < MAX_BATCH {
+            while !stop && applied < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match inputs.try_recv() {
                     Ok(input) => {
+                        bytes += input.bytes();
                         stop = self.apply(input);
                         applied += 1;
                     }
@@ -408,7 +428,19 @@ impl Engine {
 
     /// Queues a frame already encoded in the connection's framing.
     fn send_encoded(&mut self, conn: ConnId, frame: Bytes) {
+        *self.batch.bytes.entry(conn).or_default() += frame.len();
         self.batch.lines.push((conn, frame));
+    }
+
+    /// Bytes connection `conn` holds or will hold once the batches so far are released: queued,
+    /// waiting for a commit, and in this batch.
+    fn unreleased(&self, conn: ConnId) -> usize {
+        let batch = self.batch.bytes.get(&conn).copied().unwrap_or(0);
+        self.registry
+            .conns
+            .get(&conn)
+            .map_or(0, |c| c.out.pending())
+            + batch
     }
 
     /// The framing of a connection, open or closing in this batch.

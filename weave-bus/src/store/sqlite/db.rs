@@ -1,7 +1,10 @@
 //! The SQLite store's connection: opening (file mode, pragmas, migrations) and checkpoints. Written through this one connection only — by the store's writer thread, or by
 //! the engine itself for a small batch while the writer is idle (`engine/writer.rs`).
 
-use std::path::Path;
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -10,9 +13,31 @@ use super::migrations;
 use crate::config::Durability;
 use crate::store::backend::{StoreResult, StoredRecord};
 
+/// How large the write-ahead log may grow under sustained writes before the writer folds the
+/// rest of it into the database itself, so that the next transaction starts it over; and the
+/// size it is truncated to when it starts over. Checkpoints in the background (every 500 ms,
+/// never blocking the writer) do the bulk of the folding; but while commits keep coming they
+/// never catch up with the last frame, and SQLite only starts a log over that is wholly folded:
+/// without this, 100,000 messages of 1 KB left a 440 MB log behind.
+pub const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+thread_local! {
+    /// Pages in the write-ahead log after the last commit on this thread (SQLite's WAL hook runs
+    /// on the committing thread, right after the commit).
+    static WAL_PAGES: Cell<u64> = const { Cell::new(0) };
+}
+
+fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.set(pages.max(0) as u64);
+    Ok(())
+}
+
 pub struct Store {
     pub(super) conn: Connection,
     pub(super) in_txn: bool,
+    path: PathBuf,
+    /// [`WAL_LIMIT_BYTES`] in pages.
+    wal_limit_pages: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -42,6 +67,7 @@ impl Store {
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous={sync};
              PRAGMA wal_autocheckpoint=0;
+             PRAGMA journal_size_limit={WAL_LIMIT_BYTES};
              PRAGMA foreign_keys=OFF;
              PRAGMA temp_store=MEMORY;
              PRAGMA cache_size=-16384;"
@@ -50,11 +76,64 @@ impl Store {
         migrations::run(&conn)?;
         migrations::ensure_search_index(&conn)?;
         conn.set_prepared_statement_cache_capacity(64);
+        conn.wal_hook(Some(note_wal_pages));
+        let page: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         Ok(Store {
             conn,
             in_txn: false,
+            path: path.to_owned(),
+            wal_limit_pages: WAL_LIMIT_BYTES / page.max(512),
         })
     }
+
+    /// After a commit: a log past [`WAL_LIMIT_BYTES`] is folded to its end here (no other
+    /// writer exists, so this completes unless a background checkpoint runs at that moment;
+    /// then the next commit tries again), and the next transaction starts it over.
+    pub(super) fn fold_wal_if_over(&self) {
+        if WAL_PAGES.get() <= self.wal_limit_pages {
+            return;
+        }
+        match passive_checkpoint(&self.conn) {
+            Ok((false, log, folded)) if log == folded => WAL_PAGES.set(0),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "checkpoint after commit skipped"),
+        }
+    }
+
+    /// Runs passive WAL checkpoints on a connection of its own every `every`, until `stop` is
+    /// set. Passive checkpoints never block the writer.
+    pub fn spawn_checkpointer(
+        &self,
+        every: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let path = self.path.clone();
+        std::thread::Builder::new()
+            .name("weave-checkpoint".into())
+            .spawn(move || {
+                let Ok(conn) = Connection::open(&path) else {
+                    return;
+                };
+                let _ = conn.busy_timeout(Duration::from_millis(100));
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(every);
+                    if let Err(e) = passive_checkpoint(&conn) {
+                        tracing::debug!(error = %e, "checkpoint skipped");
+                    }
+                }
+            })
+    }
+}
+
+/// `PRAGMA wal_checkpoint(PASSIVE)`: (busy, frames in the log, frames folded).
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<(bool, u64, u64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)? != 0,
+            r.get::<_, i64>(1)?.max(0) as u64,
+            r.get::<_, i64>(2)?.max(0) as u64,
+        ))
+    })
 }
 
 pub(super) fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
@@ -65,26 +144,52 @@ pub(super) fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord
     })
 }
 
-/// Runs passive WAL checkpoints on its own connection every `every`, until `stop` is set.
-/// Passive checkpoints never block the writer.
-pub fn spawn_checkpointer(
-    path: &Path,
-    every: Duration,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let path = path.to_owned();
-    std::thread::Builder::new()
-        .name("weave-checkpoint".into())
-        .spawn(move || {
-            let Ok(conn) = Connection::open(&path) else {
-                return;
-            };
-            let _ = conn.busy_timeout(Duration::from_millis(100));
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(every);
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::debug!(error = %e, "checkpoint skipped");
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::prelude::*;
+
+    /// Commits that never pause (no background checkpointer at all here) keep the log within
+    /// its limit: past it, the writer folds the log after a commit and the next one starts it
+    /// over, truncated to the limit.
+    #[test]
+    fn the_write_ahead_log_stays_bounded_under_commits_that_never_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut store = Store::open(&path, Durability::Normal).unwrap();
+        store
+            .insert_session(1, "s", None, "2026-01-01T00:00:00Z")
+            .unwrap();
+        let text = format!(
+            r#"{{"v":1,"type":"message.send","payload":"{}"}}"#,
+            "x".repeat(8000)
+        );
+        let (mut seq, mut largest) = (0, 0);
+        // Three times the limit, 256 records of 8 KB per commit.
+        for _ in 0..(3 * WAL_LIMIT_BYTES / (256 * 8000)) {
+            store.begin().unwrap();
+            {
+                let mut rows = store.rows().unwrap();
+                for _ in 0..256 {
+                    seq += 1;
+                    rows.insert_event(1, seq, "2026-01-01T00:00:00Z", &text)
+                        .unwrap();
                 }
             }
-        })
+            store.commit().unwrap();
+            let wal = std::fs::metadata(path.with_extension("db-wal"))
+                .unwrap()
+                .len();
+            largest = largest.max(wal);
+        }
+        // The limit, plus the commit that crossed it (2 MB of records and their index pages).
+        assert!(
+            largest < WAL_LIMIT_BYTES + 8 * 1024 * 1024,
+            "the log reached {largest} bytes"
+        );
+        assert_eq!(
+            store.records_after(1, 0, usize::MAX).unwrap().len() as u64,
+            seq
+        );
+    }
 }

@@ -20,6 +20,7 @@ impl Transactions for Store {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 return Err(e.into());
             }
+            self.fold_wal_if_over();
         }
         Ok(())
     }
