@@ -10,6 +10,7 @@
 //! [`writer`]).
 
 mod answer;
+mod batch;
 mod bookkeeping;
 mod brain;
 mod commands;
@@ -17,6 +18,7 @@ mod delivery;
 mod followers;
 mod idempotency;
 pub(crate) mod inboxes;
+mod input;
 mod logs;
 mod receipt_rows;
 mod receipts;
@@ -35,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use codex_weave_runtime::{Envelope, ErrorCode};
+use codex_weave_runtime::Envelope;
 use codex_weave_transport_uds::Framing;
 use serde::Serialize;
 
@@ -43,17 +45,19 @@ use crate::config::BusConfig;
 use crate::conn::{ConnId, ConnOut};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::request::{Refused, Request};
+use crate::request::Refused;
 use crate::store::prelude::*;
 use crate::store::{StoreError, StoreResult};
 use answer::ok_line;
 pub use answer::{bus_envelope, new_id, now_ms, response, Answer, Reply};
+use batch::Batch;
 use bookkeeping::Records;
 use inboxes::Inboxes;
+pub use input::Input;
 use registry::Registry;
 use retry::StoreRetry;
 use state::{Conn, Map, Session};
-use writer::{Release, Remembered, Write, Writer};
+use writer::{Release, Write, Writer};
 
 /// Most inputs applied in one store transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -70,50 +74,6 @@ const SNAPSHOT_IDLE: Duration = Duration::from_millis(50);
 const SNAPSHOT_FORCE: u64 = 3;
 /// Records of one session the search index takes in at one pause.
 const INDEX_STEP: u64 = 20_000;
-
-/// What connections tell the engine.
-#[derive(Debug)]
-pub enum Input {
-    /// A connection opened; lines for it go to `out`. An operator connection (the HTTP
-    /// facade acting for the token holder) may rename or remove any agent.
-    Open {
-        conn: ConnId,
-        out: ConnOut,
-        operator: bool,
-    },
-    /// A checked request (see [`Request::parse`]), its payload kept as JSON text.
-    Request {
-        conn: ConnId,
-        req: Box<Request>,
-        /// Its size as read from a socket (0 in process), given back to the intake once taken.
-        bytes: usize,
-    },
-    /// A request the edge refused (bad envelope, unknown type): answered with `refusal`.
-    Refused { conn: ConnId, refused: Box<Refused> },
-    /// A line that could not be parsed; answered with `code`.
-    Invalid {
-        conn: ConnId,
-        corr: Option<String>,
-        code: ErrorCode,
-        message: String,
-    },
-    /// The connection's writer drained a backlog: resume its deliveries.
-    Writable { conn: ConnId },
-    /// The connection is gone: its agents go offline, unacked deliveries are requeued.
-    Closed { conn: ConnId },
-    /// Finish the current batch, commit, and stop.
-    Shutdown,
-}
-
-impl Input {
-    /// Bytes it took on the socket (what bounds a batch; in-process requests count 0).
-    fn bytes(&self) -> usize {
-        match self {
-            Input::Request { bytes, .. } => *bytes,
-            _ => 0,
-        }
-    }
-}
 
 /// The engine holds its parts and routes inputs between them: who is connected and where
 /// ([`Registry`]), what waits to be delivered ([`Inboxes`]), the conversations' rules (the
@@ -133,39 +93,6 @@ pub struct Engine {
     writer: Writer,
     retry: StoreRetry,
     batch: Batch,
-}
-
-/// What one batch produced, released only once its transaction commits.
-#[derive(Default)]
-struct Batch {
-    lines: Vec<(ConnId, Bytes)>,
-    /// Bytes of `lines` per connection: what the connection will hold once the batch is
-    /// released, on top of what it holds now (a batch of 1,024 records sent to 60 followers
-    /// would otherwise be copied to each of them before any looked full).
-    bytes: Map<ConnId, usize>,
-    /// Requests answered in this batch, to answer `store_unavailable` if the commit fails.
-    requests: Vec<(ConnId, String)>,
-    /// The batch's store writes not yet handed to the writer.
-    writes: Vec<Write>,
-    /// Responses remembered in this batch, written as one row at its end.
-    remembered: Vec<Remembered>,
-    /// Deliveries whose stored row must be written or deleted at commit.
-    dirty: Vec<u64>,
-    /// Agents that may have deliveries to send: (session, agent).
-    pump: Vec<(String, String)>,
-    /// Sessions whose log outgrew `retain_events`: pruned before the commit.
-    prune: Vec<String>,
-    /// Receipts that moved in this batch, recorded at its end.
-    receipts: Vec<receipt_rows::Moved>,
-    /// Receipt rows not handed to `writes` yet.
-    receipt_rows: receipt_rows::ReceiptRows,
-    /// Connections that closed during the batch: their last lines (an error for the line that
-    /// made the bus close them, say) still go out.
-    closing: Map<ConnId, ConnOut>,
-    /// The bus is stopping: snapshot the runtime with this batch.
-    stopping: bool,
-    /// The batch began after a pause in the traffic.
-    quiet: bool,
 }
 
 impl Engine {

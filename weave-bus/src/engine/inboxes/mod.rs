@@ -11,6 +11,7 @@
 //! of the agent's queue, in delivery order, and the next `next_for` sends it again.
 
 mod ack_ids;
+mod budget;
 mod delivery;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ pub use delivery::{Delivery, DeliveryKind};
 use super::recorded::Recorded;
 use super::state::Map;
 use ack_ids::AckIds;
+use budget::MemoryBudget;
 
 /// What [`Inboxes::next_for`] asks of the shell.
 #[derive(Debug)]
@@ -69,8 +71,7 @@ pub struct Inboxes {
     max_deliver: u32,
     /// Payload bytes of pending messages held in memory, and the most there may be: past it a
     /// message waits as a stub and is read from the store when it is sent.
-    hot_bytes: usize,
-    max_hot_bytes: usize,
+    budget: MemoryBudget,
 }
 
 impl Inboxes {
@@ -84,20 +85,34 @@ impl Inboxes {
             next_id: 1,
             max_inflight,
             max_deliver,
-            hot_bytes: 0,
-            max_hot_bytes: usize::MAX,
+            budget: MemoryBudget::new(usize::MAX),
         }
     }
 
     /// At most `bytes` of pending messages' payloads in memory (the rest waits in the store).
     pub fn with_memory_budget(mut self, bytes: usize) -> Self {
-        self.max_hot_bytes = bytes;
+        self.budget = MemoryBudget::new(bytes);
         self
     }
 
     /// Payload bytes of pending messages held in memory.
     pub fn hot_bytes(&self) -> usize {
-        self.hot_bytes
+        self.budget.hot()
+    }
+
+    /// Delivery `did`'s record, read back from the store, is in memory again.
+    pub fn warm(&mut self, did: u64, record: Arc<Recorded>) {
+        if let Some(d) = self.deliveries.get_mut(&did) {
+            self.budget.warm(d, record);
+        }
+    }
+
+    /// When memory is past its budget, delivery `did` keeps only a stub of its record (it is
+    /// read from the store again if it must be sent again).
+    pub fn cool_if_over(&mut self, did: u64) {
+        if let Some(d) = self.deliveries.get_mut(&did) {
+            self.budget.cool_if_over(d);
+        }
     }
 
     /// Payload bytes pending for agent `aid` (queued and in flight).
@@ -106,28 +121,6 @@ impl Inboxes {
             .get(sid)
             .and_then(|s| s.get(aid))
             .map_or(0, |i| i.bytes)
-    }
-
-    /// Delivery `did`'s record, read back from the store, is in memory again.
-    pub fn warm(&mut self, did: u64, record: Arc<Recorded>) {
-        if let Some(d) = self.deliveries.get_mut(&did) {
-            if !d.hot {
-                d.envelope = record;
-                d.hot = true;
-                self.hot_bytes += d.size;
-            }
-        }
-    }
-
-    /// When memory is past its budget, delivery `did` keeps only a stub of its record (it is
-    /// read from the store again if it must be sent again).
-    pub fn cool_if_over(&mut self, did: u64) {
-        if self.hot_bytes <= self.max_hot_bytes {
-            return;
-        }
-        if let Some(d) = self.deliveries.get_mut(&did) {
-            cool(d, &mut self.hot_bytes);
-        }
     }
 
     /// The id for the next delivery.
@@ -147,7 +140,7 @@ impl Inboxes {
         self.deliveries.clear();
         self.inboxes.clear();
         self.timers.clear();
-        self.hot_bytes = 0;
+        self.budget.clear();
     }
 
     fn inbox(&mut self, sid: &str, aid: &str) -> Option<&mut Inbox> {
@@ -173,12 +166,7 @@ impl Inboxes {
         inbox.queue.push_back(d.id);
         inbox.bytes += d.size;
         let mut d = d;
-        if d.hot {
-            self.hot_bytes += d.size;
-            if self.hot_bytes > self.max_hot_bytes {
-                cool(&mut d, &mut self.hot_bytes);
-            }
-        }
+        self.budget.add(&mut d);
         self.deliveries.insert(d.id, d);
     }
 
@@ -360,9 +348,7 @@ impl Inboxes {
         moving.sort_unstable();
         for did in &moving {
             if let Some(mut d) = self.deliveries.remove(did) {
-                if d.hot {
-                    self.hot_bytes -= d.size; // counted again as it is queued anew
-                }
+                self.budget.remove(&d); // counted again as it is queued anew
                 d.addressed.get_or_insert_with(|| d.target.clone());
                 d.target = to.to_owned();
                 self.handle_send(d);
@@ -377,9 +363,7 @@ impl Inboxes {
     /// Takes delivery `did` out wherever it is (acked, given up, or its agent removed).
     pub fn forget(&mut self, did: u64) -> Option<Delivery> {
         let d = self.deliveries.remove(&did)?;
-        if d.hot {
-            self.hot_bytes -= d.size;
-        }
+        self.budget.remove(&d);
         if let Some(inbox) = self.inbox(&d.session, &d.target) {
             // An acked delivery is in flight; only one never sent (dead-lettered, say) is
             // looked for in the queue, which can be long behind a slow consumer.
@@ -438,15 +422,5 @@ impl Inboxes {
             .filter(|d| d.session == sid)
             .map(|d| d.seq)
             .min()
-    }
-}
-
-/// Keeps only a stub of a message's record (groups and notices stay whole: they are few, and
-/// a group's actions are read from its payload).
-fn cool(d: &mut Delivery, hot_bytes: &mut usize) {
-    if d.hot && d.kind == DeliveryKind::Message {
-        d.envelope = Arc::new(d.envelope.stub());
-        d.hot = false;
-        *hot_bytes -= d.size;
     }
 }
