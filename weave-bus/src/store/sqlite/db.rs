@@ -18,8 +18,11 @@ use crate::store::backend::{StoreResult, StoredRecord};
 /// size it is truncated to when it starts over. Checkpoints in the background (every 500 ms,
 /// never blocking the writer) do the bulk of the folding; but while commits keep coming they
 /// never catch up with the last frame, and SQLite only starts a log over that is wholly folded:
-/// without this, 100,000 messages of 1 KB left a 440 MB log behind.
-pub const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+/// without this, 100,000 messages of 1 KB left a 440 MB log behind. A fold stalls the writer
+/// for 10–150 ms (copying what the background has not copied yet, and syncing the database
+/// file) on this project's VM: at 64 MiB the folds
+/// cost 20% of the acked throughput, at 256 MiB nothing measurable (docs/weave/benchmarks.md).
+pub const WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 
 thread_local! {
     /// Pages in the write-ahead log after the last commit on this thread (SQLite's WAL hook runs
@@ -165,8 +168,8 @@ mod tests {
             "x".repeat(8000)
         );
         let (mut seq, mut largest) = (0, 0);
-        // Three times the limit, 256 records of 8 KB per commit.
-        for _ in 0..(3 * WAL_LIMIT_BYTES / (256 * 8000)) {
+        // Twice the limit, 256 records of 8 KB per commit.
+        for _ in 0..(2 * WAL_LIMIT_BYTES / (256 * 8000)) {
             store.begin().unwrap();
             {
                 let mut rows = store.rows().unwrap();
