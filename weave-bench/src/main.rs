@@ -12,6 +12,7 @@ mod bus;
 mod daemon;
 mod fanout;
 mod lines;
+mod nats;
 mod ops;
 mod soak;
 mod stats;
@@ -155,6 +156,9 @@ fn main() {
         let base_tput = baseline::throughput(&text, args.count, args.window).await;
         let mut base_pp = baseline::PingPong::start().await;
         let mut rows = Vec::new();
+        // The bus's default mode (normal, NDJSON): round trip p50, p99 and throughput, for the
+        // rows next to NATS.
+        let mut default_mode = None;
         for (durability, framing) in [
             ("normal", Framing::Ndjson),
             ("normal", Framing::Protobuf),
@@ -169,6 +173,9 @@ fn main() {
                 alternating_trips(&mut bus_pp, &mut base_pp, &text, args.trips).await;
             let block = (args.trips / RTT_BLOCKS).max(1);
             let rtt_check = bus_pp.finish().await;
+            if durability == "normal" && framing == Framing::Ndjson {
+                default_mode = Some((bus_lat.quantile(0.5), bus_lat.quantile(0.99)));
+            }
             eprintln!("bus ({durability}, {f}) and baseline: throughput, in alternating rounds…");
             let (tput, base) =
                 paired_throughput(&bus_bin, durability, framing, &text, args.count, args.window)
@@ -203,6 +210,9 @@ fn main() {
                     met: factor == 0.0 || !targeted || b <= factor * r,
                     check: rtt_check.clone(),
                 });
+            }
+            if let Some((p50, p99)) = default_mode.take() {
+                nats_rows(&mut rows, &text, &args, (p50, p99, tput.rate)).await;
             }
             rows.push(Row {
                 figure: "throughput, delivered + acked".into(),
@@ -321,6 +331,49 @@ fn main() {
         let base_rtt_check = base_pp.check();
         print_table(&args, &rows, &base_rtt_check, &base_tput.check);
     });
+}
+
+/// The bus's default mode next to NATS measured in the same run, when `nats-server` is
+/// installed: `bus` = (round trip p50, p99 in µs, acked msg/s).
+async fn nats_rows(rows: &mut Vec<Row>, text: &str, args: &Args, bus: (f64, f64, f64)) {
+    let (trips, count, window) = (args.trips, args.count, args.window);
+    let Some(server) = nats::Server::start().await else {
+        eprintln!("nats-server not found (Debian: apt install nats-server): no NATS rows");
+        return;
+    };
+    let version = nats::Server::version();
+    eprintln!("NATS ({version}): request-reply, JetStream trips and throughput…");
+    let (core, core_check) = nats::request_reply(&server.url, text, trips).await;
+    let (js, js_check) = nats::jetstream_trips(&server.url, text, trips).await;
+    let js_tput = nats::jetstream_throughput(&server.url, text, count, window).await;
+    let (p50, p99, rate) = bus;
+    let same = format!(
+        "bus: durability=normal, framing=ndjson, {} B text; baseline column: {version} on loopback, same run (async-nats)",
+        args.size
+    );
+    for (name, q, b) in [
+        ("round trip p50 vs NATS core request-reply", 0.5, p50),
+        ("round trip p99 vs NATS core request-reply", 0.99, p99),
+    ] {
+        rows.push(Row {
+            figure: name.into(),
+            config: format!("{same}; core request → reply, 1 in flight, {trips} trips"),
+            bus: b,
+            baseline: core.quantile(q),
+            unit: "µs",
+            target: "—".into(),
+            met: true,
+            check: core_check.clone(),
+        });
+    }
+    for (name, q, b) in [
+        ("round trip p50 vs NATS JetStream", 0.5, p50),
+        ("round trip p99 vs NATS JetStream", 0.99, p99),
+    ] {
+        let n = js.quantile(q);
+        rows.push(Row { figure: name.into(), config: format!("{same}; JetStream publish (stored, acked) → pull consumer → ack, file storage, 1 in flight, {trips} trips"), bus: b, baseline: n, unit: "µs", target: "< NATS JetStream".into(), met: b < n, check: js_check.clone() });
+    }
+    rows.push(Row { figure: "throughput vs NATS JetStream".into(), config: format!("{same}; JetStream publish with {window} awaiting the stream's ack → pull consumer (max {window} unacked) → ack, file storage, {count} messages"), bus: rate, baseline: js_tput.rate, unit: "msg/s", target: "> NATS JetStream".into(), met: rate > js_tput.rate, check: js_tput.check });
 }
 
 /// Throughput rounds per configuration: the machine is shared and its speed drifts, so each
