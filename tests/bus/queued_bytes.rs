@@ -10,7 +10,6 @@ use std::time::Duration;
 use codex_weave_transport_uds::Framing;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 use weave_test_kit::*;
 
 const MESSAGES: usize = 100_000;
@@ -21,28 +20,6 @@ const BUDGET_MB: u64 = 64;
 /// 80 MB after 100,000 messages), the connection buffers (`--max-conn-buffer`, 8 MiB each) and
 /// the program: far below the 6,250 MiB queued.
 const RSS_BOUND_MB: u64 = 400;
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn line(kind: &str, session: &str, src: &str, extra: Value) -> Vec<u8> {
-    let mut env = json!({
-        "v": 1, "type": kind, "id": uuid::Uuid::new_v4().to_string(), "ts": "2026-12-07T00:00:00Z",
-        "src": src, "session": session,
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        env[k] = v.clone();
-    }
-    let mut bytes = env.to_string().into_bytes();
-    bytes.push(b'\n');
-    bytes
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_of_6_gib_for_an_agent_that_never_acks_stays_inside_the_memory_budget() {
@@ -57,25 +34,12 @@ async fn a_queue_of_6_gib_for_an_agent_that_never_acks_stays_inside_the_memory_b
         "--max-queue-bytes-per-agent",
         &(8u64 << 30).to_string(),
     ]);
-    let pid = bus.pid();
     let admin = bus.connect().await;
     let s = admin.create_session("big").await;
 
     // The receiver reads everything it is sent and acks nothing.
     let seen = Arc::new(AtomicU64::new(0));
-    let (b_read, mut b_write) = UnixStream::connect(bus.socket())
-        .await
-        .unwrap()
-        .into_split();
-    b_write
-        .write_all(&line(
-            "agent.add",
-            &s,
-            "b",
-            json!({ "payload": { "id": "b", "name": "B" } }),
-        ))
-        .await
-        .unwrap();
+    let (b_read, b_write) = raw_agent(&bus.socket(), &s, "b", "B").await;
     let reader = {
         let seen = seen.clone();
         tokio::spawn(async move {
@@ -93,33 +57,11 @@ async fn a_queue_of_6_gib_for_an_agent_that_never_acks_stays_inside_the_memory_b
     };
     admin.wait_status(&s, "b", "online").await;
 
-    let peak = Arc::new(AtomicU64::new(0));
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kb(pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let peaks = Peaks::start(bus.pid(), None);
 
     // The sender pipelines its messages (each numbered at the front of its text) and counts
     // the answers.
-    let (a_read, mut a_write) = UnixStream::connect(bus.socket())
-        .await
-        .unwrap()
-        .into_split();
-    a_write
-        .write_all(&line(
-            "agent.add",
-            &s,
-            "a",
-            json!({ "payload": { "id": "a", "name": "A" } }),
-        ))
-        .await
-        .unwrap();
+    let (a_read, mut a_write) = raw_agent(&bus.socket(), &s, "a", "A").await;
     let answers = tokio::spawn(async move {
         let mut lines = BufReader::new(a_read).lines();
         let mut refused = Vec::new();
@@ -153,9 +95,7 @@ async fn a_queue_of_6_gib_for_an_agent_that_never_acks_stays_inside_the_memory_b
     a_write.write_all(&chunk).await.unwrap();
     let refused = answers.await.unwrap();
     assert!(refused.is_empty(), "refused: {refused:?}");
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let peak_mb = peak.load(Ordering::Relaxed) / 1024;
+    let peak_mb = peaks.stop().await.rss_mb;
 
     let stats = admin
         .ok("bus.stats", None, "t", Value::Null)

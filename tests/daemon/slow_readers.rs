@@ -24,33 +24,11 @@ const WAL_BOUND_MIB: u64 = 300;
 /// Idle after the run: the bounded caches (about 80 MB live: the runtime's 75,000 entries, the
 /// 100,000 remembered responses, the store's page cache), the program, and what mimalloc keeps
 /// of freed pages on threads that have gone quiet (measured 134 MB with
-/// `MIMALLOC_PURGE_DELAY=0`, 178–198 MB with its default): a guard against leaks.
+/// `MIMALLOC_PURGE_DELAY=0`, 170–202 MB with its default): a guard against leaks.
 const IDLE_BOUND_MB: u64 = 230;
 const MESSAGES: usize = 100_000;
 const SOCKET_FOLLOWERS: usize = 10;
 const SSE_CLIENTS: usize = 50;
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn line(kind: &str, session: &str, src: &str, extra: Value) -> Vec<u8> {
-    let mut env = json!({
-        "v": 1, "type": kind, "id": uuid::Uuid::new_v4().to_string(), "ts": "2026-12-06T00:00:00Z",
-        "src": src, "session": session,
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        env[k] = v.clone();
-    }
-    let mut bytes = env.to_string().into_bytes();
-    bytes.push(b'\n');
-    bytes
-}
 
 /// Reads `events.record` lines of a socket follower until record `head`; their seqs.
 async fn read_follower(stream: UnixStream, head: u64) -> Vec<u64> {
@@ -94,17 +72,7 @@ async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing(
     // parsing must not be what falls behind): only the followers and SSE clients lag.
     let received = Arc::new(AtomicU64::new(0));
     {
-        let b = UnixStream::connect(d.socket()).await.unwrap();
-        let (read, mut write) = b.into_split();
-        write
-            .write_all(&line(
-                "agent.add",
-                &s,
-                "b",
-                json!({ "payload": { "id": "b", "name": "B" } }),
-            ))
-            .await
-            .unwrap();
+        let (read, mut write) = raw_agent(&d.socket(), &s, "b", "B").await;
         let (counted, session) = (received.clone(), s.clone());
         tokio::spawn(async move {
             let mut lines = BufReader::new(read).lines();
@@ -135,7 +103,7 @@ async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing(
     let mut followers = Vec::new();
     for i in 0..SOCKET_FOLLOWERS {
         let mut f = UnixStream::connect(d.socket()).await.unwrap();
-        let req = line(
+        let req = request_line(
             "events.stream",
             &s,
             &format!("watcher-{i}"),
@@ -157,33 +125,10 @@ async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing(
     }
 
     // RSS and the store's write-ahead log, sampled while the messages go through.
-    let (peak, wal_peak) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = {
-        let (peak, wal_peak, sampling) = (peak.clone(), wal_peak.clone(), sampling.clone());
-        let wal = d.home.join("weave.db-wal");
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kb(pid), Ordering::Relaxed);
-                let wal = std::fs::metadata(&wal).map_or(0, |m| m.len());
-                wal_peak.fetch_max(wal, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
+    let peaks = Peaks::start(pid, Some(&d.home.join("weave.db-wal")));
 
     // The sender pipelines its messages and counts the answers.
-    let sender = UnixStream::connect(d.socket()).await.unwrap();
-    let (read, mut write) = sender.into_split();
-    write
-        .write_all(&line(
-            "agent.add",
-            &s,
-            "a",
-            json!({ "payload": { "id": "a", "name": "A" } }),
-        ))
-        .await
-        .unwrap();
+    let (read, mut write) = raw_agent(&d.socket(), &s, "a", "A").await;
     let answers = tokio::spawn(async move {
         let mut lines = BufReader::new(read).lines();
         let mut codes: HashMap<String, usize> = HashMap::new();
@@ -202,7 +147,7 @@ async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing(
     let text = "x".repeat(1000);
     let mut chunk = Vec::new();
     for i in 0..MESSAGES {
-        chunk.extend(line(
+        chunk.extend(request_line(
             "message.send",
             &s,
             "a",
@@ -221,9 +166,8 @@ async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing(
         async move { done.then_some(()) }
     })
     .await;
-    sampling.store(false, Ordering::Relaxed);
-    sampler.await.unwrap();
-    let peak_mb = peak.load(Ordering::Relaxed) / 1024;
+    let peak = peaks.stop().await;
+    let peak_mb = peak.rss_mb;
     let stats = Conn::open(&d.socket())
         .await
         .ok("bus.stats", None, "t", Value::Null)
@@ -242,7 +186,7 @@ async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing(
         before_kb / 1024
     );
     assert!(peak_mb < RSS_BOUND_MB, "peak RSS {peak_mb} MB");
-    let wal_mb = wal_peak.load(Ordering::Relaxed) >> 20;
+    let wal_mb = peak.file_bytes >> 20;
     eprintln!("write-ahead log: at most {wal_mb} MiB (bound {WAL_BOUND_MIB} MiB)");
     assert!(
         wal_mb < WAL_BOUND_MIB,

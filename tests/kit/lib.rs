@@ -7,6 +7,7 @@
 //! - [`Conn`]: a socket connection through the transport's client, in the suite's framing
 //!   (`WEAVE_TEST_FRAMING`); [`RawConn`]: bytes on the socket as any client writes them;
 //! - [`SseReader`]: Server-Sent Events read off a streaming response;
+//! - [`Peaks`]: a process's resident memory and a file's size, at their highest during a test;
 //! - [`Deadline`] and [`eventually`]: waiting for a condition with a bound, never a bare sleep;
 //! - [`test_python`]: the Python with the MCP SDK and openapi-python-client.
 //!
@@ -17,6 +18,7 @@
 mod bus;
 mod clock;
 mod conn;
+mod peaks;
 mod program;
 mod python;
 mod raw;
@@ -28,9 +30,10 @@ use std::time::Duration;
 pub use bus::{agent_options, framing, spawn_bus, BusProcess};
 pub use clock::{eventually, Deadline};
 pub use conn::{envelope, message, meta_weave, text_of, Conn};
+pub use peaks::{rss_kb, Peak, Peaks};
 pub use program::{program, Process};
 pub use python::test_python;
-pub use raw::RawConn;
+pub use raw::{raw_agent, request_line, RawConn};
 pub use sse::{SseEvent, SseReader};
 pub use weaved::Weaved;
 

@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::{BusProcess, WAIT};
 
@@ -68,4 +69,38 @@ impl RawConn {
             }
         }
     }
+}
+
+/// One NDJSON request line (with its `\n`): a fresh id, `extra`'s keys added to the envelope.
+pub fn request_line(kind: &str, session: &str, src: &str, extra: Value) -> Vec<u8> {
+    let mut env = json!({
+        "v": 1, "type": kind, "id": uuid::Uuid::new_v4().to_string(), "ts": "2026-12-07T00:00:00Z",
+        "src": src, "session": session,
+    });
+    for (k, v) in extra.as_object().expect("an object") {
+        env[k] = v.clone();
+    }
+    let mut bytes = env.to_string().into_bytes();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// A raw connection to the socket at `path` that has added agent `id` (named `name`) to
+/// `session`; its answer is the first line to read. Split, for a reader and a writer task.
+pub async fn raw_agent(
+    path: &Path,
+    session: &str,
+    id: &str,
+    name: &str,
+) -> (OwnedReadHalf, OwnedWriteHalf) {
+    let (read, mut write) = tokio::net::UnixStream::connect(path)
+        .await
+        .unwrap()
+        .into_split();
+    let add = json!({ "payload": { "id": id, "name": name } });
+    write
+        .write_all(&request_line("agent.add", session, id, add))
+        .await
+        .unwrap();
+    (read, write)
 }

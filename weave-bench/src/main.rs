@@ -156,9 +156,6 @@ fn main() {
         let base_tput = baseline::throughput(&text, args.count, args.window).await;
         let mut base_pp = baseline::PingPong::start().await;
         let mut rows = Vec::new();
-        // The bus's default mode (normal, NDJSON): round trip p50, p99 and throughput, for the
-        // rows next to NATS.
-        let mut default_mode = None;
         for (durability, framing) in [
             ("normal", Framing::Ndjson),
             ("normal", Framing::Protobuf),
@@ -173,9 +170,6 @@ fn main() {
                 alternating_trips(&mut bus_pp, &mut base_pp, &text, args.trips).await;
             let block = (args.trips / RTT_BLOCKS).max(1);
             let rtt_check = bus_pp.finish().await;
-            if durability == "normal" && framing == Framing::Ndjson {
-                default_mode = Some((bus_lat.quantile(0.5), bus_lat.quantile(0.99)));
-            }
             eprintln!("bus ({durability}, {f}) and baseline: throughput, in alternating rounds…");
             let (tput, base) =
                 paired_throughput(&bus_bin, durability, framing, &text, args.count, args.window)
@@ -211,8 +205,10 @@ fn main() {
                     check: rtt_check.clone(),
                 });
             }
-            if let Some((p50, p99)) = default_mode.take() {
-                nats_rows(&mut rows, &text, &args, (p50, p99, tput.rate)).await;
+            // The bus's default mode beside NATS, measured in the same run.
+            if durability == "normal" && framing == Framing::Ndjson {
+                let bus = (bus_lat.quantile(0.5), bus_lat.quantile(0.99), tput.rate);
+                nats_rows(&mut rows, &text, &args, bus).await;
             }
             rows.push(Row {
                 figure: "throughput, delivered + acked".into(),

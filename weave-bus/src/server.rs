@@ -30,7 +30,7 @@ use crate::handle::Bus;
 use crate::home::{self, HomeError, HomeLock};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::store::{Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::store_marker::{self, LostStore};
 use codex_weave_transport_uds::{CodecError, Framing, PREAMBLE};
 
@@ -91,10 +91,6 @@ impl BusServer {
         store_marker::check(&cfg.home, &cfg.store_path(), cfg.new_store)
             .map_err(StartError::LostStore)?;
         let store = Store::open(&cfg.store_path(), cfg.durability).map_err(StartError::Store)?;
-        let checkpoint_stop = Arc::new(AtomicBool::new(false));
-        store
-            .spawn_checkpointer(Duration::from_millis(500), checkpoint_stop.clone())
-            .map_err(|e| StartError::Io(cfg.store_path(), e))?;
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = std::sync::mpsc::channel();
         let (loaded_tx, loaded) = std::sync::mpsc::sync_channel(1);
@@ -127,6 +123,13 @@ impl BusServer {
         }
         store_marker::mark(&cfg.home, &cfg.store_path())
             .map_err(|e| StartError::Io(cfg.home.join(store_marker::STORE_MARKER), e))?;
+        let checkpoint_stop = Arc::new(AtomicBool::new(false));
+        store::spawn_checkpointer(
+            &cfg.store_path(),
+            Duration::from_millis(500),
+            checkpoint_stop.clone(),
+        )
+        .map_err(|e| StartError::Io(cfg.store_path(), e))?;
         let listener = bind_private(&socket)?;
         tracing::info!(socket = %socket.display(), durability = cfg.durability.as_str(), "bus listening");
         Ok(BusServer {

@@ -39,3 +39,10 @@ pub(super) struct Batch {
     /// The batch began after a pause in the traffic.
     pub(super) quiet: bool,
 }
+
+impl Batch {
+    /// Bytes of lines this batch holds for connection `conn`.
+    pub(super) fn bytes_for(&self, conn: ConnId) -> usize {
+        self.bytes.get(&conn).copied().unwrap_or(0)
+    }
+}

@@ -58,13 +58,13 @@ impl Engine {
         let Some(session) = registry.sessions.get_mut(sid) else {
             return Vec::new();
         };
-        let batch = &self.batch.bytes;
+        let batch = &self.batch;
         let mut live = Vec::with_capacity(session.watchers.len());
         for w in session.watchers.iter_mut().filter(|w| w.behind.is_none()) {
             let Some(conn) = registry.conns.get(&w.conn) else {
                 continue;
             };
-            if conn.out.pending() + batch.get(&w.conn).copied().unwrap_or(0) > limit {
+            if conn.out.pending() + batch.bytes_for(w.conn) > limit {
                 w.behind = Some(seq - 1);
                 conn.out.mark_stalled();
                 self.metrics.inc(&self.metrics.followers_paused);

@@ -362,12 +362,12 @@ impl Engine {
     /// Bytes connection `conn` holds or will hold once the batches so far are released: queued,
     /// waiting for a commit, and in this batch.
     fn unreleased(&self, conn: ConnId) -> usize {
-        let batch = self.batch.bytes.get(&conn).copied().unwrap_or(0);
-        self.registry
+        let held = self
+            .registry
             .conns
             .get(&conn)
-            .map_or(0, |c| c.out.pending())
-            + batch
+            .map_or(0, |c| c.out.pending());
+        held + self.batch.bytes_for(conn)
     }
 
     /// The framing of a connection, open or closing in this batch.

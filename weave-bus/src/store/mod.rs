@@ -20,4 +20,4 @@ pub mod prelude {
     };
 }
 
-pub use sqlite::{match_expression, Store, WAL_LIMIT_BYTES};
+pub use sqlite::{match_expression, spawn_checkpointer, Store};

@@ -2,7 +2,7 @@
 //! the engine itself for a small batch while the writer is idle (`engine/writer.rs`).
 
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +19,9 @@ use crate::store::backend::{StoreResult, StoredRecord};
 /// never blocking the writer) do the bulk of the folding; but while commits keep coming they
 /// never catch up with the last frame, and SQLite only starts a log over that is wholly folded:
 /// without this, 100,000 messages of 1 KB left a 440 MB log behind. A fold stalls the writer
-/// for 10–150 ms (copying what the background has not copied yet, and syncing the database
-/// file) on this project's VM: at 64 MiB the folds
-/// cost 20% of the acked throughput, at 256 MiB nothing measurable (docs/weave/benchmarks.md).
+/// for 10–150 ms on this project's VM (copying what the background has not copied yet, and
+/// syncing the database file): at 64 MiB the folds cost 20% of the acked throughput, at 256 MiB
+/// nothing measurable (docs/weave/benchmarks.md).
 pub const WAL_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 
 thread_local! {
@@ -38,7 +38,6 @@ fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
 pub struct Store {
     pub(super) conn: Connection,
     pub(super) in_txn: bool,
-    path: PathBuf,
     /// [`WAL_LIMIT_BYTES`] in pages.
     wal_limit_pages: u64,
 }
@@ -84,7 +83,6 @@ impl Store {
         Ok(Store {
             conn,
             in_txn: false,
-            path: path.to_owned(),
             wal_limit_pages: WAL_LIMIT_BYTES / page.max(512),
         })
     }
@@ -102,30 +100,30 @@ impl Store {
             Err(e) => tracing::debug!(error = %e, "checkpoint after commit skipped"),
         }
     }
+}
 
-    /// Runs passive WAL checkpoints on a connection of its own every `every`, until `stop` is
-    /// set. Passive checkpoints never block the writer.
-    pub fn spawn_checkpointer(
-        &self,
-        every: Duration,
-        stop: Arc<AtomicBool>,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let path = self.path.clone();
-        std::thread::Builder::new()
-            .name("weave-checkpoint".into())
-            .spawn(move || {
-                let Ok(conn) = Connection::open(&path) else {
-                    return;
-                };
-                let _ = conn.busy_timeout(Duration::from_millis(100));
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(every);
-                    if let Err(e) = passive_checkpoint(&conn) {
-                        tracing::debug!(error = %e, "checkpoint skipped");
-                    }
+/// Runs passive WAL checkpoints on a connection of its own every `every`, until `stop` is set.
+/// Passive checkpoints never block the writer.
+pub fn spawn_checkpointer(
+    path: &Path,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let path = path.to_owned();
+    std::thread::Builder::new()
+        .name("weave-checkpoint".into())
+        .spawn(move || {
+            let Ok(conn) = Connection::open(&path) else {
+                return;
+            };
+            let _ = conn.busy_timeout(Duration::from_millis(100));
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(every);
+                if let Err(e) = passive_checkpoint(&conn) {
+                    tracing::debug!(error = %e, "checkpoint skipped");
                 }
-            })
-    }
+            }
+        })
 }
 
 /// `PRAGMA wal_checkpoint(PASSIVE)`: (busy, frames in the log, frames folded).

@@ -12,5 +12,5 @@ mod search;
 mod state;
 mod transactions;
 
-pub use db::{Store, WAL_LIMIT_BYTES};
+pub use db::{spawn_checkpointer, Store};
 pub use search::match_expression;
