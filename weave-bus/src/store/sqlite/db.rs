@@ -1,7 +1,7 @@
 //! The SQLite store's connection: opening (file mode, pragmas, migrations) and checkpoints. Written through this one connection only — by the store's writer thread, or by
 //! the engine itself for a small batch while the writer is idle (`engine/writer.rs`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use super::message_index::{MessageIndex, LAG_LIMIT};
 use super::migrations;
 use crate::config::Durability;
 use crate::store::backend::{StoreResult, StoredRecord};
@@ -40,6 +41,8 @@ pub struct Store {
     pub(super) in_txn: bool,
     /// [`WAL_LIMIT_BYTES`] in pages.
     wal_limit_pages: u64,
+    /// Which records carried a message, for the ids not in `message_seqs` yet.
+    pub(super) messages: RefCell<MessageIndex>,
 }
 
 impl std::fmt::Debug for Store {
@@ -80,11 +83,22 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(64);
         conn.wal_hook(Some(note_wal_pages));
         let page: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let messages = RefCell::new(MessageIndex::load(&conn, LAG_LIMIT)?);
         Ok(Store {
             conn,
             in_txn: false,
             wal_limit_pages: WAL_LIMIT_BYTES / page.max(512),
+            messages,
         })
+    }
+
+    /// After a rollback: the message ids that wait are read back from what was committed.
+    pub(super) fn reload_message_index(&self) {
+        let limit = self.messages.borrow().limit;
+        match MessageIndex::load(&self.conn, limit) {
+            Ok(index) => *self.messages.borrow_mut() = index,
+            Err(e) => tracing::error!(error = %e, "message index not reloaded after a rollback"),
+        }
     }
 
     /// After a commit: a log past [`WAL_LIMIT_BYTES`] is folded to its end here (no other

@@ -5,6 +5,7 @@
 
 mod db;
 mod log;
+mod message_index;
 mod migrations;
 mod receipts;
 mod rows;

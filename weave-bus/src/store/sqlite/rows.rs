@@ -1,7 +1,10 @@
 //! The rows every message writes, with their statements prepared once per batch.
 
+use std::cell::RefCell;
+
 use rusqlite::{params, CachedStatement, Connection};
 
+use super::message_index::{self, MessageIndex};
 use super::receipts::PUT_RECEIPT;
 use crate::json_text::rows::idempotency_row;
 use crate::store::backend::{IdempotencyRef, IdempotencyRow, RowWriter, StoreResult};
@@ -15,11 +18,16 @@ pub struct Rows<'a> {
     undelivery: CachedStatement<'a>,
     idempotency: CachedStatement<'a>,
     receipt: CachedStatement<'a>,
+    conn: &'a Connection,
+    messages: &'a RefCell<MessageIndex>,
 }
 
 impl<'a> Rows<'a> {
     /// The statements of the rows every message writes, prepared once for a whole batch.
-    pub(super) fn prepare(conn: &'a Connection) -> rusqlite::Result<Rows<'a>> {
+    pub(super) fn prepare(
+        conn: &'a Connection,
+        messages: &'a RefCell<MessageIndex>,
+    ) -> rusqlite::Result<Rows<'a>> {
         Ok(Rows {
             event: conn.prepare_cached(
                 "INSERT INTO events (session, seq, ts, envelope) VALUES (?1, ?2, ?3, ?4)",
@@ -35,6 +43,8 @@ impl<'a> Rows<'a> {
                 "INSERT INTO idempotency_chunks (last_id, entries) VALUES (?1, ?2)",
             )?,
             receipt: conn.prepare_cached(PUT_RECEIPT)?,
+            conn,
+            messages,
         })
     }
 }
@@ -118,7 +128,10 @@ impl RowWriter for Rows<'_> {
         state: i64,
     ) -> StoreResult<()> {
         self.receipt
-            .execute(params![session, message, agent, seq as i64, state])?;
+            .execute(params![session, seq as i64, message, agent, state])?;
+        if let Some(hash) = self.messages.borrow_mut().note(session, message, seq) {
+            message_index::insert(self.conn, session, hash, seq)?;
+        }
         Ok(())
     }
 }

@@ -16,8 +16,14 @@ impl Transactions for Store {
     fn commit(&mut self) -> StoreResult<()> {
         if self.in_txn {
             self.in_txn = false;
-            if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let written = if self.messages.borrow().due() {
+                self.messages.borrow_mut().write(&self.conn)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = written.and_then(|()| self.conn.execute_batch("COMMIT")) {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.reload_message_index();
                 return Err(e.into());
             }
             self.fold_wal_if_over();
@@ -29,6 +35,7 @@ impl Transactions for Store {
         if self.in_txn {
             self.in_txn = false;
             let _ = self.conn.execute_batch("ROLLBACK");
+            self.reload_message_index();
         }
     }
 
@@ -40,6 +47,6 @@ impl Transactions for Store {
     }
 
     fn rows(&self) -> StoreResult<Box<dyn RowWriter + '_>> {
-        Ok(Box::new(Rows::prepare(&self.conn)?))
+        Ok(Box::new(Rows::prepare(&self.conn, &self.messages)?))
     }
 }
