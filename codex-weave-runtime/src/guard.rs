@@ -241,8 +241,10 @@ impl Guard {
 
     /// Forgets a pair run unless a later update set it again.
     pub(crate) fn forget_run(&mut self, key: &PairKey, number: u64) {
-        if self.runs.get(key).is_some_and(|r| r.2 == number) {
-            self.runs.remove(key);
+        if let hashbrown::hash_map::Entry::Occupied(run) = self.runs.entry(key.clone()) {
+            if run.get().2 == number {
+                run.remove();
+            }
         }
     }
 

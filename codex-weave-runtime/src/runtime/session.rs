@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use hashbrown::hash_map::Entry;
+
 use crate::guard::Guard;
 use crate::ids::{Id, Map};
 use crate::memory::Fresh;
@@ -69,14 +71,13 @@ impl Session {
         };
         match what {
             Fresh::Conversation(id) => {
-                let relay = self
-                    .conversations
-                    .get(id)
-                    .and_then(|c| c.relay_id.as_deref());
-                if active(&self.relays, relay) {
-                    return false;
+                // One lookup: the entry is kept, or removed, where it was found.
+                if let Entry::Occupied(found) = self.conversations.entry(id.clone()) {
+                    if active(&self.relays, found.get().relay_id.as_deref()) {
+                        return false;
+                    }
+                    found.remove();
                 }
-                self.conversations.remove(id);
             }
             Fresh::Relay(id) => {
                 if active(&self.relays, Some(id.as_str())) {
