@@ -305,3 +305,23 @@ async fn commit_figures(r: &mut Reader, w: &mut Writer) -> String {
         n("batched_inputs") / batches
     )
 }
+
+/// The many-pairs throughput row alone, with the CPU per message of the bus (by thread) and of
+/// this process, which runs the clients.
+pub async fn pairs_only(bin: &Path, pairs: usize, count: usize, window: usize) {
+    #![allow(clippy::print_stdout)]
+    let bus = start(bin, "normal");
+    let (bus_before, own_before) = (thread_cpu(bus.child.id()), thread_cpu(std::process::id()));
+    let (rate, check) = crate::fanout::pairs_throughput(&bus.socket(), pairs, count, window).await;
+    let spent = |before: &std::collections::BTreeMap<String, Duration>, pid: u32| {
+        let after: Duration = thread_cpu(pid).values().sum();
+        (after - before.values().sum::<Duration>()).as_secs_f64() * 1e6 / count as f64
+    };
+    let (bus_us, own_us) = (
+        spent(&bus_before, bus.child.id()),
+        spent(&own_before, std::process::id()),
+    );
+    println!(
+        "{pairs} pairs: {rate:.0} msg/s ({check}); CPU per message: bus {bus_us:.1} µs, clients {own_us:.1} µs"
+    );
+}

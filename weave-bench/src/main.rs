@@ -101,6 +101,12 @@ enum Cmd {
         #[arg(long, default_value = "ndjson")]
         framing: String,
     },
+    /// Only the many-pairs throughput row (`--count`, `--window` in flight in all), with the
+    /// CPU the bus and this process (the clients) spent per message. For profiling.
+    Pairs {
+        #[arg(long, default_value_t = 16)]
+        pairs: usize,
+    },
 }
 
 /// One row of the table.
@@ -145,6 +151,9 @@ fn main() {
     if let Some(Cmd::Trips { framing }) = &args.cmd {
         let framing = Framing::parse(framing).expect("--framing ndjson|protobuf");
         return rt.block_on(trips_only(&args, &bus_bin, framing));
+    }
+    if let Some(Cmd::Pairs { pairs }) = &args.cmd {
+        return rt.block_on(bus::pairs_only(&bus_bin, *pairs, args.count, args.window));
     }
     if let Some(Cmd::Throughput { rounds, framing }) = &args.cmd {
         let framing = Framing::parse(framing).expect("--framing ndjson|protobuf");
