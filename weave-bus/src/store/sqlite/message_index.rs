@@ -17,8 +17,9 @@ use rusqlite::{params, Connection};
 
 type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// How many ids may wait for the bulk write: about 2 MB of memory, and what a start reads back
-/// from the receipts.
+/// How many ids may wait for the bulk write: 2–4 MB of memory, and what a start reads back
+/// from the receipts (a store from before migration 11 reads all of its receipts back once,
+/// and its first commit writes them in bulk).
 pub(super) const LAG_LIMIT: usize = 65_536;
 
 /// The id's key in `message_seqs`: FNV-1a, 64 bits (a fixed function: the table outlives
