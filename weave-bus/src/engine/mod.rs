@@ -287,7 +287,7 @@ impl Engine {
     fn release(&self, batch: &mut Batch) -> Vec<Release> {
         let mut per_conn: Map<ConnId, usize> = Map::default();
         let mut release: Vec<(Release, BytesMut)> = Vec::new();
-        let closing = &batch.closing;
+        let (closing, bytes) = (&batch.closing, &batch.bytes);
         let mut slot = |conn: ConnId, release: &mut Vec<(Release, BytesMut)>| {
             if let Some(&i) = per_conn.get(&conn) {
                 return Some(i);
@@ -302,7 +302,8 @@ impl Engine {
                     lines: Bytes::new(),
                     requests: Vec::new(),
                 },
-                BytesMut::new(),
+                // Sized once: the batch counted each connection's bytes as it queued them.
+                BytesMut::with_capacity(bytes.get(&conn).copied().unwrap_or(0)),
             ));
             per_conn.insert(conn, release.len() - 1);
             Some(release.len() - 1)
