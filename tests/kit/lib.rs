@@ -9,15 +9,18 @@
 //! - [`SseReader`]: Server-Sent Events read off a streaming response;
 //! - [`Peaks`]: a process's resident memory and a file's size, at their highest during a test;
 //! - [`Deadline`] and [`eventually`]: waiting for a condition with a bound, never a bare sleep;
-//! - [`test_python`]: the Python with the MCP SDK and openapi-python-client.
+//! - [`test_python`]: the Python with the MCP SDK and openapi-python-client;
+//! - [`NatsCluster`]: a NATS JetStream cluster on loopback (Debian's `nats-server`).
 //!
-//! The suites live beside it: `bus/` (the socket protocol, against `weave-bus`) and `daemon/`
-//! (`weaved` and `weavectl`). Build the binaries first: `cargo build --workspace --bins`
+//! The suites live beside it: `bus/` (the socket protocol, against `weave-bus`), `daemon/`
+//! (`weaved` and `weavectl`) and `cluster/` (what the cluster design relies on, against a real
+//! NATS cluster). Build the binaries first: `cargo build --workspace --bins`
 //! (`scripts/test` does).
 
 mod bus;
 mod clock;
 mod conn;
+mod nats;
 mod peaks;
 mod program;
 mod python;
@@ -30,6 +33,7 @@ use std::time::Duration;
 pub use bus::{agent_options, framing, spawn_bus, BusProcess};
 pub use clock::{eventually, Deadline};
 pub use conn::{envelope, message, meta_weave, text_of, Conn};
+pub use nats::{NatsCluster, MAX_PAYLOAD};
 pub use peaks::{rss_kb, Peak, Peaks};
 pub use program::{program, Process};
 pub use python::test_python;
