@@ -6,6 +6,7 @@
 pub(crate) mod backend;
 #[cfg(test)]
 pub mod conformance;
+pub mod replicated;
 mod sqlite;
 
 pub use backend::{

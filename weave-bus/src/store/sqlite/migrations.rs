@@ -134,6 +134,12 @@ const MIGRATIONS: &[&str] = &[
         session INTEGER PRIMARY KEY,
         through INTEGER NOT NULL
     );",
+    // 12: a mirror of a replicated store (`store/replicated/`): the stream sequence of the
+    // last transaction of the log it applied.
+    "CREATE TABLE replicated (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        through INTEGER NOT NULL
+    );",
 ];
 
 pub fn run(conn: &Connection) -> rusqlite::Result<()> {

@@ -208,3 +208,27 @@ impl State for Store {
             .optional()?)
     }
 }
+
+impl Store {
+    /// As a mirror of a replicated store: the stream sequence of the last transaction applied
+    /// (0: none).
+    pub fn replicated_through(&self) -> StoreResult<u64> {
+        let through: Option<i64> = self
+            .conn
+            .query_row("SELECT through FROM replicated WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(through.unwrap_or(0) as u64)
+    }
+
+    /// Moves [`Store::replicated_through`], in the open transaction.
+    pub fn set_replicated_through(&self, seq: u64) -> StoreResult<()> {
+        self.conn.execute(
+            "INSERT INTO replicated (id, through) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET through = excluded.through",
+            [seq as i64],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The transaction log on JetStream: one stream per cluster, one subject per store. A
+//! transaction is one message — or, past the servers' `max_payload`, consecutive parts headed
+//! `Weave-Txn` and `Weave-Part: i/k`, applied only once all have landed — each published fenced
+//! on the stream sequence of the one before it (`Nats-Expected-Last-Subject-Sequence`), so a
+//! second writer is refused, and with a message id so a retried publish lands once.
+
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+
+use crate::store::backend::{StoreError, StoreResult};
+
+/// How long a publish or a read may wait for the cluster before the transaction fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct Log {
+    runtime: tokio::runtime::Runtime,
+    js: jetstream::Context,
+    stream: String,
+    subject: String,
+    /// The largest part: the servers' `max_payload`, less room for headers.
+    pub(super) part_bytes: usize,
+}
+
+/// One message of the log: a transaction, or a part of one.
+pub struct Part {
+    pub seq: u64,
+    pub txn: String,
+    /// 1-based, and how many the transaction has.
+    pub index: usize,
+    pub count: usize,
+    pub body: Vec<u8>,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::other(format!("NATS JetStream: {what}: {e}"))
+}
+
+impl Log {
+    /// Connects to `urls` (comma-separated) and creates the stream if it is missing.
+    pub fn open(urls: &str, stream: &str, subject: &str, replicas: usize) -> StoreResult<Log> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("weave-nats")
+            .enable_all()
+            .build()?;
+        let (js, max_payload) = runtime.block_on(async {
+            let client = async_nats::ConnectOptions::new()
+                .connect(urls.split(',').map(str::trim).collect::<Vec<_>>())
+                .await
+                .map_err(|e| failed("connect", e))?;
+            let max_payload = client.server_info().max_payload;
+            let js = jetstream::new(client);
+            js.get_or_create_stream(stream::Config {
+                name: stream.to_owned(),
+                subjects: vec![format!("{stream}.>")],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed("stream", e))?;
+            Ok::<_, StoreError>((js, max_payload))
+        })?;
+        Ok(Log {
+            runtime,
+            js,
+            stream: stream.to_owned(),
+            subject: format!("{stream}.{subject}"),
+            part_bytes: max_payload.saturating_sub(4096).max(1024),
+        })
+    }
+
+    /// The stream sequence of the last transaction on the subject (0: none yet).
+    pub fn last(&self) -> StoreResult<u64> {
+        self.runtime.block_on(async {
+            let s = self
+                .js
+                .get_stream(&self.stream)
+                .await
+                .map_err(|e| failed("stream", e))?;
+            match s.get_last_raw_message_by_subject(&self.subject).await {
+                Ok(m) => Ok(m.sequence),
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+                Err(e) => Err(failed("last transaction", e)),
+            }
+        })
+    }
+
+    /// Appends transaction `txn` after the message at stream sequence `after`, in as many parts
+    /// as its size needs; the sequence of its last part. Refused (with a clear error) when
+    /// another writer appended since.
+    pub fn append(&self, txn: &str, after: u64, body: &[u8]) -> StoreResult<u64> {
+        let parts: Vec<&[u8]> = if body.is_empty() {
+            vec![body]
+        } else {
+            body.chunks(self.part_bytes).collect()
+        };
+        let mut last = after;
+        for (i, part) in parts.iter().enumerate() {
+            last = self.publish(txn, i + 1, parts.len(), last, part)?;
+        }
+        Ok(last)
+    }
+
+    pub(super) fn publish(
+        &self,
+        txn: &str,
+        index: usize,
+        count: usize,
+        after: u64,
+        body: &[u8],
+    ) -> StoreResult<u64> {
+        self.runtime.block_on(async {
+            let message = PublishMessage::build()
+                .payload(body.to_vec().into())
+                .message_id(format!("{txn}:{index}"))
+                .header("Weave-Txn", txn)
+                .header("Weave-Part", format!("{index}/{count}").as_str())
+                .expected_last_subject_sequence(after);
+            let ack = tokio::time::timeout(PATIENCE, async {
+                self.js
+                    .send_publish(self.subject.clone(), message)
+                    .await?
+                    .await
+            })
+            .await
+            .map_err(|_| failed("append", "no answer within 10 s"))?;
+            match ack {
+                Ok(ack) => Ok(ack.sequence),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    Err(StoreError::other(
+                        "NATS JetStream: another writer appended to this store's log (fenced): \
+                     this daemon no longer writes it",
+                    ))
+                }
+                Err(e) => Err(failed("append", e)),
+            }
+        })
+    }
+
+    /// The log's messages after stream sequence `after`, through `last`, in order.
+    pub fn after(&self, after: u64, last: u64) -> StoreResult<Vec<Part>> {
+        if last <= after {
+            return Ok(Vec::new());
+        }
+        self.runtime.block_on(async {
+            let s = self
+                .js
+                .get_stream(&self.stream)
+                .await
+                .map_err(|e| failed("stream", e))?;
+            let reader = s
+                .create_consumer(consumer::pull::Config {
+                    filter_subject: self.subject.clone(),
+                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: after + 1,
+                    },
+                    ack_policy: consumer::AckPolicy::None,
+                    inactive_threshold: Duration::from_secs(30),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| failed("reader", e))?;
+            let mut messages = reader.messages().await.map_err(|e| failed("read", e))?;
+            let mut out = Vec::new();
+            while out.last().is_none_or(|p: &Part| p.seq < last) {
+                let m = tokio::time::timeout(PATIENCE, messages.next())
+                    .await
+                    .map_err(|_| failed("read", "no answer within 10 s"))?
+                    .ok_or_else(|| failed("read", "the reader stopped"))?
+                    .map_err(|e| failed("read", e))?;
+                let seq = m.info().map_err(|e| failed("read", e))?.stream_sequence;
+                let header = |name: &str| {
+                    m.headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_owned())
+                };
+                let (index, count) = header("Weave-Part")
+                    .and_then(|p| {
+                        let (i, k) = p.split_once('/')?;
+                        Some((i.parse().ok()?, k.parse().ok()?))
+                    })
+                    .ok_or_else(|| failed("read", format!("message {seq} has no Weave-Part")))?;
+                out.push(Part {
+                    seq,
+                    txn: header("Weave-Txn").unwrap_or_default(),
+                    index,
+                    count,
+                    body: m.payload.to_vec(),
+                });
+            }
+            Ok(out)
+        })
+    }
+}
