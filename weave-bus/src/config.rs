@@ -113,6 +113,9 @@ pub struct BusConfig {
     /// Start with an empty store even where the home had one (`--new-store`; see
     /// `store_marker.rs`).
     pub new_store: bool,
+    /// The store replicated through a NATS JetStream cluster (`--cluster`; see
+    /// `store/replicated/`), or the local store alone.
+    pub cluster: Option<crate::store::replicated::LogConfig>,
 }
 
 impl BusConfig {
@@ -123,6 +126,7 @@ impl BusConfig {
             limits: Limits::default(),
             runtime: codex_weave_runtime::RuntimeConfig::default(),
             new_store: false,
+            cluster: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! `Bus`), `refusal` (why a request was refused), `limit_flags` (every limit as a flag and a config key),
 //! `console` (logs and console lines that a closed pipe cannot hurt), `engine/brain.rs` (where every request meets the runtime).
 
+pub mod cluster_flags;
 pub mod config;
 pub mod conn;
 pub mod console;
@@ -24,6 +25,7 @@ pub mod server;
 pub mod store;
 pub mod store_marker;
 
+pub use cluster_flags::ClusterFlags;
 pub use codex_weave_runtime::RuntimeConfig;
 pub use codex_weave_transport_uds::shutdown_signal;
 pub use config::{BusConfig, Durability, Limits};

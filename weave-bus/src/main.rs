@@ -32,6 +32,8 @@ struct Args {
     new_store: bool,
     #[command(flatten)]
     limits: LimitFlags,
+    #[command(flatten, next_help_heading = "Cluster (NATS JetStream)")]
+    cluster: weave_bus::ClusterFlags,
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,10 @@ fn main() -> ExitCode {
     let mut cfg = BusConfig::new(home);
     cfg.durability = args.durability;
     cfg.new_store = args.new_store;
+    if let Err(e) = args.cluster.apply(&mut cfg) {
+        complain(format_args!("weave-bus: {e}"));
+        return ExitCode::from(2);
+    }
     if let Err(e) = args.limits.apply(&mut cfg) {
         complain(format_args!("weave-bus: {e}"));
         return ExitCode::from(2);

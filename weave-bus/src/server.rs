@@ -30,7 +30,8 @@ use crate::handle::Bus;
 use crate::home::{self, HomeError, HomeLock};
 use crate::metrics::Metrics;
 use crate::refusal::Refusal;
-use crate::store::{self, Store, StoreError};
+use crate::store::replicated::Replicated;
+use crate::store::{self, Backend, Store, StoreError};
 use crate::store_marker::{self, LostStore};
 use codex_weave_transport_uds::{CodecError, Framing, PREAMBLE};
 
@@ -90,17 +91,19 @@ impl BusServer {
         home::clear_stale_socket(&socket)?;
         store_marker::check(&cfg.home, &cfg.store_path(), cfg.new_store)
             .map_err(StartError::LostStore)?;
-        let store = Store::open(&cfg.store_path(), cfg.durability).map_err(StartError::Store)?;
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = std::sync::mpsc::channel();
         let (loaded_tx, loaded) = std::sync::mpsc::sync_channel(1);
         let (engine_cfg, engine_metrics) = (cfg.clone(), metrics.clone());
-        // The engine is built (store loaded, log replayed) on its own thread and never leaves
-        // it: the runtime's shared ids are counted without atomics.
+        // The engine is built (store opened and loaded, log replayed) on its own thread and
+        // never leaves it: the runtime's shared ids are counted without atomics. (A replicated
+        // store runs its own client runtime: it is opened off the async one.)
         let engine = std::thread::Builder::new()
             .name("weave-engine".into())
-            .spawn(
-                move || match Engine::new(engine_cfg, Box::new(store), engine_metrics) {
+            .spawn(move || {
+                match open_store(&engine_cfg)
+                    .and_then(|store| Engine::new(engine_cfg, store, engine_metrics))
+                {
                     Ok(engine) => {
                         let _ = loaded_tx.send(Ok(()));
                         engine.run(rx);
@@ -108,8 +111,8 @@ impl BusServer {
                     Err(e) => {
                         let _ = loaded_tx.send(Err(e));
                     }
-                },
-            )
+                }
+            })
             .map_err(|e| StartError::Io(cfg.home.clone(), e))?;
         match loaded.recv() {
             Ok(Ok(())) => {}
@@ -429,4 +432,13 @@ async fn write_lines(
         }
     }
     let _ = w.shutdown().await;
+}
+
+/// The store `cfg` asks for: the local SQLite store, or one replicated through NATS JetStream
+/// with the local one as its mirror.
+fn open_store(cfg: &BusConfig) -> Result<Box<dyn Backend>, StoreError> {
+    Ok(match &cfg.cluster {
+        None => Box::new(Store::open(&cfg.store_path(), cfg.durability)?),
+        Some(log) => Box::new(Replicated::open(&cfg.store_path(), cfg.durability, log)?),
+    })
 }

@@ -5,18 +5,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use weave_bus::{BusConfig, Durability, LimitFlags};
+use weave_bus::{BusConfig, ClusterFlags, Durability, LimitFlags};
 
 /// Where HTTP listens unless told otherwise.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8787";
 
 /// Keys of `<home>/config.toml`; every one optional. Besides `http_addr` and `durability`,
-/// every limit of the bus is a key named like its flag (`max_queue_per_agent = 500`).
+/// every limit of the bus is a key named like its flag (`max_queue_per_agent = 500`), and so
+/// is every cluster setting (`cluster = "nats://…"`, `cluster_name`, `cluster_replicas`).
 #[derive(Debug, Default)]
 pub struct FileConfig {
     pub http_addr: Option<String>,
     pub durability: Option<String>,
     pub limits: LimitFlags,
+    pub cluster: ClusterFlags,
 }
 
 /// What the flags said (unset: `None`).
@@ -27,6 +29,7 @@ pub struct Flags {
     pub durability: Option<Durability>,
     pub new_store: bool,
     pub limits: LimitFlags,
+    pub cluster: ClusterFlags,
 }
 
 #[derive(Debug, Clone)]
@@ -56,11 +59,19 @@ pub fn read_file(home: &Path) -> Result<FileConfig, String> {
     };
     let http_addr = text_key("http_addr")?;
     let durability = text_key("durability")?;
+    let mut cluster = toml::Table::new();
+    for key in ["cluster", "cluster_name", "cluster_replicas"] {
+        if let Some(value) = table.remove(key) {
+            cluster.insert(key.to_owned(), value);
+        }
+    }
+    let cluster = ClusterFlags::deserialize(cluster).map_err(|e| bad(e.to_string()))?;
     let limits = LimitFlags::deserialize(table).map_err(|e| bad(e.to_string()))?;
     Ok(FileConfig {
         http_addr,
         durability,
         limits,
+        cluster,
     })
 }
 
@@ -87,6 +98,7 @@ pub fn resolve(flags: &Flags) -> Result<DaemonConfig, String> {
         (None, None) => Durability::default(),
     };
     bus.new_store = flags.new_store;
+    flags.cluster.clone().or(file.cluster).apply(&mut bus)?;
     flags.limits.clone().or(file.limits).apply(&mut bus)?;
     Ok(DaemonConfig { bus, http_addr })
 }
@@ -106,6 +118,7 @@ mod tests {
             durability: None,
             new_store: false,
             limits: LimitFlags::default(),
+            cluster: ClusterFlags::default(),
         };
         std::env::remove_var("WEAVE_HTTP_ADDR");
         assert_eq!(

@@ -40,6 +40,12 @@ struct Args {
         next_help_heading = "Limits (flag, or key of <home>/config.toml)"
     )]
     limits: LimitFlags,
+    /// Also keys of <home>/config.toml (`cluster = "nats://…"`); a flag wins over the file.
+    #[command(
+        flatten,
+        next_help_heading = "Cluster (NATS JetStream; flag, or key of <home>/config.toml)"
+    )]
+    cluster: weave_bus::ClusterFlags,
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
         durability: args.durability,
         new_store: args.new_store,
         limits: args.limits,
+        cluster: args.cluster,
     };
     let cfg = match config::resolve(&flags) {
         Ok(cfg) => cfg,

@@ -22,7 +22,7 @@ use crate::store::backend::*;
 use crate::store::Store;
 
 /// Where the log lives: the NATS servers, the stream, this store's subject in it, replicas.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub urls: String,
     pub stream: String,
