@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::store::replicated::LogConfig;
+use crate::config::LogConfig;
 use crate::BusConfig;
 
 /// The stream every Weave store of a NATS cluster writes to (one subject per store).

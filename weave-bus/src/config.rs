@@ -115,7 +115,16 @@ pub struct BusConfig {
     pub new_store: bool,
     /// The store replicated through a NATS JetStream cluster (`--cluster`; see
     /// `store/replicated/`), or the local store alone.
-    pub cluster: Option<crate::store::replicated::LogConfig>,
+    pub cluster: Option<LogConfig>,
+}
+
+/// Where the log lives: the NATS servers, the stream, this store's subject in it, replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub urls: String,
+    pub stream: String,
+    pub subject: String,
+    pub replicas: usize,
 }
 
 impl BusConfig {

@@ -17,18 +17,9 @@ use std::path::Path;
 
 use self::log::Log;
 use self::op::{apply, Op};
-use crate::config::Durability;
+use crate::config::{Durability, LogConfig};
 use crate::store::backend::*;
 use crate::store::Store;
-
-/// Where the log lives: the NATS servers, the stream, this store's subject in it, replicas.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogConfig {
-    pub urls: String,
-    pub stream: String,
-    pub subject: String,
-    pub replicas: usize,
-}
 
 pub struct Replicated {
     mirror: RefCell<Store>,
