@@ -67,6 +67,7 @@ impl NatsCluster {
         for i in 0..n {
             cluster.ready(i).await;
         }
+        cluster.placing(n).await;
         Some(cluster)
     }
 
@@ -133,6 +134,31 @@ impl NatsCluster {
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the cluster places a stream on `replicas` servers (every server is known
+    /// to the meta leader: right after the start, "no suitable peers for placement").
+    async fn placing(&self, replicas: usize) {
+        let client = async_nats::connect(self.url(0)).await.expect("a client");
+        let js = async_nats::jetstream::new(client);
+        let deadline = Deadline::new();
+        loop {
+            let probe = js
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: "PLACEMENT_PROBE".into(),
+                    subjects: vec!["placement-probe".into()],
+                    num_replicas: replicas,
+                    ..Default::default()
+                })
+                .await;
+            if probe.is_ok() {
+                let _ = js.delete_stream("PLACEMENT_PROBE").await;
+                return;
+            }
+            deadline
+                .tick("the cluster places a stream on every server")
+                .await;
         }
     }
 

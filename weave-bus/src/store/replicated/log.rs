@@ -14,8 +14,36 @@ use futures::StreamExt;
 
 use crate::store::backend::{StoreError, StoreResult};
 
-/// How long a publish or a read may wait for the cluster before the transaction fails.
-const PATIENCE: Duration = Duration::from_secs(10);
+/// How long a publish or a read may keep trying (a stream or meta leader being elected after a
+/// server died takes seconds) before the transaction or the start fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// How long one try may wait for an answer.
+const TRY: Duration = Duration::from_secs(5);
+
+/// Runs `attempt` until it succeeds, or until [`PATIENCE`] has passed (then its last error).
+/// Every caller's attempt is safe to repeat: reads, and appends with the same message id.
+async fn patiently<T, E: std::fmt::Display, F, Fut>(what: &str, mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let error = match tokio::time::timeout(TRY, attempt()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} s", TRY.as_secs()),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(failed(what, error));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::other(format!("NATS JetStream: {what}: {e}"))
+}
 
 pub struct Log {
     runtime: tokio::runtime::Runtime,
@@ -36,12 +64,9 @@ pub struct Part {
     pub body: Vec<u8>,
 }
 
-fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::other(format!("NATS JetStream: {what}: {e}"))
-}
-
 impl Log {
-    /// Connects to `urls` (comma-separated) and creates the stream if it is missing.
+    /// Connects to `urls` (comma-separated) and creates the stream if it is missing (its
+    /// replicas are those of the first daemon that created it).
     pub fn open(urls: &str, stream: &str, subject: &str, replicas: usize) -> StoreResult<Log> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -55,16 +80,29 @@ impl Log {
                 .map_err(|e| failed("connect", e))?;
             let max_payload = client.server_info().max_payload;
             let js = jetstream::new(client);
-            js.get_or_create_stream(stream::Config {
+            let config = stream::Config {
                 name: stream.to_owned(),
                 subjects: vec![format!("{stream}.>")],
                 storage: stream::StorageType::File,
                 num_replicas: replicas,
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
-            })
-            .await
-            .map_err(|e| failed("stream", e))?;
+            };
+            let mut created =
+                patiently("stream", || js.get_or_create_stream(config.clone())).await?;
+            let kept = created
+                .info()
+                .await
+                .map(|i| i.config.num_replicas)
+                .unwrap_or(replicas);
+            if kept != replicas {
+                tracing::warn!(
+                    stream,
+                    kept,
+                    replicas,
+                    "the stream keeps the replicas it was created with"
+                );
+            }
             Ok::<_, StoreError>((js, max_payload))
         })?;
         Ok(Log {
@@ -78,18 +116,19 @@ impl Log {
 
     /// The stream sequence of the last transaction on the subject (0: none yet).
     pub fn last(&self) -> StoreResult<u64> {
-        self.runtime.block_on(async {
-            let s = self
-                .js
-                .get_stream(&self.stream)
-                .await
-                .map_err(|e| failed("stream", e))?;
-            match s.get_last_raw_message_by_subject(&self.subject).await {
-                Ok(m) => Ok(m.sequence),
-                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
-                Err(e) => Err(failed("last transaction", e)),
-            }
-        })
+        self.runtime
+            .block_on(patiently("last transaction", || async {
+                let s = self
+                    .js
+                    .get_stream(&self.stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match s.get_last_raw_message_by_subject(&self.subject).await {
+                    Ok(m) => Ok(m.sequence),
+                    Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+                    Err(e) => Err(e.to_string()),
+                }
+            }))
     }
 
     /// Appends transaction `txn` after the message at stream sequence `after`, in as many parts
@@ -108,6 +147,8 @@ impl Log {
         Ok(last)
     }
 
+    /// One message of the log, tried again (same id, same fence: it lands once) while the
+    /// cluster does not answer.
     pub(super) fn publish(
         &self,
         txn: &str,
@@ -116,31 +157,29 @@ impl Log {
         after: u64,
         body: &[u8],
     ) -> StoreResult<u64> {
-        self.runtime.block_on(async {
+        let appended = self.runtime.block_on(patiently("append", || async {
             let message = PublishMessage::build()
                 .payload(body.to_vec().into())
                 .message_id(format!("{txn}:{index}"))
                 .header("Weave-Txn", txn)
                 .header("Weave-Part", format!("{index}/{count}").as_str())
                 .expected_last_subject_sequence(after);
-            let ack = tokio::time::timeout(PATIENCE, async {
-                self.js
-                    .send_publish(self.subject.clone(), message)
-                    .await?
-                    .await
-            })
-            .await
-            .map_err(|_| failed("append", "no answer within 10 s"))?;
+            let ack = match self.js.send_publish(self.subject.clone(), message).await {
+                Ok(ack) => ack.await,
+                Err(e) => return Err(e.to_string()),
+            };
             match ack {
-                Ok(ack) => Ok(ack.sequence),
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                    Err(StoreError::other(
-                        "NATS JetStream: another writer appended to this store's log (fenced): \
-                     this daemon no longer writes it",
-                    ))
-                }
-                Err(e) => Err(failed("append", e)),
+                Ok(ack) => Ok(Some(ack.sequence)),
+                // No use trying again: another writer appended since.
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
+                Err(e) => Err(e.to_string()),
             }
+        }))?;
+        appended.ok_or_else(|| {
+            StoreError::other(
+                "NATS JetStream: another writer appended to this store's log (fenced): \
+                 this daemon no longer writes it",
+            )
         })
     }
 
@@ -150,13 +189,13 @@ impl Log {
             return Ok(Vec::new());
         }
         self.runtime.block_on(async {
-            let s = self
-                .js
-                .get_stream(&self.stream)
-                .await
-                .map_err(|e| failed("stream", e))?;
-            let reader = s
-                .create_consumer(consumer::pull::Config {
+            let reader = patiently("reader", || async {
+                let s = self
+                    .js
+                    .get_stream(&self.stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                s.create_consumer(consumer::pull::Config {
                     filter_subject: self.subject.clone(),
                     deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                         start_sequence: after + 1,
@@ -166,37 +205,44 @@ impl Log {
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| failed("reader", e))?;
+                .map_err(|e| e.to_string())
+            })
+            .await?;
             let mut messages = reader.messages().await.map_err(|e| failed("read", e))?;
             let mut out = Vec::new();
             while out.last().is_none_or(|p: &Part| p.seq < last) {
                 let m = tokio::time::timeout(PATIENCE, messages.next())
                     .await
-                    .map_err(|_| failed("read", "no answer within 10 s"))?
+                    .map_err(|_| failed("read", "no answer within 30 s"))?
                     .ok_or_else(|| failed("read", "the reader stopped"))?
                     .map_err(|e| failed("read", e))?;
-                let seq = m.info().map_err(|e| failed("read", e))?.stream_sequence;
-                let header = |name: &str| {
-                    m.headers
-                        .as_ref()
-                        .and_then(|h| h.get(name))
-                        .map(|v| v.as_str().to_owned())
-                };
-                let (index, count) = header("Weave-Part")
-                    .and_then(|p| {
-                        let (i, k) = p.split_once('/')?;
-                        Some((i.parse().ok()?, k.parse().ok()?))
-                    })
-                    .ok_or_else(|| failed("read", format!("message {seq} has no Weave-Part")))?;
-                out.push(Part {
-                    seq,
-                    txn: header("Weave-Txn").unwrap_or_default(),
-                    index,
-                    count,
-                    body: m.payload.to_vec(),
-                });
+                out.push(part(&m)?);
             }
             Ok(out)
         })
     }
+}
+
+/// A message read back, with its headers.
+fn part(m: &jetstream::Message) -> StoreResult<Part> {
+    let seq = m.info().map_err(|e| failed("read", e))?.stream_sequence;
+    let header = |name: &str| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let (index, count) = header("Weave-Part")
+        .and_then(|p| {
+            let (i, k) = p.split_once('/')?;
+            Some((i.parse().ok()?, k.parse().ok()?))
+        })
+        .ok_or_else(|| failed("read", format!("message {seq} has no Weave-Part")))?;
+    Ok(Part {
+        seq,
+        txn: header("Weave-Txn").unwrap_or_default(),
+        index,
+        count,
+        body: m.payload.to_vec(),
+    })
 }
