@@ -171,4 +171,53 @@ mod tests {
         assert_eq!(limited.bus.limits.max_deliver, 2);
         assert_eq!(limited.bus.limits.idempotency_ttl.as_secs(), 60);
     }
+
+    /// The cluster keys of `config.toml`, a flag winning over them, and a bad value refused
+    /// naming it.
+    #[test]
+    fn cluster_settings_come_from_flags_or_the_file() {
+        let tmp = tempfile::TempDir::new().unwrap();
+        let home = tmp.path().to_owned();
+        let flags = |cluster: Option<&str>| Flags {
+            home: Some(home.clone()),
+            http: None,
+            durability: None,
+            new_store: false,
+            limits: LimitFlags::default(),
+            cluster: ClusterFlags {
+                cluster: cluster.map(str::to_owned),
+                ..ClusterFlags::default()
+            },
+        };
+        assert_eq!(resolve(&flags(None)).unwrap().bus.cluster, None);
+        std::fs::write(
+            home.join("config.toml"),
+            "cluster = \"nats://a:4222,nats://b:4222\"\ncluster_name = \"team\"\nmax_deliver = 2\n",
+        )
+        .unwrap();
+        let from_file = resolve(&flags(None)).unwrap().bus.cluster.unwrap();
+        assert_eq!(
+            (
+                from_file.urls.as_str(),
+                from_file.subject.as_str(),
+                from_file.replicas
+            ),
+            ("nats://a:4222,nats://b:4222", "team", 1)
+        );
+        let flag_wins = resolve(&flags(Some("nats://c:4222")))
+            .unwrap()
+            .bus
+            .cluster
+            .unwrap();
+        assert_eq!(
+            (flag_wins.urls.as_str(), flag_wins.subject.as_str()),
+            ("nats://c:4222", "team")
+        );
+        std::fs::write(home.join("config.toml"), "cluster_replicas = \"3\"\n").unwrap();
+        assert!(resolve(&flags(None)).unwrap_err().contains("config.toml"));
+        std::fs::write(home.join("config.toml"), "cluster = \"10.0.0.1:4222\"\n").unwrap();
+        assert!(resolve(&flags(None))
+            .unwrap_err()
+            .contains("not a NATS server URL"));
+    }
 }
