@@ -104,7 +104,7 @@ pub struct DeadLetter<'a> {
     pub envelope: &'a str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdempotencyRow {
     /// Row id: insertion order, which is also age order.
     pub id: i64,
@@ -113,6 +113,20 @@ pub struct IdempotencyRow {
     pub key: String,
     pub response: String,
     pub created_ms: i64,
+}
+
+impl IdempotencyRow {
+    /// The row borrowed, as [`RowWriter::put_idempotency`] takes it.
+    pub fn as_ref(&self) -> IdempotencyRef<'_> {
+        IdempotencyRef {
+            id: self.id,
+            session: &self.session,
+            src: &self.src,
+            key: &self.key,
+            response: &self.response,
+            created_ms: self.created_ms,
+        }
+    }
 }
 
 /// A remembered response to write, borrowed from the engine's memory.

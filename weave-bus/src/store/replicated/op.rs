@@ -4,18 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::backend::{Backend, DeadLetter, IdempotencyRef, StoreResult};
-
-/// A remembered response, owned (see [`IdempotencyRef`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Remembered {
-    pub id: i64,
-    pub session: String,
-    pub src: String,
-    pub key: String,
-    pub response: String,
-    pub created_ms: i64,
-}
+use crate::store::backend::{Backend, DeadLetter, IdempotencyRef, IdempotencyRow, StoreResult};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -45,7 +34,7 @@ pub enum Op {
         state: i64,
     },
     Idempotency {
-        entries: Vec<Remembered>,
+        entries: Vec<IdempotencyRow>,
     },
     PruneEvents {
         session: i64,
@@ -119,7 +108,7 @@ impl Op {
         Op::Idempotency {
             entries: entries
                 .iter()
-                .map(|e| Remembered {
+                .map(|e| IdempotencyRow {
                     id: e.id,
                     session: e.session.to_owned(),
                     src: e.src.to_owned(),
@@ -160,17 +149,8 @@ pub fn apply(store: &dyn Backend, ops: &[Op]) -> StoreResult<()> {
                 state,
             } => rows.put_receipt(*session, message, agent, *seq, *state)?,
             Op::Idempotency { entries } => {
-                let refs: Vec<IdempotencyRef<'_>> = entries
-                    .iter()
-                    .map(|e| IdempotencyRef {
-                        id: e.id,
-                        session: &e.session,
-                        src: &e.src,
-                        key: &e.key,
-                        response: &e.response,
-                        created_ms: e.created_ms,
-                    })
-                    .collect();
+                let refs: Vec<IdempotencyRef<'_>> =
+                    entries.iter().map(IdempotencyRow::as_ref).collect();
                 rows.put_idempotency(&refs)?
             }
             Op::PruneEvents { session, through } => store.prune_events(*session, *through)?,
