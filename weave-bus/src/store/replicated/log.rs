@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishErrorKind;
-use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
-use async_nats::jetstream::{self, consumer, stream};
-use futures::StreamExt;
+use async_nats::jetstream::{self, stream};
 
 use crate::store::backend::{StoreError, StoreResult};
 
@@ -183,55 +182,38 @@ impl Log {
         })
     }
 
-    /// The log's messages after stream sequence `after`, through `last`, in order.
+    /// The log's messages after stream sequence `after`, through `last`, in order. Each is
+    /// asked of the stream's leader by sequence and subject (`STREAM.MSG.GET`, next for the
+    /// subject): no consumer, so no request to the cluster's meta leader, which may be being
+    /// elected right after a server died.
     pub fn after(&self, after: u64, last: u64) -> StoreResult<Vec<Part>> {
-        if last <= after {
-            return Ok(Vec::new());
-        }
-        self.runtime.block_on(async {
-            let reader = patiently("reader", || async {
+        let mut out = Vec::new();
+        let mut next = after + 1;
+        while next <= last {
+            let m = self.runtime.block_on(patiently("read", || async {
                 let s = self
                     .js
-                    .get_stream(&self.stream)
+                    .get_stream_no_info(&self.stream)
                     .await
                     .map_err(|e| e.to_string())?;
-                s.create_consumer(consumer::pull::Config {
-                    filter_subject: self.subject.clone(),
-                    deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                        start_sequence: after + 1,
-                    },
-                    ack_policy: consumer::AckPolicy::None,
-                    inactive_threshold: Duration::from_secs(30),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())
-            })
-            .await?;
-            let mut messages = reader.messages().await.map_err(|e| failed("read", e))?;
-            let mut out = Vec::new();
-            while out.last().is_none_or(|p: &Part| p.seq < last) {
-                let m = tokio::time::timeout(PATIENCE, messages.next())
+                s.raw_message_builder()
+                    .sequence(next)
+                    .next_by_subject(self.subject.clone())
+                    .send()
                     .await
-                    .map_err(|_| failed("read", "no answer within 30 s"))?
-                    .ok_or_else(|| failed("read", "the reader stopped"))?
-                    .map_err(|e| failed("read", e))?;
-                out.push(part(&m)?);
-            }
-            Ok(out)
-        })
+                    .map_err(|e| e.to_string())
+            }))?;
+            next = m.sequence + 1;
+            out.push(part(&m)?);
+        }
+        Ok(out)
     }
 }
 
 /// A message read back, with its headers.
-fn part(m: &jetstream::Message) -> StoreResult<Part> {
-    let seq = m.info().map_err(|e| failed("read", e))?.stream_sequence;
-    let header = |name: &str| {
-        m.headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_owned())
-    };
+fn part(m: &StreamMessage) -> StoreResult<Part> {
+    let seq = m.sequence;
+    let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
     let (index, count) = header("Weave-Part")
         .and_then(|p| {
             let (i, k) = p.split_once('/')?;
