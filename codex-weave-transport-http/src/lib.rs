@@ -60,6 +60,18 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
+/// What a daemon of a cluster serves while another daemon leads: every request gets
+/// `store_unavailable` (503), naming where the API is.
+pub fn following_router() -> Router {
+    Router::new().fallback(|| async {
+        Problem::new(
+            "store_unavailable",
+            "this daemon follows its cluster's leader: the HTTP API is served by the daemon that \
+             leads (its socket serves here as everywhere)",
+        )
+    })
+}
+
 /// Paths served without credentials.
 fn is_public(path: &str) -> bool {
     !(path.starts_with("/api/") || path == "/metrics")

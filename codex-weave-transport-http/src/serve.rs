@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// How long a client may take to send a request's headers.
@@ -21,8 +22,10 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open requests may take to finish at shutdown.
 pub const DRAIN_WITHIN: Duration = Duration::from_secs(3);
 
-/// Serves `app` on `listener` until `stop` is cancelled, then drains (bounded).
-pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
+/// Serves on `listener` until `stop` is cancelled, then drains (bounded). Each connection is
+/// served by the router `apps` holds when it is accepted (a daemon of a cluster swaps it as it
+/// starts and stops leading).
+pub async fn serve(listener: TcpListener, apps: watch::Receiver<Router>, stop: CancellationToken) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
@@ -41,7 +44,8 @@ pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) 
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let app = apps.borrow().clone();
+        let service = TowerToHyperService::new(app);
         let conn = http.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -66,35 +66,3 @@ async fn a_daemon_on_a_fresh_home_delivers_what_a_killed_one_acknowledged() {
     bob.none_of("message.send", std::time::Duration::from_millis(300))
         .await;
 }
-
-/// Two daemons on one store: the one that wrote last holds it; the other's writes are refused
-/// with a clear error, never merged or lost silently.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_daemon_on_the_same_store_fences_the_first() {
-    let Some(cluster) = NatsCluster::start(3).await else {
-        return;
-    };
-    let urls = cluster.urls();
-    let args = ["--cluster", urls.as_str(), "--cluster-name", "fenced"];
-    let first = BusProcess::start_with(&args);
-    let a = first.connect().await;
-    let s = a.create_session("one").await;
-    let second = BusProcess::start_with(&args);
-    let b = second.connect().await;
-    b.add_agent(&s, "b1", "Bob").await;
-    let refused = a
-        .req(
-            "agent.add",
-            Some(&s),
-            "a1",
-            json!({ "id": "a1", "name": "Ann" }),
-        )
-        .await;
-    let error = refused.error.expect("the stale daemon refuses the write");
-    assert_eq!(error.code, "store_unavailable");
-    assert!(
-        error.message.contains("fenced"),
-        "the refusal says why: {}",
-        error.message
-    );
-}

@@ -7,4 +7,5 @@
 //! itself (build the binaries first: `cargo build --workspace --bins`).
 
 mod daemon;
+mod daemons;
 mod jetstream;

@@ -160,10 +160,15 @@ pub fn spawn_bus(home: &Path, args: &[String]) -> Result<(Child, String), String
 
 /// Spawns a command that runs the bus and waits for its "listening" line.
 fn spawn_command(mut cmd: Command) -> Result<(Child, String), String> {
+    // `WEAVE_TEST_BUS_LOG=weave_bus=debug` shows a bus's logs on the test's stderr.
+    let shown = std::env::var("WEAVE_TEST_BUS_LOG").ok();
     let mut child = cmd
-        .env("RUST_LOG", "weave_bus=warn")
+        .env("RUST_LOG", shown.as_deref().unwrap_or("weave_bus=warn"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(match shown {
+            Some(_) => Stdio::inherit(),
+            None => Stdio::piped(),
+        })
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -175,6 +180,8 @@ fn spawn_command(mut cmd: Command) -> Result<(Child, String), String> {
     }
     let status = child.wait().unwrap();
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    if let Some(mut stderr) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    }
     Err(format!("exit {:?}: {err}", status.code()))
 }

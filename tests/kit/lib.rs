@@ -20,6 +20,7 @@
 mod bus;
 mod clock;
 mod conn;
+mod cut;
 mod nats;
 mod peaks;
 mod program;
@@ -33,6 +34,7 @@ use std::time::Duration;
 pub use bus::{agent_options, framing, spawn_bus, BusProcess};
 pub use clock::{eventually, Deadline};
 pub use conn::{envelope, message, meta_weave, text_of, Conn};
+pub use cut::Cuttable;
 pub use nats::{NatsCluster, MAX_PAYLOAD};
 pub use peaks::{rss_kb, Peak, Peaks};
 pub use program::{program, Process};

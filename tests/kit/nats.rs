@@ -88,7 +88,7 @@ impl NatsCluster {
             format!(
                 "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nmax_payload: {max}\n\
                  jetstream {{ store_dir: {store:?} }}\n\
-                 cluster {{ name: weave-test, listen: \"127.0.0.1:{route}\", routes: [{routes}] }}\n",
+                 cluster {{ name: weave-test, listen: \"127.0.0.1:{route}\", routes: [{routes}], no_advertise: true }}\n",
                 name = node.name,
                 port = node.port,
                 max = MAX_PAYLOAD,

@@ -35,6 +35,10 @@ impl Bus {
         &self.metrics
     }
 
+    pub(crate) fn metrics_arc(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// Registers a connection whose lines go to `tx`; returns its id.
     pub(crate) fn open(&self, out: ConnOut, operator: bool) -> ConnId {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);

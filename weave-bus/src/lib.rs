@@ -8,9 +8,11 @@
 //! `Bus`), `refusal` (why a request was refused), `limit_flags` (every limit as a flag and a config key),
 //! `console` (logs and console lines that a closed pipe cannot hurt), `engine/brain.rs` (where every request meets the runtime).
 
+pub mod cluster;
 pub mod cluster_flags;
 pub mod config;
 pub mod conn;
+mod connection;
 pub mod console;
 pub mod engine;
 pub mod handle;
@@ -22,8 +24,10 @@ pub mod metrics;
 pub mod refusal;
 pub mod request;
 pub mod server;
+pub mod start_error;
 pub mod store;
 pub mod store_marker;
+mod term;
 
 pub use cluster_flags::ClusterFlags;
 pub use codex_weave_runtime::RuntimeConfig;

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let shutdown = weave_bus::shutdown_signal();
-        let server = match BusServer::bind(cfg) {
+        let server = match BusServer::bind(cfg).await {
             Ok(server) => server,
             Err(e) => {
                 complain(format_args!("weave-bus: {e}"));

@@ -8,9 +8,11 @@ pub mod config;
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::Router;
 use codex_weave_transport_http::{Auth, HttpState};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use weave_bus::BusServer;
+use weave_bus::{Bus, BusServer};
 
 pub use config::{DaemonConfig, Flags};
 
@@ -18,7 +20,7 @@ pub use config::{DaemonConfig, Flags};
 pub struct Daemon {
     bus: BusServer,
     http: tokio::net::TcpListener,
-    state: Arc<HttpState>,
+    shared: Shared,
     pub http_addr: std::net::SocketAddr,
     pub login_url: String,
 }
@@ -35,7 +37,7 @@ impl Daemon {
     /// Takes the home (one bus per home), opens the store, binds the socket and the HTTP port.
     pub async fn start(cfg: DaemonConfig) -> Result<Daemon, String> {
         let home = cfg.bus.home.clone();
-        let bus = BusServer::bind(cfg.bus).map_err(|e| e.to_string())?;
+        let bus = BusServer::bind(cfg.bus).await.map_err(|e| e.to_string())?;
         let auth = Arc::new(Auth::load(&home).map_err(|e| format!("{}: {e}", home.display()))?);
         let http = tokio::net::TcpListener::bind(cfg.http_addr)
             .await
@@ -47,18 +49,17 @@ impl Daemon {
             http_addr.port(),
             auth.new_login_code()
         );
-        let state = Arc::new(HttpState {
-            bus: bus.bus(),
+        let shared = Shared {
             auth,
             links: Arc::default(),
             sse_clients: Arc::default(),
             shutdown: CancellationToken::new(),
             socket: bus.socket_path().display().to_string(),
-        });
+        };
         Ok(Daemon {
             bus,
             http,
-            state,
+            shared,
             http_addr,
             login_url,
         })
@@ -71,7 +72,7 @@ impl Daemon {
     /// Serves until `shutdown`: then SSE streams end, HTTP drains, the bus commits its last batch
     /// and removes the socket.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let stop = self.state.shutdown.clone();
+        let stop = self.shared.shutdown.clone();
         tokio::spawn({
             let stop = stop.clone();
             async move {
@@ -79,13 +80,50 @@ impl Daemon {
                 stop.cancel();
             }
         });
-        let app = codex_weave_transport_http::router(self.state.clone());
+        let apps = routers(self.bus.engines(), self.shared);
         let http = tokio::spawn(codex_weave_transport_http::serve::serve(
             self.http,
-            app,
+            apps,
             stop.clone(),
         ));
         self.bus.run(async move { stop.cancelled().await }).await;
         let _ = http.await;
     }
+}
+
+/// What the HTTP state of every engine shares, whichever engine serves.
+#[derive(Debug)]
+struct Shared {
+    auth: Arc<Auth>,
+    links: Arc<codex_weave_transport_http::links::Links>,
+    sse_clients: Arc<std::sync::atomic::AtomicU64>,
+    shutdown: CancellationToken,
+    socket: String,
+}
+
+/// The HTTP API over whichever engine this daemon runs: alone, always the same; in a cluster, the
+/// engine of each term it leads, and [`codex_weave_transport_http::following_router`] while it
+/// follows.
+fn routers(mut engines: watch::Receiver<Option<Bus>>, shared: Shared) -> watch::Receiver<Router> {
+    let router_of = move |bus: Option<Bus>| match bus {
+        None => codex_weave_transport_http::following_router(),
+        Some(bus) => codex_weave_transport_http::router(Arc::new(HttpState {
+            bus,
+            auth: shared.auth.clone(),
+            links: shared.links.clone(),
+            sse_clients: shared.sse_clients.clone(),
+            shutdown: shared.shutdown.clone(),
+            socket: shared.socket.clone(),
+        })),
+    };
+    let (tx, rx) = watch::channel(router_of(engines.borrow_and_update().clone()));
+    tokio::spawn(async move {
+        while engines.changed().await.is_ok() {
+            let bus = engines.borrow_and_update().clone();
+            if tx.send(router_of(bus)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }

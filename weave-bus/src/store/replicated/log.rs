@@ -11,6 +11,8 @@ use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::{self, stream};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::store::backend::{StoreError, StoreResult};
 
 /// How long a publish or a read may keep trying (a stream or meta leader being elected after a
@@ -19,16 +21,30 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// How long one try may wait for an answer.
 const TRY: Duration = Duration::from_secs(5);
 
-/// Runs `attempt` until it succeeds, or until [`PATIENCE`] has passed (then its last error).
+/// Runs `attempt` until it succeeds, or until [`PATIENCE`] has passed (then its last error),
+/// or at once when `deposed` is cancelled (this daemon no longer leads its cluster).
 /// Every caller's attempt is safe to repeat: reads, and appends with the same message id.
-async fn patiently<T, E: std::fmt::Display, F, Fut>(what: &str, mut attempt: F) -> StoreResult<T>
+async fn patiently<T, E: std::fmt::Display, F, Fut>(
+    what: &str,
+    deposed: &CancellationToken,
+    mut attempt: F,
+) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let error = match tokio::time::timeout(TRY, attempt()).await {
+        let tried = tokio::select! {
+            tried = tokio::time::timeout(TRY, attempt()) => tried,
+            () = deposed.cancelled() => {
+                return Err(failed(
+                    what,
+                    "this daemon lost its cluster's lease: another daemon leads (fenced)",
+                ))
+            }
+        };
+        let error = match tried {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {} s", TRY.as_secs()),
@@ -51,6 +67,8 @@ pub struct Log {
     subject: String,
     /// The largest part: the servers' `max_payload`, less room for headers.
     pub(super) part_bytes: usize,
+    /// Cancelled when this daemon loses its cluster's lease: whatever waits fails at once.
+    deposed: CancellationToken,
 }
 
 /// One message of the log: a transaction, or a part of one.
@@ -66,7 +84,13 @@ pub struct Part {
 impl Log {
     /// Connects to `urls` (comma-separated) and creates the stream if it is missing (its
     /// replicas are those of the first daemon that created it).
-    pub fn open(urls: &str, stream: &str, subject: &str, replicas: usize) -> StoreResult<Log> {
+    pub fn open(
+        urls: &str,
+        stream: &str,
+        subject: &str,
+        replicas: usize,
+        deposed: CancellationToken,
+    ) -> StoreResult<Log> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("weave-nats")
@@ -87,8 +111,10 @@ impl Log {
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
             };
-            let mut created =
-                patiently("stream", || js.get_or_create_stream(config.clone())).await?;
+            let mut created = patiently("stream", &deposed, || {
+                js.get_or_create_stream(config.clone())
+            })
+            .await?;
             let kept = created
                 .info()
                 .await
@@ -110,13 +136,14 @@ impl Log {
             stream: stream.to_owned(),
             subject: format!("{stream}.{subject}"),
             part_bytes: max_payload.saturating_sub(4096).max(1024),
+            deposed,
         })
     }
 
     /// The stream sequence of the last transaction on the subject (0: none yet).
     pub fn last(&self) -> StoreResult<u64> {
         self.runtime
-            .block_on(patiently("last transaction", || async {
+            .block_on(patiently("last transaction", &self.deposed, || async {
                 let s = self
                     .js
                     .get_stream(&self.stream)
@@ -156,24 +183,26 @@ impl Log {
         after: u64,
         body: &[u8],
     ) -> StoreResult<u64> {
-        let appended = self.runtime.block_on(patiently("append", || async {
-            let message = PublishMessage::build()
-                .payload(body.to_vec().into())
-                .message_id(format!("{txn}:{index}"))
-                .header("Weave-Txn", txn)
-                .header("Weave-Part", format!("{index}/{count}").as_str())
-                .expected_last_subject_sequence(after);
-            let ack = match self.js.send_publish(self.subject.clone(), message).await {
-                Ok(ack) => ack.await,
-                Err(e) => return Err(e.to_string()),
-            };
-            match ack {
-                Ok(ack) => Ok(Some(ack.sequence)),
-                // No use trying again: another writer appended since.
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
-                Err(e) => Err(e.to_string()),
-            }
-        }))?;
+        let appended = self
+            .runtime
+            .block_on(patiently("append", &self.deposed, || async {
+                let message = PublishMessage::build()
+                    .payload(body.to_vec().into())
+                    .message_id(format!("{txn}:{index}"))
+                    .header("Weave-Txn", txn)
+                    .header("Weave-Part", format!("{index}/{count}").as_str())
+                    .expected_last_subject_sequence(after);
+                let ack = match self.js.send_publish(self.subject.clone(), message).await {
+                    Ok(ack) => ack.await,
+                    Err(e) => return Err(e.to_string()),
+                };
+                match ack {
+                    Ok(ack) => Ok(Some(ack.sequence)),
+                    // No use trying again: another writer appended since.
+                    Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
+                    Err(e) => Err(e.to_string()),
+                }
+            }))?;
         appended.ok_or_else(|| {
             StoreError::other(
                 "NATS JetStream: another writer appended to this store's log (fenced): \
@@ -190,19 +219,21 @@ impl Log {
         let mut out = Vec::new();
         let mut next = after + 1;
         while next <= last {
-            let m = self.runtime.block_on(patiently("read", || async {
-                let s = self
-                    .js
-                    .get_stream_no_info(&self.stream)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                s.raw_message_builder()
-                    .sequence(next)
-                    .next_by_subject(self.subject.clone())
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())
-            }))?;
+            let m = self
+                .runtime
+                .block_on(patiently("read", &self.deposed, || async {
+                    let s = self
+                        .js
+                        .get_stream_no_info(&self.stream)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    s.raw_message_builder()
+                        .sequence(next)
+                        .next_by_subject(self.subject.clone())
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())
+                }))?;
             next = m.sequence + 1;
             out.push(part(&m)?);
         }

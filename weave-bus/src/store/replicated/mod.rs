@@ -15,6 +15,8 @@ mod op;
 use std::cell::{Cell, RefCell};
 use std::path::Path;
 
+use tokio_util::sync::CancellationToken;
+
 use self::log::Log;
 use self::op::{apply, Op};
 use crate::config::{Durability, LogConfig};
@@ -35,10 +37,17 @@ pub struct Replicated {
 }
 
 impl Replicated {
-    /// Opens the mirror at `path` and the log, and applies what the mirror has not seen.
-    pub fn open(path: &Path, durability: Durability, cfg: &LogConfig) -> StoreResult<Replicated> {
+    /// Opens the mirror at `path` and the log, and applies what the mirror has not seen. Once
+    /// `deposed` is cancelled (the daemon lost its cluster's lease), every append and read
+    /// fails at once instead of waiting for the cluster.
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        cfg: &LogConfig,
+        deposed: CancellationToken,
+    ) -> StoreResult<Replicated> {
         let mirror = Store::open(path, durability)?;
-        let log = Log::open(&cfg.urls, &cfg.stream, &cfg.subject, cfg.replicas)?;
+        let log = Log::open(&cfg.urls, &cfg.stream, &cfg.subject, cfg.replicas, deposed)?;
         let store = Replicated {
             mirror: RefCell::new(mirror),
             log,
@@ -448,7 +457,13 @@ mod tests {
     }
 
     fn open(dir: &Path, log: &LogConfig) -> Replicated {
-        Replicated::open(&dir.join("mirror.db"), Durability::Normal, log).unwrap()
+        Replicated::open(
+            &dir.join("mirror.db"),
+            Durability::Normal,
+            log,
+            CancellationToken::new(),
+        )
+        .unwrap()
     }
 
     #[test]
