@@ -244,3 +244,42 @@ async fn a_daemon_cut_off_from_nats_stops_writing_and_another_leads() {
     let text = agents.payload.unwrap_or(Value::Null).to_string();
     assert!(text.contains("Dave") && text.contains("Erin"), "{text}");
 }
+
+/// `weaved --cluster`: the leader serves the HTTP API over its engine; a follower answers HTTP
+/// 503 `store_unavailable` while its socket carries clients to the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weaved_serves_http_where_it_leads_and_its_socket_everywhere() {
+    let Some(cluster) = NatsCluster::start(1).await else {
+        return;
+    };
+    let urls = cluster.urls();
+    let flags = ["--cluster", urls.as_str(), "--cluster-name", "web"];
+    let a = Weaved::start_with(&flags, None);
+    let deadline = Deadline::new();
+    while a.get("/api/health").send().await.unwrap().status() != 200 {
+        deadline.tick("the first weaved leads and serves HTTP").await;
+    }
+    let created = a
+        .post("/api/sessions", json!({ "name": "web" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let session: Value = created.json().await.unwrap();
+
+    let b = Weaved::start_with(&flags, None);
+    let following = b.get("/api/sessions").send().await.unwrap();
+    assert_eq!(following.status(), 503);
+    let problem: Value = following.json().await.unwrap();
+    assert_eq!(problem["code"], "store_unavailable", "{problem}");
+    let through_b = Conn::open(&b.socket()).await;
+    let listed = through_b
+        .ok("session.list", None, "cli", json!({}))
+        .await
+        .payload
+        .unwrap();
+    assert!(
+        listed.to_string().contains(session["id"].as_str().unwrap()),
+        "{listed}"
+    );
+}

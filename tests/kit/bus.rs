@@ -8,6 +8,7 @@ use std::time::Duration;
 use codex_weave_transport_uds::{AgentOptions, Framing};
 use tempfile::TempDir;
 
+use crate::backing::{cluster_mode, Backing};
 use crate::{program, Conn, Process};
 
 /// The framing the suite's clients use: `WEAVE_TEST_FRAMING` (`ndjson`, the default, or
@@ -34,6 +35,8 @@ pub struct BusProcess {
     args: Vec<String>,
     /// The size of the tmpfs the home lives on, if any (see [`BusProcess::start_on_tmpfs`]).
     tmpfs: Option<String>,
+    /// With `WEAVE_TEST_CLUSTER=1`: the NATS server and leading bus behind this one.
+    _backing: Option<Backing>,
     _tmp: TempDir,
 }
 
@@ -60,11 +63,18 @@ impl BusProcess {
 
     fn unstarted(args: &[&str], tmpfs: Option<&str>) -> BusProcess {
         let tmp = TempDir::new().unwrap();
+        let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let backing = (cluster_mode() && tmpfs.is_none()).then(|| {
+            let backing = Backing::start(tmp.path(), &args);
+            args.extend(backing.args.iter().cloned());
+            backing
+        });
         BusProcess {
             process: Process::default(),
             home: tmp.path().join("home"),
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args,
             tmpfs: tmpfs.map(str::to_owned),
+            _backing: backing,
             _tmp: tmp,
         }
     }

@@ -17,6 +17,7 @@
 //! NATS cluster). Build the binaries first: `cargo build --workspace --bins`
 //! (`scripts/test` does).
 
+mod backing;
 mod bus;
 mod clock;
 mod conn;
@@ -31,6 +32,7 @@ mod weaved;
 
 use std::time::Duration;
 
+pub use backing::cluster_mode;
 pub use bus::{agent_options, framing, spawn_bus, BusProcess};
 pub use clock::{eventually, Deadline};
 pub use conn::{envelope, message, meta_weave, text_of, Conn};

@@ -13,6 +13,7 @@
 pub mod lease;
 pub mod tunnel;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use async_nats::{Client, HeaderMap};
 use futures::StreamExt;
 use tokio::net::UnixStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +39,9 @@ use codex_weave_runtime::ErrorCode;
 pub const OPEN_PATIENCE: Duration = Duration::from_secs(15);
 
 const CONN_HEADER: &str = "Weave-Conn";
+/// The follower's node id (kept in its home) and this start of it.
+const NODE_HEADER: &str = "Weave-Node";
+const INCARNATION_HEADER: &str = "Weave-Incarnation";
 const REFUSED_HEADER: &str = "Weave-Refused";
 
 /// What this daemon does now.
@@ -57,6 +62,8 @@ pub struct Node {
     log: LogConfig,
     /// This process's id in the cluster (the lease's value while it leads).
     id: String,
+    /// This daemon's id across its restarts (`<home>/node-id`).
+    node: String,
     nats: Client,
     lease: Lease,
     metrics: Arc<Metrics>,
@@ -85,6 +92,8 @@ impl Node {
         let lease = Lease::open(js, &log.subject, log.replicas)
             .await
             .map_err(failed)?;
+        let node =
+            node_id(&cfg.home).map_err(|e| StartError::Io(cfg.home.join(NODE_ID_FILE), e))?;
         let root = CancellationToken::new();
         let (role, _) = watch::channel(Role::Following {
             leader: None,
@@ -94,6 +103,7 @@ impl Node {
             cfg,
             log,
             id: uuid::Uuid::new_v4().simple().to_string(),
+            node,
             nats,
             lease,
             metrics,
@@ -184,6 +194,8 @@ impl Node {
             .map_err(|e| Unopened::Unanswered(format!("NATS: {e}")))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONN_HEADER, conn.as_str());
+        headers.insert(NODE_HEADER, self.node.as_str());
+        headers.insert(INCARNATION_HEADER, self.id.as_str());
         let asked =
             self.nats
                 .request_with_headers(self.open_subject(), headers, bytes::Bytes::new());
@@ -318,24 +330,43 @@ impl Node {
         format!("weave.{}.open", self.log.subject)
     }
 
-    /// Answers followers' requests to open a connection, until the subscription fails.
+    /// Answers followers' requests to open a connection, until the subscription fails. A
+    /// follower that restarted (same node, another incarnation) has its earlier connections
+    /// closed — their agents offline — before its first new one is served: a killed follower's
+    /// connections would otherwise live on until [`tunnel::SILENCE`], and its agents' clients
+    /// would find them busy.
     async fn serve_opens(&self, bus: &Bus, stop: &CancellationToken) -> Result<(), String> {
         let mut opens = self
             .nats
             .subscribe(self.open_subject())
             .await
             .map_err(|e| e.to_string())?;
+        let mut followers: HashMap<String, Follower> = HashMap::new();
         while let Some(request) = opens.next().await {
             let Some(reply) = request.reply else { continue };
-            let conn = request
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(CONN_HEADER))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
+            let header = |name: &str| {
+                request
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            let (conn, node, incarnation) = (
+                header(CONN_HEADER),
+                header(NODE_HEADER),
+                header(INCARNATION_HEADER),
+            );
+            let follower = followers.entry(node).or_default();
+            if follower.incarnation != incarnation {
+                follower.incarnation = incarnation;
+                follower.end_all().await;
+            }
+            follower.tunnels.retain(|(_, served)| !served.is_finished());
             let mut headers = HeaderMap::new();
-            if let Err(why) = self.open_tunnel(&conn, bus, stop).await {
-                headers.insert(REFUSED_HEADER, why.as_str());
+            match self.open_tunnel(&conn, bus, stop).await {
+                Ok(tunnel) => follower.tunnels.push(tunnel),
+                Err(why) => headers.insert(REFUSED_HEADER, why.as_str()),
             }
             let _ = self
                 .nats
@@ -345,13 +376,14 @@ impl Node {
         Err("the subscription ended".into())
     }
 
-    /// Serves forwarded connection `conn` as one of this daemon's own.
+    /// Serves forwarded connection `conn` as one of this daemon's own: the token that ends it,
+    /// and the task serving it.
     async fn open_tunnel(
         &self,
         conn: &str,
         bus: &Bus,
         stop: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(CancellationToken, JoinHandle<()>), String> {
         if conn.is_empty() || conn.len() > 64 || !conn.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err("a connection id is 1 to 64 letters or digits".into());
         }
@@ -368,22 +400,42 @@ impl Node {
             .await
             .map_err(|e| e.to_string())?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
-        let (bus, limits, conn_stop) = (bus.clone(), self.cfg.limits.clone(), stop.clone());
-        tokio::spawn(async move {
+        let ended = stop.child_token();
+        let (bus, limits, conn_stop) = (bus.clone(), self.cfg.limits.clone(), ended.clone());
+        let served = tokio::spawn(async move {
             serve_connection(theirs, bus, conn_stop, &limits).await;
             drop::<OwnedSemaphorePermit>(permit);
         });
         let (nats, out, stop) = (
             self.nats.clone(),
             tunnel::down(&self.log.subject, conn),
-            stop.clone(),
+            ended.clone(),
         );
         tokio::spawn(async move {
             if let Err(why) = tunnel::carry(&nats, &out, inbox, ours, &stop).await {
                 tracing::debug!(why, "a forwarded connection ended");
             }
         });
-        Ok(())
+        Ok((ended, served))
+    }
+}
+
+/// The connections one follower carries to this leader, and which start of it opened them.
+#[derive(Default)]
+struct Follower {
+    incarnation: String,
+    tunnels: Vec<(CancellationToken, JoinHandle<()>)>,
+}
+
+impl Follower {
+    /// Ends every connection and waits (up to 2 s) until the engine has been told of each.
+    async fn end_all(&mut self) {
+        let tunnels = std::mem::take(&mut self.tunnels);
+        for (ended, _) in &tunnels {
+            ended.cancel();
+        }
+        let served = futures::future::join_all(tunnels.into_iter().map(|(_, served)| served));
+        let _ = tokio::time::timeout(Duration::from_secs(2), served).await;
     }
 }
 
@@ -393,6 +445,22 @@ enum Unopened {
     Refused(String),
     /// Nobody answered in time.
     Unanswered(String),
+}
+
+/// Where a daemon keeps its node id.
+const NODE_ID_FILE: &str = "node-id";
+
+/// This home's node id: read, or drawn and written at the first start.
+fn node_id(home: &std::path::Path) -> std::io::Result<String> {
+    let path = home.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            std::fs::write(&path, &id)?;
+            Ok(id)
+        }
+    }
 }
 
 fn stop_of(role: &Role) -> &CancellationToken {
