@@ -249,7 +249,7 @@ async fn a_daemon_cut_off_from_nats_stops_writing_and_another_leads() {
 /// 503 `store_unavailable` while its socket carries clients to the leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weaved_serves_http_where_it_leads_and_its_socket_everywhere() {
-    let Some(cluster) = NatsCluster::start(1).await else {
+    let Some(cluster) = NatsCluster::start(3).await else {
         return;
     };
     let urls = cluster.urls();
@@ -257,7 +257,9 @@ async fn weaved_serves_http_where_it_leads_and_its_socket_everywhere() {
     let a = Weaved::start_with(&flags, None);
     let deadline = Deadline::new();
     while a.get("/api/health").send().await.unwrap().status() != 200 {
-        deadline.tick("the first weaved leads and serves HTTP").await;
+        deadline
+            .tick("the first weaved leads and serves HTTP")
+            .await;
     }
     let created = a
         .post("/api/sessions", json!({ "name": "web" }))

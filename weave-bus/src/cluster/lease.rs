@@ -39,7 +39,8 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The lease of cluster `name`; creates its stream if it is missing.
+    /// The lease of cluster `name`; creates its stream if it is missing. Tries for up to 30 s:
+    /// right after a NATS server died, the cluster may still be electing its meta leader.
     pub async fn open(js: Context, name: &str, replicas: usize) -> Result<Lease, String> {
         let config = stream::Config {
             name: STREAM.to_owned(),
@@ -49,9 +50,22 @@ impl Lease {
             max_messages_per_subject: 1,
             ..Default::default()
         };
-        js.get_or_create_stream(config)
-            .await
-            .map_err(|e| format!("the lease stream: {e}"))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let tried = tokio::time::timeout(
+                Duration::from_secs(5),
+                js.get_or_create_stream(config.clone()),
+            );
+            let error = match tried.await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer within 5 s".to_owned(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("the lease stream: {error}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         Ok(Lease {
             js,
             subject: format!("{STREAM}.{name}"),
