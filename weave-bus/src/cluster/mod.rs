@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::lease::{Lease, EXPIRY, HOLD, RENEW};
+use self::tunnel::End;
 use crate::config::{BusConfig, Limits, LogConfig};
 use crate::connection::{refuse_stream, serve_connection};
 use crate::handle::Bus;
@@ -154,7 +155,7 @@ impl Node {
                     Ok((conn, inbox)) => {
                         let out = tunnel::up(&self.log.subject, &conn);
                         if let Err(why) =
-                            tunnel::carry(&self.nats, &out, inbox, stream, &stop).await
+                            tunnel::carry(&self.nats, &out, inbox, stream, End::Client, &stop).await
                         {
                             tracing::debug!(why, "a forwarded connection ended");
                         }
@@ -412,7 +413,7 @@ impl Node {
             ended.clone(),
         );
         tokio::spawn(async move {
-            if let Err(why) = tunnel::carry(&nats, &out, inbox, ours, &stop).await {
+            if let Err(why) = tunnel::carry(&nats, &out, inbox, ours, End::Leader, &stop).await {
                 tracing::debug!(why, "a forwarded connection ended");
             }
         });

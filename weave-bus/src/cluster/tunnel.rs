@@ -13,13 +13,14 @@
 //! - `Weave-Close: eof` — this side will send no more bytes (the other still may); any other
 //!   value ends the connection at once, for the reason given.
 //!
-//! It ends when both sides sent `eof`, or at the first failure; the client then reconnects, as
-//! after any dropped connection (its unacked deliveries come again, first and in order).
+//! It ends when the leader's side sent `eof` (the bus closed the connection: the client's socket
+//! is closed, as a local bus closes it), or at the first failure; the client then reconnects,
+//! as after any dropped connection (its unacked deliveries come again, first and in order).
 
 use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Subscriber};
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -47,25 +48,44 @@ pub fn down(name: &str, conn: &str) -> String {
     format!("weave.{name}.down.{conn}")
 }
 
+/// Which end of a connection a side carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The client's socket, on the daemon it connected to: once the leader's side is done the
+    /// connection is over (the bus closed it), as when a local bus closes a socket.
+    Client,
+    /// The leader's socket pair: done once both directions are.
+    Leader,
+}
+
 /// Carries bytes between `local` and the other side (which publishes to `inbox`'s subject and
-/// reads `out`) until both sides are done, a side fails, or `stop` is cancelled. `Err` says why
-/// it ended early.
+/// reads `out`) until it is done (see [`End`]), a side fails, or `stop` is cancelled. `Err`
+/// says why it ended early.
 pub async fn carry(
     nats: &Client,
     out: &str,
     inbox: Subscriber,
     local: UnixStream,
+    end: End,
     stop: &CancellationToken,
 ) -> Result<(), String> {
     let (read, write) = local.into_split();
     let (credit_tx, credit_rx) = watch::channel(0u64);
     let sent_eof = CancellationToken::new();
     let work = async {
-        tokio::try_join!(
-            sending(nats, out, read, credit_rx, &sent_eof),
-            receiving(nats, out, inbox, write, credit_tx, &sent_eof),
-        )
-        .map(|_| ())
+        let send = sending(nats, out, read, credit_rx, &sent_eof);
+        let recv = receiving(nats, out, inbox, write, credit_tx, &sent_eof, end);
+        tokio::pin!(send, recv);
+        let mut sent = false;
+        loop {
+            tokio::select! {
+                r = &mut send, if !sent => {
+                    r?;
+                    sent = true;
+                }
+                r = &mut recv => return r,
+            }
+        }
     };
     let result = tokio::select! {
         r = work => r,
@@ -111,7 +131,7 @@ async fn sending(
         }
         buf.reserve(CHUNK);
         let n = read
-            .read_buf(&mut buf)
+            .read_buf(&mut (&mut buf).limit(CHUNK))
             .await
             .map_err(|e| format!("read: {e}"))?;
         if n == 0 {
@@ -127,7 +147,7 @@ async fn sending(
 }
 
 /// The other side's bytes to the local side, with credit back as they are written; returns
-/// once the other side sent `eof` and this side has too.
+/// once the other side sent `eof` and, at the leader's end, this side has too.
 async fn receiving(
     nats: &Client,
     out: &str,
@@ -135,11 +155,12 @@ async fn receiving(
     mut write: OwnedWriteHalf,
     credit: watch::Sender<u64>,
     sent_eof: &CancellationToken,
+    end: End,
 ) -> Result<(), String> {
     let (mut expect, mut written, mut granted) = (1u64, 0u64, 0u64);
     let mut their_eof = false;
     loop {
-        if their_eof && sent_eof.is_cancelled() {
+        if their_eof && (end == End::Client || sent_eof.is_cancelled()) {
             return Ok(());
         }
         let next = tokio::select! {
