@@ -1,9 +1,10 @@
-//! Several `weave-bus --cluster` daemons, each on its own home and socket, on a real 3-server
-//! NATS cluster: one leads (runs the engine), the others carry their clients' connections to
+//! Several daemons with `--cluster` (`weaved`, and `weave-bus` where only the socket matters),
+//! each on its own home and socket, on a real 3-server NATS cluster: one leads (runs the engine), the others carry their clients' connections to
 //! it. Agents on different daemons converse, relay and read one event log; when the leader is
 //! killed the lease moves and nothing acknowledged is lost or repeated; a daemon cut off from
 //! NATS stops writing.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use codex_weave_transport_uds::Envelope;
@@ -14,18 +15,12 @@ fn args<'a>(urls: &'a str, name: &'a str) -> Vec<&'a str> {
     vec!["--cluster", urls, "--cluster-name", name]
 }
 
-/// Connects to `bus` and adds agent `id` until the cluster serves it (a lease changing hands
+/// Connects to `socket` and adds agent `id` until the cluster serves it (a lease changing hands
 /// refuses connections or writes for a few seconds); returns the connection and the answer.
-async fn join(
-    bus: &BusProcess,
-    s: &str,
-    id: &str,
-    name: &str,
-    within: Duration,
-) -> (Conn, Envelope) {
+async fn join(socket: &Path, s: &str, id: &str, name: &str, within: Duration) -> (Conn, Envelope) {
     let deadline = Deadline::after(within);
     loop {
-        if let Ok(c) = tokio::time::timeout(Duration::from_secs(20), bus.connect()).await {
+        if let Ok(c) = tokio::time::timeout(Duration::from_secs(20), Conn::open(socket)).await {
             let env = envelope("agent.add", Some(s), id, json!({ "id": id, "name": name }));
             if let Ok(Ok(answer)) =
                 tokio::time::timeout(Duration::from_secs(20), c.client.request(env)).await
@@ -36,7 +31,7 @@ async fn join(
             }
         }
         deadline
-            .tick(&format!("{id} joins through {}", bus.socket().display()))
+            .tick(&format!("{id} joins through {}", socket.display()))
             .await;
     }
 }
@@ -57,14 +52,14 @@ async fn agents_on_two_daemons_converse_relay_and_read_one_log() {
         return;
     };
     let urls = cluster.urls();
-    let a = BusProcess::start_with(&args(&urls, "converse"));
-    let admin = a.connect().await;
+    let a = Weaved::start_with(&args(&urls, "converse"), None);
+    let admin = Conn::open(&a.socket()).await;
     let s = admin.create_session("across").await;
-    let mut ann = a.connect().await;
+    let mut ann = Conn::open(&a.socket()).await;
     ann.add_agent(&s, "a1", "Ann").await;
     // B starts once A leads: it follows, and carries Bob's connection to A.
-    let b = BusProcess::start_with(&args(&urls, "converse"));
-    let mut bob = b.connect().await;
+    let b = Weaved::start_with(&args(&urls, "converse"), None);
+    let mut bob = Conn::open(&b.socket()).await;
     bob.add_agent(&s, "b1", "Bob").await;
 
     let sent = ann.send(&s, "a1", "Bob", "hello from A").await;
@@ -127,13 +122,13 @@ async fn the_lease_moves_when_the_leader_is_killed_and_nothing_acknowledged_is_l
         return;
     };
     let urls = cluster.urls();
-    let mut a = BusProcess::start_with(&args(&urls, "failover"));
-    let admin = a.connect().await;
+    let mut a = Weaved::start_with(&args(&urls, "failover"), None);
+    let admin = Conn::open(&a.socket()).await;
     let s = admin.create_session("failover").await;
-    let ann = a.connect().await;
+    let ann = Conn::open(&a.socket()).await;
     ann.add_agent(&s, "a1", "Ann").await;
-    let b = BusProcess::start_with(&args(&urls, "failover"));
-    let (mut bob, _) = join(&b, &s, "b1", "Bob", WAIT).await;
+    let b = Weaved::start_with(&args(&urls, "failover"), None);
+    let (mut bob, _) = join(&b.socket(), &s, "b1", "Bob", WAIT).await;
 
     // Bob receives and acks the first 10 while Ann sends; then the leader and a NATS server die.
     for n in 0..20 {
@@ -156,7 +151,7 @@ async fn the_lease_moves_when_the_leader_is_killed_and_nothing_acknowledged_is_l
     drop((ann, admin));
 
     // Bob's connection through B ends; B takes the lease and serves.
-    let (mut bob, added) = join(&b, &s, "b1", "Bob", Duration::from_secs(60)).await;
+    let (mut bob, added) = join(&b.socket(), &s, "b1", "Bob", Duration::from_secs(60)).await;
     let moved = killed.elapsed();
     assert!(
         moved < Duration::from_secs(30),
@@ -164,7 +159,7 @@ async fn the_lease_moves_when_the_leader_is_killed_and_nothing_acknowledged_is_l
     );
     eprintln!("the lease moved and Bob was back in {moved:?}");
     assert_eq!(added.payload.unwrap_or(Value::Null)["queued"], 10);
-    let (ann, _) = join(&b, &s, "a1", "Ann", WAIT).await;
+    let (ann, _) = join(&b.socket(), &s, "a1", "Ann", WAIT).await;
     for n in 10..30 {
         let deadline = Deadline::after(Duration::from_secs(60));
         while !send_acknowledged(&ann, &s, "a1", "Bob", n).await {
@@ -199,7 +194,7 @@ async fn a_daemon_cut_off_from_nats_stops_writing_and_another_leads() {
     let admin = a.connect().await;
     let s = admin.create_session("split").await;
     let b = BusProcess::start_with(&args(&urls, "split"));
-    let (carol, _) = join(&b, &s, "c1", "Carol", WAIT).await;
+    let (carol, _) = join(&b.socket(), &s, "c1", "Carol", WAIT).await;
 
     for relay in &relays {
         relay.cut();
@@ -231,7 +226,7 @@ async fn a_daemon_cut_off_from_nats_stops_writing_and_another_leads() {
     }
     eprintln!("A stopped writing {:?} after the cut", cut.elapsed());
     // B leads: Carol's connection through B came back on B's own engine.
-    let (_dave, _) = join(&b, &s, "d1", "Dave", Duration::from_secs(60)).await;
+    let (_dave, _) = join(&b.socket(), &s, "d1", "Dave", Duration::from_secs(60)).await;
     eprintln!("B leads {:?} after the cut", cut.elapsed());
     drop(carol);
 
@@ -239,7 +234,7 @@ async fn a_daemon_cut_off_from_nats_stops_writing_and_another_leads() {
     for relay in &relays {
         relay.heal();
     }
-    let (erin, _) = join(&a, &s, "e1", "Erin", Duration::from_secs(60)).await;
+    let (erin, _) = join(&a.socket(), &s, "e1", "Erin", Duration::from_secs(60)).await;
     let agents = erin.ok("agent.list", Some(&s), "e1", json!({})).await;
     let text = agents.payload.unwrap_or(Value::Null).to_string();
     assert!(text.contains("Dave") && text.contains("Erin"), "{text}");
