@@ -60,14 +60,13 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// What a daemon of a cluster serves while another daemon leads: every request gets
-/// `store_unavailable` (503), naming where the API is.
-pub fn following_router() -> Router {
+/// What a daemon of a cluster serves before its bus runs (it has no engine to reach yet):
+/// every request gets `store_unavailable` (503).
+pub fn joining_router() -> Router {
     Router::new().fallback(|| async {
         Problem::new(
             "store_unavailable",
-            "this daemon follows its cluster's leader: the HTTP API is served by the daemon that \
-             leads (its socket serves here as everywhere)",
+            "this daemon has not joined its cluster yet; try again in a moment",
         )
     })
 }

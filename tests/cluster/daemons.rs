@@ -240,10 +240,10 @@ async fn a_daemon_cut_off_from_nats_stops_writing_and_another_leads() {
     assert!(text.contains("Dave") && text.contains("Erin"), "{text}");
 }
 
-/// `weaved --cluster`: the leader serves the HTTP API over its engine; a follower answers HTTP
-/// 503 `store_unavailable` while its socket carries clients to the leader.
+/// `weaved --cluster`: every daemon serves the HTTP API over the engine that leads — the leader
+/// its own, a follower through the leader, as it carries its socket clients.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weaved_serves_http_where_it_leads_and_its_socket_everywhere() {
+async fn weaved_serves_http_on_every_daemon_over_the_one_engine() {
     let Some(cluster) = NatsCluster::start(3).await else {
         return;
     };
@@ -257,28 +257,62 @@ async fn weaved_serves_http_where_it_leads_and_its_socket_everywhere() {
             .await;
     }
     let created = a
-        .post("/api/sessions", json!({ "name": "web" }))
+        .post("/api/sessions", json!({ "name": "on-a" }))
         .send()
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    let session: Value = created.json().await.unwrap();
+    let on_a: Value = created.json().await.unwrap();
 
+    // B follows: its HTTP API (its own token) answers from A's engine, and writes through it.
     let b = Weaved::start_with(&flags, None);
-    let following = b.get("/api/sessions").send().await.unwrap();
-    assert_eq!(following.status(), 503);
-    let problem: Value = following.json().await.unwrap();
-    assert_eq!(problem["code"], "store_unavailable", "{problem}");
-    let through_b = Conn::open(&b.socket()).await;
-    let listed = through_b
+    let deadline = Deadline::new();
+    let listed = loop {
+        let resp = b.get("/api/sessions").send().await.unwrap();
+        if resp.status() == 200 {
+            break resp.json::<Value>().await.unwrap();
+        }
+        deadline.tick("the follower's HTTP API answers").await;
+    };
+    assert!(
+        listed.to_string().contains(on_a["id"].as_str().unwrap()),
+        "{listed}"
+    );
+    let created = b
+        .post("/api/sessions", json!({ "name": "on-b" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let on_b: Value = created.json().await.unwrap();
+    let through_a = Conn::open(&a.socket()).await;
+    let sessions = through_a
         .ok("session.list", None, "cli", json!({}))
         .await
         .payload
         .unwrap();
     assert!(
-        listed.to_string().contains(session["id"].as_str().unwrap()),
-        "{listed}"
+        sessions.to_string().contains(on_b["id"].as_str().unwrap()),
+        "{sessions}"
     );
+    // B's SSE stream of a session carries what A's clients do there.
+    let s = on_a["id"].as_str().unwrap();
+    let mut stream = SseReader::open(b.get(&format!("/api/sessions/{s}/events/stream"))).await;
+    through_a.add_agent(s, "z1", "Zoe").await;
+    let deadline = Deadline::new();
+    loop {
+        let event = stream
+            .next_within(Duration::from_secs(60))
+            .await
+            .expect("the stream goes on");
+        if event.data.contains("Zoe") {
+            break;
+        }
+        deadline.tick("Zoe's join reaches B's SSE stream").await;
+    }
+    // Without B's token, B's API refuses: the follower checks its own credentials.
+    let anonymous = reqwest::get(b.url("/api/sessions")).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
 }
 
 /// A client on a follower that stops reading: the connection's window (1 MiB) fills, the

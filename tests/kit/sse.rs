@@ -29,8 +29,15 @@ impl SseReader {
         }
     }
 
-    /// The next event (comments skipped); `None` when the stream ends.
+    /// The next event (comments skipped); `None` when the stream ends. Panics when nothing
+    /// arrives for [`WAIT`].
     pub async fn next(&mut self) -> Option<SseEvent> {
+        self.next_within(WAIT).await
+    }
+
+    /// [`SseReader::next`], waiting up to `wait` for each chunk (a stream carried through a
+    /// cluster on a loaded machine may take longer to start).
+    pub async fn next_within(&mut self, wait: std::time::Duration) -> Option<SseEvent> {
         loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
@@ -60,7 +67,7 @@ impl SseReader {
                 }
                 continue;
             }
-            let chunk = tokio::time::timeout(WAIT, self.stream.next())
+            let chunk = tokio::time::timeout(wait, self.stream.next())
                 .await
                 .expect("an SSE event in time")?;
             self.buf.push_str(&String::from_utf8_lossy(&chunk.ok()?));

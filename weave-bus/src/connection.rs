@@ -91,21 +91,29 @@ async fn negotiate(
     }
 }
 
-/// Serves one connection with `bus`'s engine until either side ends it or `stop`.
+/// Serves one connection with `bus`'s engine until either side ends it or `stop`. `operator`:
+/// the connection acts for the HTTP token holder (a follower's HTTP API, carried here).
 pub(crate) async fn serve_connection(
     stream: UnixStream,
     bus: Bus,
     stop: CancellationToken,
     limits: &Limits,
+    operator: bool,
 ) {
     let metrics = bus.metrics();
     metrics.inc(&metrics.connections_total);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-    serve_framed(stream, &bus, stop, limits).await;
+    serve_framed(stream, &bus, stop, limits, operator).await;
     metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn serve_framed(stream: UnixStream, bus: &Bus, stop: CancellationToken, limits: &Limits) {
+async fn serve_framed(
+    stream: UnixStream,
+    bus: &Bus,
+    stop: CancellationToken,
+    limits: &Limits,
+    operator: bool,
+) {
     let (max_line, max_buffer) = (limits.max_line, limits.max_conn_buffer);
     // The writer reports `Writable` below half the smaller limit: paused deliveries resume,
     // and followed streams catch up from the log.
@@ -146,7 +154,7 @@ async fn serve_framed(stream: UnixStream, bus: &Bus, stop: CancellationToken, li
     if let Some(socket) = direct {
         out = out.with_socket(socket);
     }
-    let conn = bus.open(out, false);
+    let conn = bus.open(out, operator);
     let writer = tokio::spawn(write_lines(
         write,
         rx,

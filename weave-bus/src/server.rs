@@ -79,8 +79,9 @@ impl BusServer {
         })
     }
 
-    /// The engine's handle whenever this daemon runs it: always when alone; in a cluster, while
-    /// it leads (`None` while it follows).
+    /// The handle in-process clients (HTTP) use: alone, the engine's; in a cluster, the
+    /// engine's while this daemon leads, one that carries every connection to the leader while
+    /// it follows (`None` until the daemon runs).
     pub fn engines(&self) -> watch::Receiver<Option<Bus>> {
         match &self.serving {
             Serving::Alone(term) => watch::channel(Some(term.bus.clone())).1,
@@ -138,14 +139,14 @@ impl BusServer {
                 Serving::Alone(term) => {
                     let (bus, stop) = (term.bus.clone(), stop.clone());
                     tokio::spawn(async move {
-                        serve_connection(stream, bus, stop, &limits).await;
+                        serve_connection(stream, bus, stop, &limits, false).await;
                         drop(permit);
                     });
                 }
                 Serving::Cluster(node) => {
                     let node = node.clone();
                     tokio::spawn(async move {
-                        node.serve(stream, &limits).await;
+                        node.serve(stream, &limits, false).await;
                         drop(permit);
                     });
                 }

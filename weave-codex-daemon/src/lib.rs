@@ -101,12 +101,12 @@ struct Shared {
     socket: String,
 }
 
-/// The HTTP API over whichever engine this daemon runs: alone, always the same; in a cluster, the
-/// engine of each term it leads, and [`codex_weave_transport_http::following_router`] while it
-/// follows.
+/// The HTTP API over the handle the bus gives: alone, always the same engine; in a cluster, the
+/// engine of each term it leads and the leader's through a relay while it follows
+/// ([`codex_weave_transport_http::joining_router`] only before the bus runs).
 fn routers(mut engines: watch::Receiver<Option<Bus>>, shared: Shared) -> watch::Receiver<Router> {
     let router_of = move |bus: Option<Bus>| match bus {
-        None => codex_weave_transport_http::following_router(),
+        None => codex_weave_transport_http::joining_router(),
         Some(bus) => codex_weave_transport_http::router(Arc::new(HttpState {
             bus,
             auth: shared.auth.clone(),

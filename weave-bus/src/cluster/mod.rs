@@ -11,6 +11,7 @@
 //! serves forwarded connections) until it loses it or shuts down.
 
 pub mod lease;
+mod relay;
 pub mod tunnel;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, HeaderMap};
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use tokio::net::UnixStream;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -44,6 +46,8 @@ const CONN_HEADER: &str = "Weave-Conn";
 const NODE_HEADER: &str = "Weave-Node";
 const INCARNATION_HEADER: &str = "Weave-Incarnation";
 const REFUSED_HEADER: &str = "Weave-Refused";
+/// The connection acts for the HTTP token holder of the daemon that opened it.
+const OPERATOR_HEADER: &str = "Weave-Operator";
 
 /// What this daemon does now.
 #[derive(Clone)]
@@ -70,7 +74,8 @@ pub struct Node {
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
     role: watch::Sender<Role>,
-    /// The running engine's handle while this daemon leads (for HTTP).
+    /// The handle in-process clients (HTTP) use: the engine's while this daemon leads, the
+    /// relay's while it follows (`None` before it runs).
     engine: watch::Sender<Option<Bus>>,
     /// Cancelled at shutdown; every connection's token descends from it.
     root: CancellationToken,
@@ -119,26 +124,33 @@ impl Node {
         self.metrics.clone()
     }
 
-    /// The running engine's handle whenever this daemon leads, `None` while it follows.
+    /// The engine's handle for in-process clients: the running engine's while this daemon
+    /// leads, one that carries every connection to the leader while it follows.
     pub fn engines(&self) -> watch::Receiver<Option<Bus>> {
         self.engine.subscribe()
     }
 
     /// Follows and leads in turn until `shutdown`; then ends the term and hands the lease on.
+    /// While it follows, its in-process clients (HTTP) are served through the leader too.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let relay = relay::bus(self.clone(), self.metrics());
+        self.engine.send_replace(Some(relay.clone()));
         while let Some(seq) = self.follow(&shutdown).await {
-            self.lead(seq, &shutdown).await;
+            self.lead(seq, &relay, &shutdown).await;
             if shutdown.is_cancelled() {
                 break;
             }
         }
+        self.engine.send_replace(None);
+        relay.shutdown();
         self.root.cancel();
     }
 
     /// Serves one accepted client connection: here while leading, else through the leader. A
     /// connection that arrives while no daemon leads waits for one up to [`OPEN_PATIENCE`],
     /// then is refused (`store_unavailable`).
-    pub async fn serve(&self, stream: UnixStream, limits: &Limits) {
+    /// `operator`: it acts for the HTTP token holder (this daemon's own HTTP API, `relay`).
+    pub async fn serve(&self, stream: UnixStream, limits: &Limits, operator: bool) {
         let deadline = Instant::now() + OPEN_PATIENCE;
         let mut roles = self.role.subscribe();
         let mut why = "no daemon leads it".to_owned();
@@ -146,12 +158,12 @@ impl Node {
             let role = roles.borrow_and_update().clone();
             match role {
                 Role::Leading { bus, stop } => {
-                    return serve_connection(stream, bus, stop, limits).await
+                    return serve_connection(stream, bus, stop, limits, operator).await
                 }
                 Role::Following {
                     leader: Some(_),
                     stop,
-                } => match self.open().await {
+                } => match self.open(operator).await {
                     Ok((conn, inbox)) => {
                         let out = tunnel::up(&self.log.subject, &conn);
                         if let Err(why) =
@@ -186,7 +198,7 @@ impl Node {
     }
 
     /// Asks the leader to open a connection: its id and the subscription its bytes come on.
-    async fn open(&self) -> Result<(String, async_nats::Subscriber), Unopened> {
+    async fn open(&self, operator: bool) -> Result<(String, async_nats::Subscriber), Unopened> {
         let conn = uuid::Uuid::new_v4().simple().to_string();
         let inbox = self
             .nats
@@ -197,6 +209,9 @@ impl Node {
         headers.insert(CONN_HEADER, conn.as_str());
         headers.insert(NODE_HEADER, self.node.as_str());
         headers.insert(INCARNATION_HEADER, self.id.as_str());
+        if operator {
+            headers.insert(OPERATOR_HEADER, "1");
+        }
         let asked =
             self.nats
                 .request_with_headers(self.open_subject(), headers, bytes::Bytes::new());
@@ -273,7 +288,7 @@ impl Node {
     }
 
     /// Leads from lease sequence `seq` until the lease is lost or `shutdown`.
-    async fn lead(&self, seq: u64, shutdown: &CancellationToken) {
+    async fn lead(&self, seq: u64, relay: &Bus, shutdown: &CancellationToken) {
         tracing::info!(node = %self.id, "took the cluster's lease: starting the engine");
         let (lost, done) = (CancellationToken::new(), CancellationToken::new());
         let renewing = tokio::spawn(renew(
@@ -307,7 +322,7 @@ impl Node {
                     stop: self.root.child_token(),
                 });
                 stop_of(&old).cancel();
-                self.engine.send_replace(None);
+                self.engine.send_replace(Some(relay.clone()));
                 term.end().await;
             }
             Ok(Err(e)) => {
@@ -358,6 +373,7 @@ impl Node {
                 header(NODE_HEADER),
                 header(INCARNATION_HEADER),
             );
+            let operator = header(OPERATOR_HEADER) == "1";
             let follower = followers.entry(node).or_default();
             if follower.incarnation != incarnation {
                 follower.incarnation = incarnation;
@@ -365,7 +381,7 @@ impl Node {
             }
             follower.tunnels.retain(|(_, served)| !served.is_finished());
             let mut headers = HeaderMap::new();
-            match self.open_tunnel(&conn, bus, stop).await {
+            match self.open_tunnel(&conn, bus, stop, operator).await {
                 Ok(tunnel) => follower.tunnels.push(tunnel),
                 Err(why) => headers.insert(REFUSED_HEADER, why.as_str()),
             }
@@ -384,6 +400,7 @@ impl Node {
         conn: &str,
         bus: &Bus,
         stop: &CancellationToken,
+        operator: bool,
     ) -> Result<(CancellationToken, JoinHandle<()>), String> {
         if conn.is_empty() || conn.len() > 64 || !conn.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err("a connection id is 1 to 64 letters or digits".into());
@@ -404,7 +421,7 @@ impl Node {
         let ended = stop.child_token();
         let (bus, limits, conn_stop) = (bus.clone(), self.cfg.limits.clone(), ended.clone());
         let served = tokio::spawn(async move {
-            serve_connection(theirs, bus, conn_stop, &limits).await;
+            serve_connection(theirs, bus, conn_stop, &limits, operator).await;
             drop::<OwnedSemaphorePermit>(permit);
         });
         let (nats, out, stop) = (
@@ -446,6 +463,15 @@ enum Unopened {
     Refused(String),
     /// Nobody answered in time.
     Unanswered(String),
+}
+
+impl relay::Carrier for Node {
+    fn carry(self: Arc<Self>, stream: UnixStream, operator: bool) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let limits = self.cfg.limits.clone();
+            self.serve(stream, &limits, operator).await;
+        })
+    }
 }
 
 /// Where a daemon keeps its node id.
