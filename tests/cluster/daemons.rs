@@ -378,3 +378,47 @@ async fn a_client_that_stops_reading_on_a_follower_loses_nothing_and_stalls_nobo
         }
     }
 }
+
+/// Two daemons started at the same moment: exactly one takes the lease (the other's write at
+/// the same sequence is refused), so both serve one engine and nothing is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_started_at_once_agree_on_one_leader() {
+    let Some(cluster) = NatsCluster::start(3).await else {
+        return;
+    };
+    let urls = cluster.urls();
+    let flags = args(&urls, "race");
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| BusProcess::start_with(&flags));
+        let b = s.spawn(|| BusProcess::start_with(&flags));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let admin = join_anywhere(&a).await;
+    let s = admin.create_session("race").await;
+    let (ann, _) = join(&a.socket(), &s, "a1", "Ann", WAIT).await;
+    let (mut bob, _) = join(&b.socket(), &s, "b1", "Bob", WAIT).await;
+    for n in 0..20 {
+        let sent = ann.send(&s, "a1", "Bob", &format!("note {n}")).await;
+        assert_eq!(sent.error, None, "note {n}: no daemon was fenced");
+        let got = bob.next_of("message.send").await;
+        assert_eq!(text_of(&got), format!("note {n}"));
+        bob.ack(&s, "b1", &got);
+    }
+}
+
+/// A connection to `bus` once the cluster serves it (it may still be choosing its leader).
+async fn join_anywhere(bus: &BusProcess) -> Conn {
+    let deadline = Deadline::after(Duration::from_secs(30));
+    loop {
+        let c = bus.connect().await;
+        let probe = envelope("session.list", None, "probe", json!({}));
+        if let Ok(Ok(answer)) =
+            tokio::time::timeout(Duration::from_secs(20), c.client.request(probe)).await
+        {
+            if answer.error.is_none() {
+                return c;
+            }
+        }
+        deadline.tick("the cluster serves").await;
+    }
+}
