@@ -132,13 +132,7 @@ impl Bus {
     }
 
     async fn call_line(&self, mut env: Envelope, operator: bool) -> Option<Bytes> {
-        env.v = codex_weave_runtime::WIRE_VERSION;
-        if env.id.is_empty() {
-            env.id = uuid::Uuid::new_v4().to_string();
-        }
-        if env.ts.is_empty() {
-            env.ts = codex_weave_transport_uds::time::now_rfc3339();
-        }
+        complete(&mut env);
         #[derive(serde::Deserialize)]
         struct Head {
             corr: Option<String>,
@@ -181,6 +175,18 @@ impl Bus {
             chunks: rx,
             pending: Bytes::new(),
         }
+    }
+}
+
+/// Fills in what an in-process request may leave out and a line on the wire must carry: `v`,
+/// and `id` and `ts` when empty.
+pub(crate) fn complete<P, M>(env: &mut codex_weave_runtime::Envelope<P, M>) {
+    env.v = codex_weave_runtime::WIRE_VERSION;
+    if env.id.is_empty() {
+        env.id = uuid::Uuid::new_v4().to_string();
+    }
+    if env.ts.is_empty() {
+        env.ts = codex_weave_transport_uds::time::now_rfc3339();
     }
 }
 

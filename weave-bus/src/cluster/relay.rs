@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 
 use crate::conn::{ConnId, ConnOut};
 use crate::engine::{response, Input};
-use crate::handle::Bus;
+use crate::handle::{complete, Bus};
 use crate::metrics::Metrics;
 
 /// Whatever serves a socket as the cluster does (the daemon's node: here while it leads, else
@@ -57,12 +57,8 @@ fn relay(node: Arc<dyn Carrier>, inputs: Receiver<Input>, runtime: tokio::runtim
             }
             Input::Request { conn, req, .. } => {
                 if let Some(lines) = conns.get(&conn) {
-                    // What an in-process request may leave out, a line must carry.
                     let mut env = req.env;
-                    env.v = codex_weave_runtime::WIRE_VERSION;
-                    if env.ts.is_empty() {
-                        env.ts = codex_weave_transport_uds::time::now_rfc3339();
-                    }
+                    complete(&mut env);
                     let mut line = serde_json::to_vec(&env).unwrap_or_default();
                     line.push(b'\n');
                     let _ = lines.send(Line::Request(line.into()));
