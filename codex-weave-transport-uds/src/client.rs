@@ -84,7 +84,12 @@ impl Client {
         path: impl AsRef<Path>,
         framing: Framing,
     ) -> io::Result<(Client, Events)> {
-        let mut stream = UnixStream::connect(path).await?;
+        Self::open(UnixStream::connect(path).await?, framing).await
+    }
+
+    /// Opens a client on a connected stream with the given framing: for protobuf frames it
+    /// sends the preamble and waits for it back first.
+    pub async fn open(mut stream: UnixStream, framing: Framing) -> io::Result<(Client, Events)> {
         if framing == Framing::Protobuf {
             stream.write_all(&PREAMBLE).await?;
             let mut answer = [0u8; PREAMBLE.len()];

@@ -14,10 +14,7 @@ use tokio::net::UnixStream;
 use weave_test_kit::*;
 
 async fn connect(bus: &BusProcess, framing: Framing) -> Conn {
-    let (client, events) = Client::connect_with(bus.socket(), framing)
-        .await
-        .expect("connect");
-    Conn { client, events }
+    Conn::open_with(&bus.socket(), framing).await
 }
 
 /// A raw socket that has sent the preamble and read it back.

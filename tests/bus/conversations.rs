@@ -261,6 +261,38 @@ async fn a_rename_reaches_the_others_addressed_to_each() {
     assert_eq!(updated.payload.unwrap()["name"], "Alicia");
 }
 
+/// Restarting clients do not wait for the bus to notice that their old connection closed: the
+/// moment it is closed, its id and its name are free (crash and restart need no proof). Mail
+/// that was delivered but not acked goes to the new connection.
+#[tokio::test]
+async fn a_client_that_restarts_the_instant_it_closed_gets_its_id_and_name_back() {
+    let bus = BusProcess::start();
+    let admin = bus.connect().await;
+    let s = admin.create_session("s").await;
+    let alice = bus.connect().await;
+    alice.add_agent(&s, "a1", "Alice").await;
+    let mut bob = bus.connect().await;
+    bob.add_agent(&s, "b1", "Bob").await;
+    for round in 0..40 {
+        alice.send(&s, "a1", "b1", &format!("m{round}")).await;
+        let got = bob.next_of("message.send").await;
+        assert_eq!(text_of(&got), format!("m{round}"));
+        drop(bob);
+        // Same id: the usual restart.
+        bob = bus.connect().await;
+        bob.add_agent(&s, "b1", "Bob").await;
+        let again = bob.next_of("message.send").await;
+        assert_eq!(text_of(&again), format!("m{round}"), "round {round}");
+        bob.ack(&s, "b1", &again);
+        // A new id taking the name of the one that just closed.
+        let carol = bus.connect().await;
+        carol.add_agent(&s, &format!("c{round}"), "Carol").await;
+        drop(carol);
+        let carol = bus.connect().await;
+        carol.add_agent(&s, &format!("c{round}x"), "Carol").await;
+    }
+}
+
 #[tokio::test]
 async fn the_name_of_a_crashed_agent_can_be_taken_again() {
     let bus = BusProcess::start();

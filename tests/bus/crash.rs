@@ -84,12 +84,8 @@ async fn kill9_the_instant_ok_arrives_20_times_loses_nothing_acknowledged() {
         sender.add_agent(&s, "a1", "A").await;
         let receiver = bus.connect().await;
         receiver.add_agent(&s, "b1", "B").await;
-        let rx_task = tokio::spawn(receive(
-            receiver.client,
-            receiver.events,
-            s.clone(),
-            seen.clone(),
-        ));
+        let (client, events) = receiver.into_parts();
+        let rx_task = tokio::spawn(receive(client, events, s.clone(), seen.clone()));
         if next > 0 {
             // The send that got the fatal ok, retried: same key, same first response.
             let retry = sender.call(keyed(&s, next - 1)).await;

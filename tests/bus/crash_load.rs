@@ -159,7 +159,8 @@ where
 {
     let conn = bus.connect().await;
     conn.add_agent(s, id, &id.to_uppercase()).await;
-    tokio::spawn(task(conn.client, conn.events, s.to_owned(), seen.clone()))
+    let (client, events) = conn.into_parts();
+    tokio::spawn(task(client, events, s.to_owned(), seen.clone()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

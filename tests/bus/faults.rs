@@ -285,3 +285,40 @@ async fn a_half_written_line_then_a_disconnect_is_dropped_and_harms_nobody() {
         .count();
     assert_eq!(sends, 1);
 }
+
+/// A client sends requests without reading the answers until the bus stops reading from it
+/// (its backlog is past `--max-conn-buffer`), then dies. Its agent goes offline, and a restart
+/// takes its id back at once.
+#[tokio::test]
+async fn a_client_that_dies_with_a_full_backlog_goes_offline() {
+    let bus = BusProcess::start_with(&["--max-conn-buffer", "65536"]);
+    let admin = bus.connect().await;
+    let s = admin.create_session("s").await;
+    let mut raw = RawConn::open(&bus).await;
+    let add = request_line(
+        "agent.add",
+        &s,
+        "b1",
+        json!({ "payload": { "name": "Bob" } }),
+    );
+    raw.writer.write_all(&add).await.unwrap();
+    admin.wait_status(&s, "b1", "online").await;
+    // About 4 MB of answers that are never read; the socket takes a few hundred KB of them.
+    let list = request_line("agent.list", &s, "b1", json!({}));
+    let burst: Vec<u8> = list
+        .iter()
+        .copied()
+        .cycle()
+        .take(list.len() * 200)
+        .collect();
+    for _ in 0..100 {
+        let sent = tokio::time::timeout(Duration::from_secs(2), raw.writer.write_all(&burst));
+        if sent.await.is_err() {
+            break; // the bus stopped reading: the backlog is full
+        }
+    }
+    drop(raw);
+    admin.wait_status(&s, "b1", "offline").await;
+    let bob = bus.connect().await;
+    bob.add_agent(&s, "b1", "Bob").await;
+}

@@ -1,26 +1,59 @@
 //! A socket connection through the transport's client, and the envelopes tests send.
 
+use std::net::Shutdown;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use codex_weave_transport_uds::{Client, Envelope};
+use codex_weave_transport_uds::{Client, Envelope, Framing};
 use serde_json::Value;
+use tokio::net::UnixStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::{framing, Deadline, WAIT};
 
-/// One socket connection: requests, and the other lines it receives.
+/// One socket connection: requests, and the other lines it receives. Dropping it closes the
+/// socket at once, as a client process that exits or crashes does (the transport's own tasks
+/// would close it a moment later).
 pub struct Conn {
     pub client: Client,
     pub events: UnboundedReceiver<Envelope>,
+    closer: Closer,
+}
+
+/// Shuts the socket down when dropped, unless disarmed.
+struct Closer(Option<StdUnixStream>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        if let Some(socket) = &self.0 {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
 }
 
 impl Conn {
     pub async fn open(socket: &Path) -> Conn {
-        let (client, events) = Client::connect_with(socket, framing())
-            .await
-            .expect("connect");
-        Conn { client, events }
+        Conn::open_with(socket, framing()).await
+    }
+
+    pub async fn open_with(socket: &Path, framing: Framing) -> Conn {
+        let stream = UnixStream::connect(socket).await.expect("connect");
+        let dup = stream.as_fd().try_clone_to_owned().expect("dup");
+        let (client, events) = Client::open(stream, framing).await.expect("connect");
+        Conn {
+            client,
+            events,
+            closer: Closer(Some(StdUnixStream::from(dup))),
+        }
+    }
+
+    /// The client and its lines, for a task of their own; the connection then closes when the
+    /// client's tasks end.
+    pub fn into_parts(mut self) -> (Client, UnboundedReceiver<Envelope>) {
+        self.closer.0 = None;
+        (self.client, self.events)
     }
 
     pub async fn req(

@@ -30,7 +30,10 @@ pub struct ConnShared {
     stalled: AtomicBool,
     /// A direct write failed: leave the socket to the writer task (which will see the error).
     direct_broken: AtomicBool,
-    /// Woken each time the writer drains, for a reader waiting for room.
+    /// The writer task has ended (the client can no longer be written to): what is queued will
+    /// never drain.
+    writer_gone: AtomicBool,
+    /// Woken each time the writer drains, and when it ends, for a reader waiting for room.
     pub drained: Notify,
 }
 
@@ -45,6 +48,18 @@ impl ConnShared {
         let left = self.queued.fetch_sub(n, Ordering::AcqRel).saturating_sub(n);
         self.drained.notify_waiters();
         left < resume_below && self.stalled.swap(false, Ordering::AcqRel)
+    }
+
+    /// Called by the writer when it ends: a reader waiting for room stops waiting.
+    pub fn writer_ended(&self) {
+        self.writer_gone.store(true, Ordering::Release);
+        self.drained.notify_waiters();
+    }
+
+    /// Whether the reader must wait before taking more requests: the client's backlog is past
+    /// `max` and the writer is still there to drain it.
+    pub fn backlogged(&self, max: usize) -> bool {
+        self.queued() > max && !self.writer_gone.load(Ordering::Acquire)
     }
 }
 
@@ -83,6 +98,23 @@ impl ConnOut {
     pub fn with_socket(mut self, socket: StdUnixStream) -> Self {
         self.direct = Some(Arc::new(socket));
         self
+    }
+
+    /// Whether the client has closed its end (or shut it for writing), as the kernel already
+    /// knows while this connection's reader may not have come to the end of what it read. Never
+    /// for in-process connections.
+    pub fn hung_up(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let Some(socket) = self.direct.as_deref() else {
+            return false;
+        };
+        // nix names no POLLRDHUP (Linux only): the peer shut its writing side or closed.
+        let rdhup = PollFlags::from_bits_retain(nix::libc::POLLRDHUP);
+        let mut fds = [PollFd::new(socket.as_fd(), rdhup)];
+        let gone = rdhup | PollFlags::POLLHUP | PollFlags::POLLERR;
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1))
+            && fds[0].revents().is_some_and(|r| r.intersects(gone))
     }
 
     /// Sends encoded frames: written at once when the writer is idle, else queued behind it.

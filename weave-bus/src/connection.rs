@@ -168,10 +168,11 @@ async fn serve_framed(
     let mut lines = FramedRead::with_capacity(read, framing.codec(max_line), 1024);
     let mut drain = false;
     loop {
-        // A client that does not read its responses does not get to send more requests.
-        while shared.queued() > max_buffer {
+        // A client that does not read its responses does not get to send more requests (one
+        // that died with its backlog is read on to its end, so that it goes offline).
+        while shared.backlogged(max_buffer) {
             let drained = shared.drained.notified();
-            if shared.queued() <= max_buffer {
+            if !shared.backlogged(max_buffer) {
                 break;
             }
             tokio::select! {
@@ -235,11 +236,12 @@ async fn write_lines(
     let mut w = write;
     while let Some(chunk) = lines.recv().await {
         if w.write_all(&chunk).await.is_err() {
-            return;
+            break;
         }
         if shared.written(chunk.len(), resume_below) {
             bus.writable(conn);
         }
     }
+    shared.writer_ended();
     let _ = w.shutdown().await;
 }

@@ -204,7 +204,11 @@ impl Engine {
             Input::Request { conn, req, bytes } => {
                 self.metrics.inc(&self.metrics.requests);
                 self.metrics.intake.take(bytes);
-                self.on_request(conn, *req);
+                // A connection closed early (its client hung up; see `agent_add`) may still
+                // have requests in flight: they come after its close.
+                if self.registry.conns.contains_key(&conn) {
+                    self.on_request(conn, *req);
+                }
             }
             Input::Refused { conn, refused } => {
                 self.metrics.inc(&self.metrics.requests);

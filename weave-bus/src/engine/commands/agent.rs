@@ -25,6 +25,26 @@ impl Engine {
         Ok(Answer::payload(json!({ "agents": agents })))
     }
 
+    /// Closes the connections holding `id` or `name` whose clients have already closed them: a
+    /// client restarting at once must not find its id busy or its name taken just because
+    /// this bus has not read to the end of the old connection yet (crash and restart need no
+    /// proof). What that connection still had in flight is dropped, as if it came after the
+    /// close; nothing it was answered for is.
+    fn close_hung_up_holders(&mut self, conn: ConnId, sid: &str, id: &str, name: Option<&str>) {
+        let session = &self.registry.sessions[sid];
+        let by_name = name.and_then(|n| session.names.get(&n.to_lowercase()));
+        let gone: Vec<ConnId> = [Some(id), by_name.map(String::as_str)]
+            .into_iter()
+            .flatten()
+            .filter_map(|agent| session.agents.get(agent)?.conn)
+            .filter(|&c| c != conn)
+            .filter(|c| self.registry.conns.get(c).is_some_and(|c| c.out.hung_up()))
+            .collect();
+        for c in gone {
+            self.on_closed(c);
+        }
+    }
+
     /// Registers the agent (or takes it over from another connection) on this connection, then
     /// sends it everything waiting for it, oldest first.
     pub(super) fn agent_add(&mut self, conn: ConnId, env: &Envelope) -> Reply {
@@ -63,6 +83,7 @@ impl Engine {
                 )))
             }
         };
+        self.close_hung_up_holders(conn, &sid, &id, name.as_deref());
         let session = &self.registry.sessions[&sid];
         // An id held by a live connection is that connection's: another one takes it over
         // only with proof, the agent's secret or the holder's own instance key.
