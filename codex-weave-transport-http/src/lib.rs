@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod feeds;
 pub mod links;
 pub mod openapi;
 pub mod problem;
@@ -36,6 +37,8 @@ pub struct HttpState {
     pub links: Arc<links::Links>,
     /// Open SSE streams (for `/metrics`).
     pub sse_clients: Arc<std::sync::atomic::AtomicU64>,
+    /// One follow per session shared by its SSE clients (see `feeds.rs`).
+    pub feeds: feeds::Feeds,
     /// Cancelled at shutdown: SSE streams end.
     pub shutdown: CancellationToken,
     /// The socket path, for `/api/health`.

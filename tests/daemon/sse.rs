@@ -202,3 +202,104 @@ async fn a_cursor_below_what_is_retained_gets_a_gap_event_then_the_oldest_kept_r
         "continues with the oldest record kept, no further gap"
     );
 }
+
+/// Streams of one session share one feed. One that stops reading while 3,000 records of 4 KB go
+/// by (far past the feed's 1,024 events and the sockets' buffers) gets every one of them, once
+/// and in order, when it reads again — from the log — while the others stay live throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_a_session_share_one_feed_and_a_stalled_one_catches_up_from_the_log() {
+    const RECORDS: u64 = 3000;
+    let d = Weaved::start();
+    let (c, _events) = Client::connect(d.socket()).await.unwrap();
+    let s = socket_call(&c, "session.create", None, "t", json!({ "name": "feed" }))
+        .await
+        .session
+        .unwrap();
+    socket_call(&c, "agent.add", Some(&s), "a", json!({ "id": "a" })).await;
+    {
+        let (b, _) = Client::connect(d.socket()).await.unwrap();
+        socket_call(&b, "agent.add", Some(&s), "b", json!({ "id": "b" })).await;
+    }
+    let open = || SseReader::open(d.get(&format!("/api/sessions/{s}/events/stream")));
+    let (mut live1, mut live2, mut stalled) = (open().await, open().await, open().await);
+    let mut start = 0;
+    for sse in [&mut live1, &mut live2, &mut stalled] {
+        let snapshot = sse.next().await.unwrap();
+        assert_eq!(snapshot.event, "snapshot");
+        start = snapshot.id.unwrap().parse().unwrap();
+    }
+    let metrics = d
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nweave_sse_feeds 1\n"), "{metrics}");
+    assert!(metrics.contains("\nweave_sse_clients 3\n"), "{metrics}");
+    // A second session's stream has a feed of its own.
+    let other = socket_call(&c, "session.create", None, "t", json!({ "name": "other" }))
+        .await
+        .session
+        .unwrap();
+    let mut elsewhere =
+        SseReader::open(d.get(&format!("/api/sessions/{other}/events/stream"))).await;
+    assert_eq!(elsewhere.next().await.unwrap().event, "snapshot");
+    let metrics = d
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nweave_sse_feeds 2\n"), "{metrics}");
+
+    let text = "x".repeat(4096);
+    let writer = tokio::spawn({
+        let s = s.clone();
+        async move {
+            for _ in 0..RECORDS {
+                // To an agent that went away: one record each, nothing delivered.
+                let mut m = Envelope::new("message.send", String::new(), String::new(), "a");
+                m.session = Some(s.clone());
+                m.dst = Some("b".into());
+                m.payload = Some(json!({ "text": text }));
+                assert_eq!(c.request(m).await.unwrap().error, None);
+            }
+        }
+    });
+    let read_all = |mut sse: SseReader| async move {
+        let mut seqs = Vec::new();
+        while seqs.len() < RECORDS as usize {
+            let ev = sse.next().await.expect("the stream goes on");
+            seqs.push(ev.id.unwrap().parse::<u64>().unwrap());
+        }
+        seqs
+    };
+    let (one, two) = tokio::join!(read_all(live1), read_all(live2));
+    writer.await.unwrap();
+    let late = read_all(stalled).await;
+    let expected: Vec<u64> = (start + 1..=start + RECORDS).collect();
+    for (name, got) in [("live", one), ("live", two), ("stalled", late)] {
+        assert!(
+            got == expected,
+            "{name} stream: not every record once in order"
+        );
+    }
+    // The stalled one did fall behind its feed and read from the log.
+    let metrics = d
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let replays = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("weave_sse_replays_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(replays.is_some_and(|n| n >= 1), "{metrics}");
+}

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::stats::Latencies;
+use crate::stats::{thread_cpu, Latencies};
 
 pub(crate) struct Daemon {
     pub(crate) child: Child,
@@ -99,10 +99,81 @@ pub struct Fanout {
     pub latencies: Latencies,
     pub rss_mb: f64,
     pub check: String,
+    /// CPU the daemon and this process (the SSE clients and the senders) spent per record
+    /// received by an SSE client, in µs.
+    pub cpu_us: (f64, f64),
 }
 
-/// `clients` SSE streams on one session; `rate` messages per second for `seconds`.
-pub async fn sse_fanout(bin: &Path, clients: usize, rate: u32, seconds: u32) -> Fanout {
+/// The fan-out run: `clients` SSE streams on one session, `rate` messages per second sent to it
+/// for `seconds`; beside it `busy` other sessions, each a socket agent sending `busy_rate`
+/// messages per second to another that acks them.
+#[derive(Clone, Copy, Debug)]
+pub struct FanoutLoad {
+    pub clients: usize,
+    pub rate: u32,
+    pub seconds: u32,
+    pub busy: usize,
+    pub busy_rate: u32,
+}
+
+impl FanoutLoad {
+    pub fn describe(&self) -> String {
+        format!(
+            "weaved, {} SSE clients on one session, {} msg/s × {} s sent on the socket, send → record at each client; beside it {} busy sessions, each {} msg/s sent and acked",
+            self.clients, self.rate, self.seconds, self.busy, self.busy_rate
+        )
+    }
+}
+
+/// One busy session beside the fan-out: `rate` messages per second from one socket agent to
+/// another that acks each, until `stop`. Returns how many were sent and received.
+async fn busy_session(
+    d: &Daemon,
+    http: &reqwest::Client,
+    rate: u32,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    let s = d.session(http).await;
+    let socket = d.home.join("coord.sock");
+    let mut rx = Agent::connect(AgentOptions::new(&socket, &s, "r"))
+        .await
+        .expect("busy receiver");
+    let tx = Arc::new(
+        Agent::connect(AgentOptions::new(&socket, &s, "s"))
+            .await
+            .expect("busy sender"),
+    );
+    tokio::spawn(async move {
+        let received = tokio::spawn(async move {
+            let mut n = 0;
+            // Auto-acked by the agent.
+            while let Ok(Some(got)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await
+            {
+                n += usize::from(got.kind() == "message.send");
+            }
+            n
+        });
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
+        let mut sent = 0;
+        while !stop.is_cancelled() {
+            tick.tick().await;
+            let tx = tx.clone();
+            tokio::spawn(async move { tx.send_text("r", "busy").await });
+            sent += 1;
+        }
+        (sent, received.await.unwrap_or(0))
+    })
+}
+
+/// See [`FanoutLoad`].
+pub async fn sse_fanout(bin: &Path, load: FanoutLoad) -> Fanout {
+    let FanoutLoad {
+        clients,
+        rate,
+        seconds,
+        busy,
+        busy_rate,
+    } = load;
     let d = Daemon::start(bin);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -166,6 +237,16 @@ pub async fn sse_fanout(bin: &Path, clients: usize, rate: u32, seconds: u32) -> 
     add.session = Some(s.clone());
     add.payload = Some(json!({ "id": "src" }));
     sender.call(add).await.expect("agent.add");
+    let stop_busy = tokio_util::sync::CancellationToken::new();
+    let mut busy_tasks = Vec::new();
+    for _ in 0..busy {
+        busy_tasks.push(busy_session(&d, &http, busy_rate, stop_busy.clone()).await);
+    }
+    let cpu = || {
+        let sum = |pid: u32| thread_cpu(pid).values().sum::<Duration>();
+        (sum(d.child.id()), sum(std::process::id()))
+    };
+    let cpu_before = cpu();
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
     let mut rss_during: f64 = 0.0;
     for i in 0..messages {
@@ -193,15 +274,45 @@ pub async fn sse_fanout(bin: &Path, clients: usize, rate: u32, seconds: u32) -> 
             all.push(Duration::from_micros(us));
         }
     }
+    let cpu_after = cpu();
+    stop_busy.cancel();
+    let (mut busy_sent, mut busy_received) = (0, 0);
+    for t in busy_tasks {
+        let (s, r) = t.await.unwrap_or_default();
+        busy_sent += s;
+        busy_received += r;
+    }
+    let per_record =
+        |a: Duration, b: Duration| (a - b).as_secs_f64() * 1e6 / received.max(1) as f64;
     let rss = rss_during.max(d.rss_mb());
     Fanout {
         latencies: all,
         rss_mb: rss,
         check: format!(
-            "{received}/{} records received ({clients} clients × {messages} messages); RSS {rss_before:.0} MB with clients idle, {rss:.0} MB max",
+            "{received}/{} records received ({clients} clients × {messages} messages); busy sessions {busy_received}/{busy_sent} received; RSS {rss_before:.0} MB with clients idle, {rss:.0} MB max",
             clients * messages
         ),
+        cpu_us: (
+            per_record(cpu_after.0, cpu_before.0),
+            per_record(cpu_after.1, cpu_before.1),
+        ),
     }
+}
+
+/// `weave-bench fanout`: the SSE fan-out rows alone, with the CPU per record received.
+pub async fn fanout_only(bin: &Path, load: FanoutLoad) {
+    #![allow(clippy::print_stdout)]
+    let fan = sse_fanout(bin, load).await;
+    println!(
+        "{}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; CPU per record received: weaved {:.1} µs, clients {:.1} µs ({})",
+        load.describe(),
+        fan.latencies.quantile(0.5) / 1000.0,
+        fan.latencies.quantile(0.99) / 1000.0,
+        fan.latencies.quantile(1.0) / 1000.0,
+        fan.cpu_us.0,
+        fan.cpu_us.1,
+        fan.check
+    );
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

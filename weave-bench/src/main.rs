@@ -59,6 +59,12 @@ pub struct Args {
     /// Seconds of the fan-out run.
     #[arg(long, default_value_t = 5)]
     sse_seconds: u32,
+    /// Busy sessions beside the fan-out (each a pair of socket agents, sending and acking).
+    #[arg(long, default_value_t = 4)]
+    sse_busy: usize,
+    /// Messages per second in each busy session.
+    #[arg(long, default_value_t = 500)]
+    sse_busy_rate: u32,
     /// Messages posted in the HTTP throughput run.
     #[arg(long, default_value_t = 5_000)]
     http_count: usize,
@@ -101,6 +107,9 @@ enum Cmd {
         #[arg(long, default_value = "ndjson")]
         framing: String,
     },
+    /// Only the SSE fan-out rows (`--sse-*`), with the CPU per record received of the daemon
+    /// and of this process (its clients).
+    Fanout,
     /// Only the many-pairs throughput row (`--count`, `--window` in flight in all), with the
     /// CPU the bus and this process (the clients) spent per message. For profiling.
     Pairs {
@@ -136,21 +145,31 @@ fn main() {
             .expect("own path")
             .with_file_name("weave-bus")
     });
+    let weaved = args
+        .weaved
+        .clone()
+        .unwrap_or_else(|| bus_bin.with_file_name("weaved"));
     if let Some(Cmd::Soak {
         seconds,
         sessions,
         agents_per_session,
     }) = args.cmd
     {
-        let weaved = args
-            .weaved
-            .clone()
-            .unwrap_or_else(|| bus_bin.with_file_name("weaved"));
         return rt.block_on(soak::run(&weaved, seconds, sessions, agents_per_session));
     }
     if let Some(Cmd::Trips { framing }) = &args.cmd {
         let framing = Framing::parse(framing).expect("--framing ndjson|protobuf");
         return rt.block_on(trips_only(&args, &bus_bin, framing));
+    }
+    let fanout_load = daemon::FanoutLoad {
+        clients: args.sse_clients,
+        rate: args.sse_rate,
+        seconds: args.sse_seconds,
+        busy: args.sse_busy,
+        busy_rate: args.sse_busy_rate,
+    };
+    if let Some(Cmd::Fanout) = &args.cmd {
+        return rt.block_on(daemon::fanout_only(&weaved, fanout_load));
     }
     if let Some(Cmd::Pairs { pairs }) = &args.cmd {
         return rt.block_on(bus::pairs_only(&bus_bin, *pairs, args.count, args.window));
@@ -237,13 +256,9 @@ fn main() {
                 check: format!("{}; {}", tput.check, cpu_per_message(&tput.cpu)),
             });
         }
-        let weaved = args.weaved.clone().unwrap_or_else(|| bus_bin.with_file_name("weaved"));
         eprintln!("weaved: SSE fan-out to {} clients…", args.sse_clients);
-        let fan = daemon::sse_fanout(&weaved, args.sse_clients, args.sse_rate, args.sse_seconds).await;
-        let fan_cfg = format!(
-            "weaved, {} SSE clients on one session, {} msg/s × {} s sent on the socket, send → record at each client",
-            args.sse_clients, args.sse_rate, args.sse_seconds
-        );
+        let fan = daemon::sse_fanout(&weaved, fanout_load).await;
+        let fan_cfg = fanout_load.describe();
         for (name, q, target) in [("SSE fan-out latency p50", 0.50, f64::NAN), ("SSE fan-out latency p99", 0.99, 20.0)] {
             let ms = fan.latencies.quantile(q) / 1000.0;
             rows.push(Row {

@@ -112,6 +112,7 @@ fn routers(mut engines: watch::Receiver<Option<Bus>>, shared: Shared) -> watch::
             auth: shared.auth.clone(),
             links: shared.links.clone(),
             sse_clients: shared.sse_clients.clone(),
+            feeds: Default::default(),
             shutdown: shared.shutdown.clone(),
             socket: shared.socket.clone(),
         })),

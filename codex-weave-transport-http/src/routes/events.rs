@@ -5,22 +5,32 @@
 //! session, its agents, its open relays; `id:` = the head seq). A cursor — `Last-Event-ID`,
 //! which wins over `?since=` — resumes with no gap and no duplicate: the bus replays and then
 //! follows in one step, and the stream drops any seq it has already sent. A cursor ahead of the
-//! head, or below the oldest record kept (`retain_events`), gets a `gap` event first. Keep-alive comments every 15 s; the stream ends cleanly when the
-//! daemon shuts down.
+//! head, or below the oldest record kept (`retain_events`), gets a `gap` event first. Keep-alive
+//! comments every 15 s; the stream ends cleanly when the daemon shuts down. Live records come
+//! from the session's shared feed (`feeds.rs`); a client behind it reads from the log.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use codex_weave_runtime::Envelope;
-use futures::{stream, Stream, StreamExt};
+use futures::stream;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use tokio::sync::broadcast::{
+    self,
+    error::{RecvError, TryRecvError},
+};
+use tokio::time::Instant;
+use weave_bus::LocalConn;
 
+use crate::feeds::{self, Feed, Frame, Line};
 use crate::problem::Problem;
 use crate::routes::{call, json_text, OPERATOR};
 use crate::stream::{SseGuard, KEEP_ALIVE};
@@ -82,17 +92,6 @@ pub struct StreamQuery {
     since: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct RecordHead {
-    envelope: TypeOnly,
-}
-
-#[derive(Deserialize)]
-struct TypeOnly {
-    #[serde(rename = "type")]
-    kind: String,
-}
-
 /// The cursor to resume from: `Last-Event-ID` if present and numeric, else `?since=`.
 fn cursor(headers: &HeaderMap, q: &StreamQuery) -> Result<Option<u64>, Problem> {
     match headers
@@ -113,7 +112,7 @@ pub async fn events_stream(
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+) -> Result<Response, Problem> {
     let cursor = cursor(&headers, &q)?;
     let got = call(&st, "session.get", Some(&id), Value::Null).await?;
     let snapshot = got.payload.unwrap_or_default();
@@ -123,7 +122,7 @@ pub async fn events_stream(
         .as_u64()
         .unwrap_or(1)
         .max(1);
-    let mut first_events = Vec::new();
+    let mut opening = VecDeque::new();
     let since = match cursor {
         None => {
             let relays = call(&st, "relays.list", Some(&id), json!({ "open_only": true })).await?;
@@ -132,78 +131,175 @@ pub async fn events_stream(
                 "agents": snapshot["agents"],
                 "relays": relays.payload.unwrap_or_default()["relays"],
             });
-            first_events.push(
-                Event::default()
-                    .id(head.to_string())
-                    .event("snapshot")
-                    .data(data.to_string()),
-            );
+            opening.push_back(feeds::event(Some(head), "snapshot", &data.to_string()));
             head
         }
         Some(c) if c > head || c + 1 < first => {
             // Ahead of the head, or older than what is kept: say so, then go on from what exists.
             let resume_from = if c > head { head } else { first - 1 };
             let data = json!({ "requested": c, "head": head, "first_available": first, "resume_from": resume_from });
-            first_events.push(Event::default().event("gap").data(data.to_string()));
+            opening.push_back(feeds::event(None, "gap", &data.to_string()));
             resume_from
         }
         Some(c) => c,
     };
-    let conn = st.bus.connect();
-    let mut req = Envelope::new(
-        "events.stream",
-        uuid::Uuid::new_v4().to_string(),
-        String::new(),
-        OPERATOR,
-    );
-    req.session = Some(id);
-    req.payload = Some(json!({ "since": since, "follow": true }));
-    conn.send(req);
-    let shutdown = st.shutdown.clone();
-    let guard = SseGuard::new(&st.sse_clients);
-    let live = stream::unfold(
-        (conn, since, shutdown, guard, false),
-        |(mut conn, mut last, shutdown, guard, ended)| async move {
-            if ended {
-                return None;
-            }
-            loop {
+    // Joined before the replay starts, so that nothing falls between the two.
+    let (feed, rx) = st.feeds.join(&st.bus, &id, head);
+    let mut client = SseClient {
+        st: st.clone(),
+        session: id,
+        last: since,
+        _feed: feed,
+        rx,
+        replay: None,
+        held: None,
+        opening,
+        keep_alive: tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
+        sent: false,
+        _guard: SseGuard::new(&st.sse_clients),
+        ended: false,
+    };
+    if since < head {
+        client.replay_from_log();
+    }
+    let body = stream::unfold(client, |mut c| async move {
+        c.next().await.map(|event| (Ok::<_, Infallible>(event), c))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// One SSE client of a session's records: what it has sent (through `last`), the session's
+/// feed, and the replay from the log it reads while it is behind the feed.
+struct SseClient {
+    st: Arc<HttpState>,
+    session: String,
+    last: u64,
+    _feed: Arc<Feed>,
+    rx: broadcast::Receiver<Frame>,
+    replay: Option<LocalConn>,
+    /// What the feed said that [`SseClient::batch`] took but could not add to its chunk.
+    held: Option<Result<Frame, RecvError>>,
+    /// The `snapshot` or `gap` event, sent first.
+    opening: VecDeque<Bytes>,
+    keep_alive: tokio::time::Interval,
+    /// Something was sent since the last keep-alive tick.
+    sent: bool,
+    _guard: SseGuard,
+    ended: bool,
+}
+
+/// Bytes of events a client that fell behind the feed gets in one chunk.
+const MAX_CHUNK: usize = 64 * 1024;
+
+impl SseClient {
+    /// The next bytes to send: events, or a keep-alive comment after [`KEEP_ALIVE`] of
+    /// silence; `None` ends the stream.
+    async fn next(&mut self) -> Option<Bytes> {
+        let next = self.take().await;
+        self.sent = true;
+        next
+    }
+
+    async fn take(&mut self) -> Option<Bytes> {
+        if let Some(event) = self.opening.pop_front() {
+            return Some(event);
+        }
+        while !self.ended {
+            if let Some(replay) = &mut self.replay {
                 let line = tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    line = conn.next_line() => line?,
+                    _ = self.st.shutdown.cancelled() => return None,
+                    line = replay.next_line() => line?,
                 };
-                let Ok(env) = serde_json::from_slice::<Envelope<Box<RawValue>>>(&line) else {
-                    continue;
-                };
-                if env.kind == "events.cut" {
+                match Line::parse(&line) {
+                    Line::Record { seq, event } if seq > self.last => {
+                        self.last = seq;
+                        return Some(event);
+                    }
                     // Too far behind for the log: say where to resume, then end (an
                     // EventSource reconnects with Last-Event-ID and is told of the gap).
-                    let data = env.payload.map(|p| p.get().to_owned()).unwrap_or_default();
-                    let event = Event::default().event("cut").data(data);
-                    return Some((Ok(event), (conn, last, shutdown, guard, true)));
-                }
-                if env.kind != "events.record" {
-                    if env.error.is_some() {
-                        return None; // the stream was refused (session gone): end it
+                    Line::Cut { data, .. } => {
+                        self.ended = true;
+                        return Some(feeds::event(None, "cut", &data));
                     }
-                    continue;
+                    Line::Response { refused: true } => return None,
+                    Line::Response { refused: false } => self.replay = None,
+                    Line::Record { .. } | Line::Other => {}
                 }
-                let (Some(seq), Some(record)) = (env.seq, env.payload) else {
-                    continue;
-                };
-                if seq <= last {
-                    continue; // already sent
-                }
-                last = seq;
-                let data = record.get();
-                let kind = serde_json::from_str::<RecordHead>(data)
-                    .map(|h| h.envelope.kind)
-                    .unwrap_or_default();
-                let event = Event::default().id(seq.to_string()).event(kind).data(data);
-                return Some((Ok(event), (conn, last, shutdown, guard, false)));
+                continue;
             }
-        },
-    );
-    let all = stream::iter(first_events.into_iter().map(Ok)).chain(live);
-    Ok(Sse::new(all).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+            let got = match self.held.take() {
+                Some(got) => got,
+                None => tokio::select! {
+                    _ = self.st.shutdown.cancelled() => return None,
+                    _ = self.keep_alive.tick() => {
+                        if !std::mem::take(&mut self.sent) {
+                            return Some(Bytes::from_static(b":\n\n"));
+                        }
+                        continue;
+                    }
+                    got = self.rx.recv() => got,
+                },
+            };
+            match got {
+                Ok(Frame::Record { seq, event }) if seq == self.last + 1 => {
+                    self.last = seq;
+                    return Some(self.batch(event));
+                }
+                // Some went by unseen (this client read slower than the feed): from the log.
+                Ok(Frame::Record { seq, .. }) if seq > self.last => self.replay_from_log(),
+                Ok(Frame::Record { .. }) => {} // already sent
+                Ok(Frame::End) | Err(RecvError::Closed) => return None,
+                Err(RecvError::Lagged(_)) => {} // the next record shows the gap
+            }
+        }
+        None
+    }
+
+    /// `event` and the records right after it that already wait, in one chunk: a client that
+    /// fell behind the feed (the machine is busy) catches up with one write, not one per record.
+    fn batch(&mut self, event: Bytes) -> Bytes {
+        let mut chunk: Option<BytesMut> = None;
+        while chunk.as_ref().map_or(event.len(), |c| c.len()) < MAX_CHUNK {
+            let next = match self.rx.try_recv() {
+                Ok(Frame::Record { seq, event }) if seq == self.last + 1 => {
+                    self.last = seq;
+                    event
+                }
+                Ok(Frame::Record { seq, .. }) if seq <= self.last => continue,
+                Ok(frame) => {
+                    self.held = Some(Ok(frame));
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => {
+                    self.held = Some(Err(RecvError::Closed));
+                    break;
+                }
+                Err(TryRecvError::Lagged(n)) => {
+                    self.held = Some(Err(RecvError::Lagged(n)));
+                    break;
+                }
+            };
+            chunk
+                .get_or_insert_with(|| BytesMut::from(&event[..]))
+                .extend_from_slice(&next);
+        }
+        chunk.map_or(event, BytesMut::freeze)
+    }
+
+    /// Reads the records after `last` up to the head from the log, on a connection of its own
+    /// (paced by this client: the bus sends as its lines are taken).
+    fn replay_from_log(&mut self) {
+        self.st.feeds.replays.fetch_add(1, Ordering::Relaxed);
+        let conn = self.st.bus.connect();
+        feeds::follow(&conn, &self.session, self.last, false);
+        self.replay = Some(conn);
+    }
 }

@@ -128,6 +128,18 @@ pub async fn metrics(State(st): State<Arc<HttpState>>) -> Result<Response, Probl
         st.sse_clients.load(Ordering::Relaxed) as f64,
     );
     metric(
+        "sse_feeds",
+        "gauge",
+        "Sessions whose event streams share a feed.",
+        st.feeds.live() as f64,
+    );
+    metric(
+        "sse_replays_total",
+        "counter",
+        "Times an SSE stream read records from the log: a cursor behind the head, or a client behind its feed.",
+        st.feeds.replays.load(Ordering::Relaxed) as f64,
+    );
+    metric(
         "store_commits_total",
         "counter",
         "Group commits.",
