@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
 use weave_test_kit::*;
 
 fn record_types(records: &Value) -> Vec<String> {
@@ -168,6 +169,59 @@ async fn stream_without_follow_replays_then_ends_with_ok() {
         ),
         (Some(2), Some(3))
     );
+}
+
+/// Records written in the very batch that starts a follower are replayed to it: the replay
+/// reads what the batch wrote before it is committed (through a cluster follower too, where the
+/// leader's store is the replicated one). The writes and the follow go out in one `write`.
+#[tokio::test]
+async fn a_follow_in_the_batch_that_wrote_the_records_it_asks_for_gets_them() {
+    let bus = BusProcess::start();
+    let c = bus.connect().await;
+    let s = c.create_session("s").await;
+    c.add_agent(&s, "b1", "B").await;
+    drop(c);
+    let admin = bus.connect().await;
+    admin.wait_status(&s, "b1", "offline").await;
+    for round in 0..20 {
+        let head = admin
+            .ok("session.get", Some(&s), "t", Value::Null)
+            .await
+            .payload
+            .unwrap()["session"]["last_seq"]
+            .as_u64()
+            .unwrap();
+        let mut raw = RawConn::open(&bus).await;
+        let me = format!("w{round}");
+        let mut burst = request_line("agent.add", &s, &me, json!({ "payload": { "id": me } }));
+        for i in 0..5 {
+            let text = json!({ "dst": "b1", "payload": { "text": format!("{me} m{i}") } });
+            burst.extend(request_line("message.send", &s, &me, text));
+        }
+        let follow = json!({ "payload": { "since": head, "follow": true } });
+        burst.extend(request_line("events.stream", &s, &me, follow));
+        raw.writer.write_all(&burst).await.unwrap();
+        // agent.added, agent.online, then the five messages (to an offline agent: nothing
+        // else is recorded between them).
+        let mut records = Vec::new();
+        while records.len() < 7 {
+            let line: Value = serde_json::from_str(&raw.next_of("events.record").await).unwrap();
+            let seq = line["payload"]["seq"].as_u64().unwrap();
+            let kind = line["payload"]["envelope"]["type"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            records.push((seq, kind));
+        }
+        let seqs: Vec<u64> = records.iter().map(|r| r.0).collect();
+        assert_eq!(
+            seqs,
+            (head + 1..=head + 7).collect::<Vec<_>>(),
+            "round {round}: {records:?}"
+        );
+        let sends = records.iter().filter(|r| r.1 == "message.send").count();
+        assert_eq!(sends, 5, "round {round}: {records:?}");
+    }
 }
 
 #[tokio::test]

@@ -299,17 +299,20 @@ async fn weaved_serves_http_on_every_daemon_over_the_one_engine() {
     let s = on_a["id"].as_str().unwrap();
     let mut stream = SseReader::open(b.get(&format!("/api/sessions/{s}/events/stream"))).await;
     through_a.add_agent(s, "z1", "Zoe").await;
-    let deadline = Deadline::new();
-    loop {
-        let event = stream
-            .next_within(Duration::from_secs(60))
-            .await
-            .expect("the stream goes on");
-        if event.data.contains("Zoe") {
-            break;
+    // Bounded as a whole: keep-alive comments would keep a per-event wait going forever.
+    let zoe = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let event = stream
+                .next_within(Duration::from_secs(60))
+                .await
+                .expect("the stream goes on");
+            if event.data.contains("Zoe") {
+                break;
+            }
         }
-        deadline.tick("Zoe's join reaches B's SSE stream").await;
-    }
+    });
+    zoe.await
+        .expect("Zoe's join reaches B's SSE stream within 60 s");
     // Without B's token, B's API refuses: the follower checks its own credentials.
     let anonymous = reqwest::get(b.url("/api/sessions")).await.unwrap();
     assert_eq!(anonymous.status(), 401);

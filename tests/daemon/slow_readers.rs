@@ -123,6 +123,14 @@ async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing(
         c.write_all(req.as_bytes()).await.unwrap();
         sse.push(c);
     }
+    // Every stream has taken its snapshot (the head at connect) before the firehose starts.
+    eventually("every SSE stream open", || async {
+        let metrics = d.get("/metrics").send().await.ok()?.text().await.ok()?;
+        metrics
+            .contains(&format!("\nweave_sse_clients {SSE_CLIENTS}\n"))
+            .then_some(())
+    })
+    .await;
 
     // RSS and the store's write-ahead log, sampled while the messages go through.
     let peaks = Peaks::start(pid, Some(&d.home.join("weave.db-wal")));

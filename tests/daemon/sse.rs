@@ -1,6 +1,7 @@
 //! The SSE event stream of a real `weaved`: a snapshot first, resume with Last-Event-ID with no
 //! gap and no duplicate while records are being written, `gap` for a cursor ahead of the head,
-//! and a clean end at shutdown.
+//! a clean end at shutdown, one feed shared by a session's streams (a stalled one catches up
+//! from the log), and keep-alive comments on a quiet stream.
 
 use std::collections::BTreeSet;
 
@@ -302,4 +303,51 @@ async fn streams_of_a_session_share_one_feed_and_a_stalled_one_catches_up_from_t
         .find_map(|l| l.strip_prefix("weave_sse_replays_total "))
         .and_then(|n| n.parse::<u64>().ok());
     assert!(replays.is_some_and(|n| n >= 1), "{metrics}");
+}
+
+/// A quiet stream gets a keep-alive comment every 15 s, and none while events flow.
+#[tokio::test]
+async fn a_quiet_stream_gets_a_keep_alive_comment_every_15_seconds() {
+    use futures::StreamExt;
+    let d = Weaved::start();
+    let created = d
+        .post("/api/sessions", json!({ "name": "quiet" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let s = created["id"].as_str().unwrap().to_owned();
+    let resp = d
+        .get(&format!("/api/sessions/{s}/events/stream"))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let started = std::time::Instant::now();
+    let mut seen = String::new();
+    let mut comments = Vec::new();
+    while comments.len() < 2 {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(40), body.next())
+            .await
+            .expect("a keep-alive within 40 s")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = seen.find("\n\n") {
+            let block: String = seen.drain(..end + 2).collect();
+            if block.starts_with(':') {
+                comments.push(started.elapsed());
+            } else {
+                assert!(block.contains("event: snapshot"), "{block}");
+            }
+        }
+    }
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    assert!((14.0..20.0).contains(&secs(comments[0])), "{comments:?}");
+    assert!(
+        (13.0..20.0).contains(&secs(comments[1] - comments[0])),
+        "{comments:?}"
+    );
 }

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use tokio::sync::broadcast::{
     self,
     error::{RecvError, TryRecvError},
 };
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use weave_bus::LocalConn;
 
 use crate::feeds::{self, Feed, Frame, Line};
@@ -154,8 +155,8 @@ pub async fn events_stream(
         replay: None,
         held: None,
         opening,
-        keep_alive: tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
-        sent: false,
+        keep_alive: Box::pin(tokio::time::sleep(KEEP_ALIVE)),
+        last_sent: Instant::now(),
         _guard: SseGuard::new(&st.sse_clients),
         ended: false,
     };
@@ -188,9 +189,9 @@ struct SseClient {
     held: Option<Result<Frame, RecvError>>,
     /// The `snapshot` or `gap` event, sent first.
     opening: VecDeque<Bytes>,
-    keep_alive: tokio::time::Interval,
-    /// Something was sent since the last keep-alive tick.
-    sent: bool,
+    /// Fires [`KEEP_ALIVE`] after `last_sent` (re-armed lazily: at most once per interval).
+    keep_alive: Pin<Box<Sleep>>,
+    last_sent: Instant,
     _guard: SseGuard,
     ended: bool,
 }
@@ -198,12 +199,15 @@ struct SseClient {
 /// Bytes of events a client that fell behind the feed gets in one chunk.
 const MAX_CHUNK: usize = 64 * 1024;
 
+/// What a stream sends after [`KEEP_ALIVE`] without an event: an SSE comment.
+const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
+
 impl SseClient {
     /// The next bytes to send: events, or a keep-alive comment after [`KEEP_ALIVE`] of
     /// silence; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
         let next = self.take().await;
-        self.sent = true;
+        self.last_sent = Instant::now();
         next
     }
 
@@ -238,10 +242,13 @@ impl SseClient {
                 Some(got) => got,
                 None => tokio::select! {
                     _ = self.st.shutdown.cancelled() => return None,
-                    _ = self.keep_alive.tick() => {
-                        if !std::mem::take(&mut self.sent) {
-                            return Some(Bytes::from_static(b":\n\n"));
+                    () = &mut self.keep_alive => {
+                        let due = self.last_sent + KEEP_ALIVE;
+                        if due <= Instant::now() {
+                            self.keep_alive.as_mut().reset(Instant::now() + KEEP_ALIVE);
+                            return Some(Bytes::from_static(KEEP_ALIVE_COMMENT));
                         }
+                        self.keep_alive.as_mut().reset(due);
                         continue;
                     }
                     got = self.rx.recv() => got,

@@ -13,11 +13,15 @@ type Check = fn(Open<'_>, &Path);
 
 /// Every check, each on its own fresh directory.
 pub fn run(open: Open<'_>) {
-    let checks: [(&str, Check); 8] = [
+    let checks: [(&str, Check); 9] = [
         ("the log is read back in seq order", log_in_order),
         (
             "a rollback leaves nothing, a commit survives a restart",
             transactions,
+        ),
+        (
+            "a read inside a transaction sees what it wrote so far",
+            reads_see_the_open_transaction,
         ),
         (
             "deliveries are written, updated and settled by id",
@@ -122,6 +126,40 @@ fn transactions(open: Open<'_>, dir: &Path) {
         .map(|s| (s.key, s.id.as_str(), s.name.as_deref()))
         .collect();
     assert_eq!(names, [(1, "s1", Some("one")), (2, "s2", None)]);
+}
+
+/// The engine reads in the middle of a batch (a new follower's replay, an inbox) and must see
+/// the batch's rows: a record written and then read in one transaction is there.
+fn reads_see_the_open_transaction(open: Open<'_>, dir: &Path) {
+    let mut b = with_log(open, dir, 3);
+    b.begin().unwrap();
+    {
+        let mut rows = b.rows().unwrap();
+        rows.insert_event(1, 4, TS, &envelope(4, "fresh")).unwrap();
+        rows.put_receipt(1, "m4", "b", 4, 1).unwrap();
+    }
+    assert_eq!(seqs(&b.records_after(1, 3, 10).unwrap()), [4]);
+    assert_eq!(b.receipts_for(1, "b", &["m4".into()]).unwrap().len(), 1);
+    // Written after that read, and read again.
+    {
+        let mut rows = b.rows().unwrap();
+        rows.insert_event(1, 5, TS, &envelope(5, "later")).unwrap();
+    }
+    assert_eq!(seqs(&b.records_after(1, 3, 10).unwrap()), [4, 5]);
+    b.commit().unwrap();
+    assert_eq!(seqs(&b.records_after(1, 0, 10).unwrap()), [1, 2, 3, 4, 5]);
+    // A rollback after a read takes back what the read saw.
+    b.begin().unwrap();
+    {
+        let mut rows = b.rows().unwrap();
+        rows.insert_event(1, 6, TS, &envelope(6, "lost")).unwrap();
+    }
+    assert_eq!(seqs(&b.records_after(1, 5, 10).unwrap()), [6]);
+    b.rollback();
+    assert_eq!(seqs(&b.records_after(1, 0, 10).unwrap()), [1, 2, 3, 4, 5]);
+    drop(b);
+    let b = open(dir);
+    assert_eq!(seqs(&b.records_after(1, 0, 10).unwrap()), [1, 2, 3, 4, 5]);
 }
 
 fn delivery_queue(open: Open<'_>, dir: &Path) {

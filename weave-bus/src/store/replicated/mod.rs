@@ -12,7 +12,7 @@
 mod log;
 mod op;
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
@@ -26,9 +26,13 @@ use crate::store::Store;
 pub struct Replicated {
     mirror: RefCell<Store>,
     log: Log,
-    /// The mutations of the open transaction, applied to the mirror at commit.
+    /// The mutations of the open transaction, applied to the mirror before a read and at
+    /// commit, appended to the log at commit.
     ops: RefCell<Vec<Op>>,
     in_txn: bool,
+    /// How many of `ops` the mirror has (in its own open transaction): a read inside a
+    /// transaction sees what it wrote, as on SQLite.
+    applied: Cell<usize>,
     /// Stream sequence of the last transaction on the log: the fence of the next append.
     last: Cell<u64>,
     /// Counts this writer's transactions, for their message ids.
@@ -53,6 +57,7 @@ impl Replicated {
             log,
             ops: RefCell::new(Vec::new()),
             in_txn: false,
+            applied: Cell::new(0),
             last: Cell::new(0),
             appended: Cell::new(0),
             writer: uuid::Uuid::new_v4().simple().to_string(),
@@ -95,10 +100,11 @@ impl Replicated {
         Ok(())
     }
 
-    /// Appends `ops` as one transaction, then commits them to the mirror (already begun).
-    fn append_and_commit(&self, mirror: &mut Store, ops: &[Op]) -> StoreResult<()> {
+    /// Appends `ops` as one transaction, then commits them to the mirror (already begun, with
+    /// the first `applied` of them in it).
+    fn append_and_commit(&self, mirror: &mut Store, ops: &[Op], applied: usize) -> StoreResult<()> {
         let written = (|| {
-            apply(&*mirror, ops)?;
+            apply(&*mirror, &ops[applied..])?;
             self.appended.set(self.appended.get() + 1);
             let txn = format!("{}:{}", self.writer, self.appended.get());
             let body = serde_json::to_vec(ops)?;
@@ -123,7 +129,28 @@ impl Replicated {
         }
         let mut mirror = self.mirror.borrow_mut();
         mirror.begin()?;
-        self.append_and_commit(&mut mirror, &[op])
+        self.append_and_commit(&mut mirror, &[op], 0)
+    }
+
+    /// The mirror for a read: inside a transaction, with its mutations so far applied (in the
+    /// mirror's own open transaction, begun by the first of them).
+    fn mirror(&self) -> StoreResult<Ref<'_, Store>> {
+        let ops = self.ops.borrow();
+        let applied = self.applied.get();
+        if self.in_txn && ops.len() > applied {
+            let mut mirror = self.mirror.borrow_mut();
+            if applied == 0 {
+                mirror.begin()?;
+            }
+            if let Err(e) = apply(&*mirror, &ops[applied..]) {
+                // All of it again, from a clean mirror, by the next read or the commit.
+                mirror.rollback();
+                self.applied.set(0);
+                return Err(e);
+            }
+            self.applied.set(ops.len());
+        }
+        Ok(self.mirror.borrow())
     }
 }
 
@@ -209,17 +236,23 @@ impl Transactions for Replicated {
             return Ok(());
         }
         let ops = std::mem::take(&mut *self.ops.borrow_mut());
+        let applied = self.applied.replace(0);
         if ops.is_empty() {
             return Ok(());
         }
         let mut mirror = self.mirror.borrow_mut();
-        mirror.begin()?;
-        self.append_and_commit(&mut mirror, &ops)
+        if applied == 0 {
+            mirror.begin()?;
+        }
+        self.append_and_commit(&mut mirror, &ops, applied)
     }
 
     fn rollback(&mut self) {
         self.in_txn = false;
         self.ops.borrow_mut().clear();
+        if self.applied.replace(0) > 0 {
+            self.mirror.borrow_mut().rollback();
+        }
     }
 
     fn checkpoint(&self) -> StoreResult<()> {
@@ -238,11 +271,11 @@ impl EventLog for Replicated {
         since: u64,
         limit: usize,
     ) -> StoreResult<Vec<StoredRecord>> {
-        self.mirror.borrow().records_after(session, since, limit)
+        self.mirror()?.records_after(session, since, limit)
     }
 
     fn latest_records(&self, session: i64, limit: usize) -> StoreResult<Vec<StoredRecord>> {
-        self.mirror.borrow().latest_records(session, limit)
+        self.mirror()?.latest_records(session, limit)
     }
 
     fn prune_events(&self, session: i64, through: u64) -> StoreResult<()> {
@@ -256,13 +289,13 @@ impl DeliveryQueue for Replicated {
     }
 
     fn dead_letters(&self, session: i64, limit: usize) -> StoreResult<Vec<DeadLetterRow>> {
-        self.mirror.borrow().dead_letters(session, limit)
+        self.mirror()?.dead_letters(session, limit)
     }
 }
 
 impl State for Replicated {
     fn load(&self) -> StoreResult<Loaded> {
-        self.mirror.borrow().load()
+        self.mirror()?.load()
     }
 
     fn insert_session(
@@ -348,13 +381,13 @@ impl State for Replicated {
     }
 
     fn runtime_snapshot(&self) -> StoreResult<Option<(String, Vec<u8>)>> {
-        self.mirror.borrow().runtime_snapshot()
+        self.mirror()?.runtime_snapshot()
     }
 }
 
 impl Receipts for Replicated {
     fn receipts_of(&self, session: i64, messages: &[String]) -> StoreResult<Vec<ReceiptRow>> {
-        self.mirror.borrow().receipts_of(session, messages)
+        self.mirror()?.receipts_of(session, messages)
     }
 
     fn receipts_for(
@@ -363,7 +396,7 @@ impl Receipts for Replicated {
         agent: &str,
         messages: &[String],
     ) -> StoreResult<Vec<ReceiptRow>> {
-        self.mirror.borrow().receipts_for(session, agent, messages)
+        self.mirror()?.receipts_for(session, agent, messages)
     }
 
     fn unread(
@@ -373,18 +406,18 @@ impl Receipts for Replicated {
         below: i64,
         limit: usize,
     ) -> StoreResult<(Vec<UnreadRow>, u64)> {
-        self.mirror.borrow().unread(session, agent, below, limit)
+        self.mirror()?.unread(session, agent, below, limit)
     }
 }
 
 /// Local: each mirror indexes what it holds.
 impl Search for Replicated {
     fn index_search(&self, session: i64, max: u64) -> StoreResult<u64> {
-        self.mirror.borrow().index_search(session, max)
+        self.mirror()?.index_search(session, max)
     }
 
     fn search(&self, session: i64, q: &SearchQuery) -> StoreResult<Vec<StoredRecord>> {
-        self.mirror.borrow().search(session, q)
+        self.mirror()?.search(session, q)
     }
 }
 
