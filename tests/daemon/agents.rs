@@ -8,15 +8,7 @@ use serde_json::{json, Value};
 use weave_test_kit::*;
 
 async fn session(d: &Weaved) -> String {
-    let s = d
-        .post("/api/sessions", json!({ "name": "people" }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    s["id"].as_str().unwrap().to_owned()
+    d.create_session("people").await
 }
 
 async fn register(d: &Weaved, s: &str, name: &str) -> String {

@@ -68,24 +68,9 @@ async fn the_session_list_stream_opens_with_a_snapshot_and_follows_changes() {
 async fn metrics_are_prometheus_text_and_count_what_happens() {
     let d = Weaved::start();
     assert_eq!(reqwest::get(d.url("/metrics")).await.unwrap().status(), 401);
-    let created = d
-        .post("/api/sessions", json!({ "name": "m" }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let s = created["id"].as_str().unwrap();
+    let s = d.create_session("m").await;
     let _sse = SseReader::open(d.get(&format!("/api/sessions/{s}/events/stream"))).await;
-    let text = d
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics().await;
     let value = |name: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("weave_{name} ")))

@@ -56,17 +56,7 @@ async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing(
     let d = Weaved::start();
     let pid = d.pid();
     let before_kb = rss_kb(pid);
-    let s = d
-        .post("/api/sessions", json!({ "name": "firehose" }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let s = d.create_session("firehose").await;
 
     // The receiver acks everything as fast as it reads (a raw connection: the test's own
     // parsing must not be what falls behind): only the followers and SSE clients lag.
@@ -125,10 +115,8 @@ async fn stalled_followers_and_sse_clients_keep_memory_bounded_and_lose_nothing(
     }
     // Every stream has taken its snapshot (the head at connect) before the firehose starts.
     eventually("every SSE stream open", || async {
-        let metrics = d.get("/metrics").send().await.ok()?.text().await.ok()?;
-        metrics
-            .contains(&format!("\nweave_sse_clients {SSE_CLIENTS}\n"))
-            .then_some(())
+        let open = d.metric("weave_sse_clients").await;
+        (open == Some(SSE_CLIENTS as f64)).then_some(())
     })
     .await;
 

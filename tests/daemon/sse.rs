@@ -99,15 +99,7 @@ async fn resume_with_last_event_id_mid_stream_has_no_gap_and_no_duplicate() {
 #[tokio::test]
 async fn a_cursor_ahead_of_the_head_gets_a_gap_event_then_live_records() {
     let d = Weaved::start();
-    let created = d
-        .post("/api/sessions", json!({ "name": "g" }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let s = created["id"].as_str().unwrap();
+    let s = d.create_session("g").await;
     let mut sse = SseReader::open(
         d.get(&format!("/api/sessions/{s}/events/stream"))
             .header("Last-Event-ID", "999"),
@@ -138,15 +130,7 @@ async fn a_cursor_ahead_of_the_head_gets_a_gap_event_then_live_records() {
 #[tokio::test]
 async fn streams_end_cleanly_when_the_daemon_shuts_down() {
     let mut d = Weaved::start();
-    let created = d
-        .post("/api/sessions", json!({ "name": "bye" }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let s = created["id"].as_str().unwrap().to_owned();
+    let s = d.create_session("bye").await;
     let mut sse = SseReader::open(d.get(&format!("/api/sessions/{s}/events/stream"))).await;
     assert_eq!(sse.next().await.unwrap().event, "snapshot");
     let socket = d.socket();
@@ -229,16 +213,8 @@ async fn streams_of_a_session_share_one_feed_and_a_stalled_one_catches_up_from_t
         assert_eq!(snapshot.event, "snapshot");
         start = snapshot.id.unwrap().parse().unwrap();
     }
-    let metrics = d
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("\nweave_sse_feeds 1\n"), "{metrics}");
-    assert!(metrics.contains("\nweave_sse_clients 3\n"), "{metrics}");
+    assert_eq!(d.metric("weave_sse_feeds").await, Some(1.0));
+    assert_eq!(d.metric("weave_sse_clients").await, Some(3.0));
     // A second session's stream has a feed of its own.
     let other = socket_call(&c, "session.create", None, "t", json!({ "name": "other" }))
         .await
@@ -247,15 +223,7 @@ async fn streams_of_a_session_share_one_feed_and_a_stalled_one_catches_up_from_t
     let mut elsewhere =
         SseReader::open(d.get(&format!("/api/sessions/{other}/events/stream"))).await;
     assert_eq!(elsewhere.next().await.unwrap().event, "snapshot");
-    let metrics = d
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("\nweave_sse_feeds 2\n"), "{metrics}");
+    assert_eq!(d.metric("weave_sse_feeds").await, Some(2.0));
 
     let text = "x".repeat(4096);
     let writer = tokio::spawn({
@@ -290,19 +258,8 @@ async fn streams_of_a_session_share_one_feed_and_a_stalled_one_catches_up_from_t
         );
     }
     // The stalled one did fall behind its feed and read from the log.
-    let metrics = d
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let replays = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("weave_sse_replays_total "))
-        .and_then(|n| n.parse::<u64>().ok());
-    assert!(replays.is_some_and(|n| n >= 1), "{metrics}");
+    let replays = d.metric("weave_sse_replays_total").await;
+    assert!(replays.is_some_and(|n| n >= 1.0), "{replays:?}");
 }
 
 /// A quiet stream gets a keep-alive comment every 15 s, and none while events flow.
@@ -310,15 +267,7 @@ async fn streams_of_a_session_share_one_feed_and_a_stalled_one_catches_up_from_t
 async fn a_quiet_stream_gets_a_keep_alive_comment_every_15_seconds() {
     use futures::StreamExt;
     let d = Weaved::start();
-    let created = d
-        .post("/api/sessions", json!({ "name": "quiet" }))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let s = created["id"].as_str().unwrap().to_owned();
+    let s = d.create_session("quiet").await;
     let resp = d
         .get(&format!("/api/sessions/{s}/events/stream"))
         .send()

@@ -154,4 +154,36 @@ impl Weaved {
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
         resp.json().await.unwrap()
     }
+
+    /// Creates a session named `name` over HTTP; its id.
+    pub async fn create_session(&self, name: &str) -> String {
+        let resp = self
+            .post("/api/sessions", serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "create: {}", resp.status());
+        let created: Value = resp.json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `/metrics` as served.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of metric `name` (e.g. `weave_sse_clients`) in `/metrics`, if it is there.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        let prefix = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+    }
 }
