@@ -24,17 +24,16 @@ async fn socket_call(
     resp
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resume_with_last_event_id_mid_stream_has_no_gap_and_no_duplicate() {
-    let d = Weaved::start();
+/// A session where agent `a` (on the returned socket client) sends to agent `b`, which went
+/// offline: nothing is delivered, so the log holds the messages and no delivery receipts between
+/// them.
+async fn sender_and_absent_agent(d: &Weaved, name: &str) -> (Client, String) {
     let (c, _events) = Client::connect(d.socket()).await.unwrap();
-    let s = socket_call(&c, "session.create", None, "t", json!({ "name": "sse" }))
+    let s = socket_call(&c, "session.create", None, "t", json!({ "name": name }))
         .await
         .session
         .unwrap();
     socket_call(&c, "agent.add", Some(&s), "a", json!({ "id": "a" })).await;
-    // Messages to an agent that is offline: nothing is delivered, so the log holds the messages
-    // and no delivery receipts between them.
     {
         let (b, _) = Client::connect(d.socket()).await.unwrap();
         socket_call(&b, "agent.add", Some(&s), "b", json!({ "id": "b" })).await;
@@ -50,6 +49,13 @@ async fn resume_with_last_event_id_mid_stream_has_no_gap_and_no_duplicate() {
     {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+    (c, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_with_last_event_id_mid_stream_has_no_gap_and_no_duplicate() {
+    let d = Weaved::start();
+    let (c, s) = sender_and_absent_agent(&d, "sse").await;
     let mut first = SseReader::open(d.get(&format!("/api/sessions/{s}/events/stream"))).await;
     let snapshot = first.next().await.unwrap();
     assert_eq!(snapshot.event, "snapshot");
@@ -195,16 +201,7 @@ async fn a_cursor_below_what_is_retained_gets_a_gap_event_then_the_oldest_kept_r
 async fn streams_of_a_session_share_one_feed_and_a_stalled_one_catches_up_from_the_log() {
     const RECORDS: u64 = 3000;
     let d = Weaved::start();
-    let (c, _events) = Client::connect(d.socket()).await.unwrap();
-    let s = socket_call(&c, "session.create", None, "t", json!({ "name": "feed" }))
-        .await
-        .session
-        .unwrap();
-    socket_call(&c, "agent.add", Some(&s), "a", json!({ "id": "a" })).await;
-    {
-        let (b, _) = Client::connect(d.socket()).await.unwrap();
-        socket_call(&b, "agent.add", Some(&s), "b", json!({ "id": "b" })).await;
-    }
+    let (c, s) = sender_and_absent_agent(&d, "feed").await;
     let open = || SseReader::open(d.get(&format!("/api/sessions/{s}/events/stream")));
     let (mut live1, mut live2, mut stalled) = (open().await, open().await, open().await);
     let mut start = 0;
