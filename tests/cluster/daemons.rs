@@ -256,13 +256,7 @@ async fn weaved_serves_http_on_every_daemon_over_the_one_engine() {
             .tick("the first weaved leads and serves HTTP")
             .await;
     }
-    let created = a
-        .post("/api/sessions", json!({ "name": "on-a" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let on_a: Value = created.json().await.unwrap();
+    let on_a = a.create_session("on-a").await;
 
     // B follows: its HTTP API (its own token) answers from A's engine, and writes through it.
     let b = Weaved::start_with(&flags, None);
@@ -274,29 +268,17 @@ async fn weaved_serves_http_on_every_daemon_over_the_one_engine() {
         }
         deadline.tick("the follower's HTTP API answers").await;
     };
-    assert!(
-        listed.to_string().contains(on_a["id"].as_str().unwrap()),
-        "{listed}"
-    );
-    let created = b
-        .post("/api/sessions", json!({ "name": "on-b" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let on_b: Value = created.json().await.unwrap();
+    assert!(listed.to_string().contains(&on_a), "{listed}");
+    let on_b = b.create_session("on-b").await;
     let through_a = Conn::open(&a.socket()).await;
     let sessions = through_a
         .ok("session.list", None, "cli", json!({}))
         .await
         .payload
         .unwrap();
-    assert!(
-        sessions.to_string().contains(on_b["id"].as_str().unwrap()),
-        "{sessions}"
-    );
+    assert!(sessions.to_string().contains(&on_b), "{sessions}");
     // B's SSE stream of a session carries what A's clients do there.
-    let s = on_a["id"].as_str().unwrap();
+    let s = on_a.as_str();
     let mut stream = SseReader::open(b.get(&format!("/api/sessions/{s}/events/stream"))).await;
     through_a.add_agent(s, "z1", "Zoe").await;
     // Bounded as a whole: keep-alive comments would keep a per-event wait going forever.

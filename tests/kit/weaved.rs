@@ -155,14 +155,14 @@ impl Weaved {
         resp.json().await.unwrap()
     }
 
-    /// Creates a session named `name` over HTTP; its id.
+    /// Creates a session named `name` over HTTP (answered 201); its id.
     pub async fn create_session(&self, name: &str) -> String {
         let resp = self
             .post("/api/sessions", serde_json::json!({ "name": name }))
             .send()
             .await
             .unwrap();
-        assert!(resp.status().is_success(), "create: {}", resp.status());
+        assert_eq!(resp.status(), 201, "POST /api/sessions");
         let created: Value = resp.json().await.unwrap();
         created["id"].as_str().unwrap().to_owned()
     }
